@@ -1,0 +1,46 @@
+# Itinera: `make run` starts everything locally, `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PACKAGES := -e 'libs/common[local]' $(foreach s,$(wildcard services/*),-e $(s))
+STAMP := $(VENV)/.installed
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): constraints.txt $(wildcard libs/common/pyproject.toml services/*/pyproject.toml)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt hatchling editables
+	$(BIN)/python -m pip install --quiet --no-build-isolation -c constraints.txt $(PACKAGES) -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install every package (pinned by constraints.txt)
+
+run: install ## start broker, database and every service, print URLs and a token (Ctrl-C stops)
+	$(BIN)/itinera run
+
+test: install ## run every test against a real broker and database
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install ## mypy --strict
+	$(BIN)/mypy libs/common/src services/*/src tests benchmarks
+
+check: lint typecheck test ## lint, types and tests
+
+bench-ingest: install ## measure ingestion throughput against raw Kafka production
+	$(BIN)/python benchmarks/ingest.py $(BENCH_ARGS)
+
+token: install ## print a development bearer token
+	@$(BIN)/itinera token
+
+clean: ## remove the virtualenv and local state
+	rm -rf $(VENV) .stack
+
+.PHONY: help install run test lint typecheck check bench-ingest token clean

@@ -1,0 +1,34 @@
+"""The asyncpg pool of a service: its own schema first on the search path, JSON as jsonb."""
+
+from __future__ import annotations
+
+import asyncpg
+import orjson
+
+from itinera.common.settings import CommonSettings
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name,
+            encoder=lambda v: orjson.dumps(v).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+async def create_pool(settings: CommonSettings, schema: str) -> asyncpg.Pool:
+    """A pool whose connections see ``schema`` (the service's own) before ``public``."""
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=settings.database_pool_min,
+        max_size=settings.database_pool_max,
+        init=_init_connection,
+        server_settings={
+            "search_path": f"{schema},public",
+            "application_name": f"itinera-{schema}",
+        },
+        command_timeout=60,
+    )
+    return pool

@@ -1,0 +1,71 @@
+"""The one declared catalogue of Kafka topics.
+
+Topic creation (``itinera topics create``), the AsyncAPI document and the services all
+read this list, so a topic exists in exactly one place. A test checks that every
+topic here is described in ``schemas/asyncapi.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    name: str
+    description: str
+    key: str
+    payload_schema: str
+    """Path under ``schemas/`` of the JSON Schema of the record value."""
+    partitions: int = 8
+    retention_ms: int = 7 * DAY_MS
+    config: dict[str, str] = field(default_factory=dict)
+
+    def topic_config(self) -> dict[str, str]:
+        return {"retention.ms": str(self.retention_ms), **self.config}
+
+
+INBOUND = Topic(
+    name="itinera.inbound.v1",
+    description=(
+        "Messages from any producer, in the shape of the AEP streaming API "
+        "(one message with header and body, or a bare XDM entity with the "
+        "itinera_connection or itinera_dataset header). Validated by ingestion."
+    ),
+    key="primary identity namespace:id if the producer knows it, else any",
+    payload_schema="topics/inbound.v1.schema.json",
+)
+EVENTS = Topic(
+    name="itinera.events.v1",
+    description="Valid XDM experience events, as accepted by ingestion.",
+    key="primary identity namespace:id",
+    payload_schema="xdm/classes/experienceevent.schema.json",
+)
+RECORDS = Topic(
+    name="itinera.records.v1",
+    description="Valid XDM profile records, as accepted by ingestion.",
+    key="primary identity namespace:id",
+    payload_schema="xdm/classes/profile.schema.json",
+)
+DLQ = Topic(
+    name="itinera.dlq.v1",
+    description=(
+        "Dead letters: messages refused by validation and records a consumer failed "
+        "to process after its retries, each with every reason."
+    ),
+    key="the key of the original record, or the connection id",
+    payload_schema="topics/dlq.v1.schema.json",
+    partitions=4,
+    retention_ms=30 * DAY_MS,
+)
+
+CATALOGUE: tuple[Topic, ...] = (INBOUND, EVENTS, RECORDS, DLQ)
+
+
+def by_name(name: str) -> Topic:
+    for topic in CATALOGUE:
+        if topic.name == name:
+            return topic
+    raise KeyError(name)

@@ -1,0 +1,197 @@
+"""A service: its FastAPI app, the resources its lifespan owns, and its workers.
+
+Every service declares one :class:`Service` (found by the ``itinera`` CLI through the
+``itinera.services`` entry point group). ``create_app(role)`` builds the app:
+
+- ``api``: HTTP endpoints only;
+- ``worker``: Kafka consumers and the outbox relay, plus health, readiness and metrics;
+- ``all``: both (local runs and small deployments).
+
+The lifespan builds resources in order (pool and migrations, producer, service state,
+workers), yields, and tears them down in reverse.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Protocol
+
+import asyncpg
+from fastapi import APIRouter, Depends, FastAPI, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from itinera.common.auth import Verifier
+from itinera.common.db.migrations import migrate
+from itinera.common.db.outbox import OutboxRelay
+from itinera.common.db.pool import create_pool
+from itinera.common.kafka.producer import Producer
+from itinera.common.logging import configure_logging
+from itinera.common.settings import CommonSettings
+from itinera.common.telemetry import configure_tracing
+from itinera.common.web import problems
+from itinera.common.web.middleware import RequestContext
+from itinera.common.web.responses import Json
+
+log = logging.getLogger(__name__)
+
+Role = Literal["api", "worker", "all"]
+
+
+class Worker(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class Runtime:
+    """What a running service owns; endpoints reach it through ``request.app.state``."""
+
+    service: Service
+    settings: CommonSettings
+    role: Role
+    pool: asyncpg.Pool
+    producer: Producer
+    workers: list[Worker] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Teardown of what ``setup`` built, run in reverse after the workers stop."""
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int
+    schema: str
+    migrations: str
+    """Package holding ``NNNN_name.sql`` files."""
+    settings: Callable[[], CommonSettings]
+    routers: Callable[[], Sequence[APIRouter]]
+    setup: Callable[[Runtime], Awaitable[None]] | None = None
+    """Builds service state (caches, repositories) before requests are served."""
+    workers: Callable[[Runtime], Sequence[Worker]] | None = None
+    """Consumers of this service; the outbox relay is added by the runtime."""
+    title: str = ""
+    description: str = ""
+    version: str = "0.1.0"
+
+    def create_app(self, role: Role = "all", settings: CommonSettings | None = None) -> FastAPI:
+        settings = settings or self.settings()
+        configure_logging(self.name, settings.log_level, settings.log_format)
+        configure_tracing(self.name, settings)
+        app = FastAPI(
+            title=self.title or f"Itinera {self.name}",
+            description=self.description,
+            version=self.version,
+            lifespan=self._lifespan(role, settings),
+        )
+        app.state.verifier = Verifier(settings)
+        app.state.settings = settings
+        problems.install(app)
+        app.include_router(_health_router())
+        if role in ("api", "all"):
+            for router in self.routers():
+                app.include_router(router)
+        app.add_middleware(RequestContext, service=self.name)
+        if settings.otel_exporter != "none":
+            from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+            FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+        return app
+
+    def _lifespan(self, role: Role, settings: CommonSettings) -> Callable[[FastAPI], Any]:
+        @asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            pool = await create_pool(settings, self.schema)
+            try:
+                async with pool.acquire() as conn:
+                    await migrate(conn, self.schema, self.migrations)
+                producer = Producer(settings, client_id=f"itinera-{self.name}")
+                await producer.start()
+            except BaseException:
+                await pool.close()
+                raise
+            runtime = Runtime(self, settings, role, pool, producer)
+            app.state.runtime = runtime
+            started: list[Worker] = []
+            try:
+                if self.setup is not None:
+                    await self.setup(runtime)
+                if role in ("worker", "all"):
+                    runtime.workers = [
+                        OutboxRelay(
+                            pool,
+                            producer,
+                            self.schema,
+                            batch_max=settings.outbox_batch_max,
+                            poll_interval_s=settings.outbox_poll_interval_ms / 1000,
+                        ),
+                        *(self.workers(runtime) if self.workers else ()),
+                    ]
+                    for worker in runtime.workers:
+                        await worker.start()
+                        started.append(worker)
+                log.info("service started", extra={"role": role})
+                yield
+            finally:
+                for stop in [*(w.stop for w in reversed(started)), *reversed(runtime.on_stop)]:
+                    try:
+                        await stop()
+                    except Exception:
+                        log.exception("failed to stop cleanly")
+                await producer.stop()
+                await pool.close()
+                log.info("service stopped")
+
+        return lifespan
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    async with runtime_of(request).pool.acquire() as conn:
+        yield conn
+
+
+Db = Annotated[asyncpg.Connection, Depends(connection)]
+CurrentRuntime = Annotated[Runtime, Depends(runtime_of)]
+
+
+def _health_router() -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get(
+        "/readyz",
+        summary="Readiness: the database and the broker are reachable",
+        responses={503: {"description": "a dependency is unreachable"}},
+    )
+    async def readyz(runtime: CurrentRuntime) -> Response:
+        checks: dict[str, str] = {}
+        try:
+            async with runtime.pool.acquire(timeout=2) as conn:
+                await conn.fetchval("SELECT 1")
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        checks["broker"] = "ok" if await runtime.producer.reachable() else "unreachable"
+        ready = all(v == "ok" for v in checks.values())
+        return Json(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router

@@ -1,0 +1,64 @@
+"""Settings shared by every service, read from the environment (prefix ``ITINERA_``).
+
+A service extends :class:`CommonSettings` with its own fields and its own prefix
+(``ITINERA_PROFILE_`` ...); the shared fields keep the common prefix so one
+environment configures the whole suite.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_AUTH_SECRET = "itinera-development-secret-change-me-0123456789"
+
+
+def _find_schemas_dir() -> Path:
+    """The repository's ``schemas/`` folder, found by walking up from this file."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "schemas" / "xdm"
+        if candidate.is_dir():
+            return parent / "schemas"
+    return Path("/app/schemas")
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ITINERA_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_client_id: str = "itinera"
+    database_url: str = "postgresql://itinera@127.0.0.1:55432/itinera"
+    database_pool_min: int = 1
+    database_pool_max: int = 10
+
+    auth_secret: SecretStr = SecretStr(DEV_AUTH_SECRET)
+    auth_jwks_url: str | None = None
+    auth_audience: str | None = None
+    auth_issuer: str | None = None
+    default_sandbox: str = "prod"
+
+    otel_exporter: Literal["none", "otlp", "console"] = "none"
+    otel_endpoint: str = "http://127.0.0.1:4318"
+
+    consumer_max_attempts: int = Field(default=5, ge=1)
+    consumer_backoff_initial_ms: int = Field(default=100, ge=0)
+    consumer_backoff_max_ms: int = Field(default=5_000, ge=0)
+    consumer_batch_max: int = Field(default=500, ge=1)
+    outbox_batch_max: int = Field(default=500, ge=1)
+    outbox_poll_interval_ms: int = Field(default=500, ge=10)
+
+    schemas_dir: Path = Field(default_factory=_find_schemas_dir)
+
+
+@cache
+def common_settings() -> CommonSettings:
+    return CommonSettings()

@@ -1,0 +1,142 @@
+"""Pytest fixtures shared by every test suite (loaded from the root ``conftest.py``).
+
+The broker and the database are real and started once per test session, by the
+same code as ``make run`` (:mod:`itinera.common.devstack`), on free ports, with a
+fresh database. ``ITINERA_TEST_BACKEND=docker`` starts Apache Kafka and PostgreSQL
+containers through testcontainers instead; nothing else changes.
+``ITINERA_KAFKA_BOOTSTRAP`` / ``ITINERA_DATABASE_URL`` use servers already running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from fastapi import FastAPI
+
+from itinera.common.devstack import Infrastructure, free_port
+from itinera.common.kafka.consumer import Record, _record
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    kafka_bootstrap: str
+    database_url: str
+
+
+def _docker_infrastructure() -> Iterator[StackInfo]:
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.postgres import PostgresContainer
+
+    with (
+        KafkaContainer("apache/kafka:3.9.1").with_kraft() as kafka,
+        PostgresContainer("postgres:17", driver=None) as postgres,
+    ):
+        yield StackInfo(kafka.get_bootstrap_server(), postgres.get_connection_url())
+
+
+@pytest.fixture(scope="session")
+def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+    if os.environ.get("ITINERA_TEST_BACKEND") == "docker":
+        yield from _docker_infrastructure()
+        return
+    infra = Infrastructure.start(
+        tmp_path_factory.mktemp("stack"),
+        kafka_bootstrap=os.environ.get("ITINERA_KAFKA_BOOTSTRAP"),
+        database_url=os.environ.get("ITINERA_DATABASE_URL"),
+        kafka_port=free_port(),
+        pg_port=free_port(),
+    )
+    try:
+        yield StackInfo(infra.kafka_bootstrap, infra.database_url)
+    finally:
+        infra.stop()
+
+
+@pytest.fixture(scope="session")
+async def topics_created(infrastructure: StackInfo) -> StackInfo:
+    from itinera.common.kafka.admin import create_topics
+    from itinera.common.settings import CommonSettings
+
+    await create_topics(CommonSettings(kafka_bootstrap=infrastructure.kafka_bootstrap))
+    return infrastructure
+
+
+class TopicReader:
+    """Reads a topic from the offsets it had when opened, without a consumer group
+    (manual assignment joins nothing, so it is ready at once)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self.records: list[Record] = []
+
+    async def __aenter__(self) -> TopicReader:
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            await self._consumer.stop()
+            raise LookupError(f"topic {self.topic} does not exist")
+        assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self._consumer.assign(assigned)
+        await self._consumer.seek_to_end(*assigned)
+        for tp in assigned:  # resolve the end offsets now, not at the first fetch
+            await self._consumer.position(tp)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._consumer.stop()
+
+    async def wait_for(
+        self, predicate: Callable[[list[Record]], bool], timeout_s: float = 20.0
+    ) -> list[Record]:
+        """Collect records until ``predicate(all records so far)`` holds."""
+        deadline = time.monotonic() + timeout_s
+        while not predicate(self.records):
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{self.topic}: condition not met in {timeout_s}s; saw {len(self.records)} record(s)"
+                )
+            batch = await self._consumer.getmany(timeout_ms=200)
+            for messages in batch.values():
+                self.records.extend(_record(m) for m in messages)
+        return self.records
+
+    async def wait_count(self, count: int, timeout_s: float = 20.0) -> list[Record]:
+        return await self.wait_for(lambda records: len(records) >= count, timeout_s)
+
+
+def topic_reader(infrastructure: StackInfo, topic: str) -> AbstractAsyncContextManager[TopicReader]:
+    return TopicReader(infrastructure.kafka_bootstrap, topic)
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[FastAPI]:
+    """Run the app's lifespan (pool, migrations, producer, workers) around a block."""
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+def client_for(app: FastAPI, token: str | None = None, **headers: str) -> httpx.AsyncClient:
+    """An HTTP client that calls the app in-process (no socket), as a partner would."""
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=headers
+    )
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 20.0) -> None:
+    """Wait until ``check()`` holds; for effects that land asynchronously."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout_s}s")
+        await asyncio.sleep(0.1)
