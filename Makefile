@@ -30,7 +30,7 @@ lint: install ## ruff lint and format check
 	$(BIN)/ruff format --check .
 
 typecheck: install ## mypy --strict
-	$(BIN)/mypy libs/common/src services/*/src tests benchmarks
+	$(BIN)/mypy libs/common/src services/*/src libs/common/tests services/*/tests tests benchmarks
 
 check: lint typecheck test ## lint, types and tests
 

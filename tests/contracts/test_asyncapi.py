@@ -117,17 +117,13 @@ ASYNCAPI_3_0_0: dict[str, Any] = {
             "title",
             "version",
         ),
-        "contact": _fixed(
-            {"name": _TEXT, "url": {"type": "string", "format": "uri"}, "email": _TEXT}
-        ),
+        "contact": _fixed({"name": _TEXT, "url": {"type": "string", "format": "uri"}, "email": _TEXT}),
         "license": _fixed({"name": _TEXT, "url": {"type": "string", "format": "uri"}}, "name"),
         "tag": _fixed(
             {"name": _TEXT, "description": _TEXT, "externalDocs": _or_reference("externalDocs")},
             "name",
         ),
-        "externalDocs": _fixed(
-            {"description": _TEXT, "url": {"type": "string", "format": "uri"}}, "url"
-        ),
+        "externalDocs": _fixed({"description": _TEXT, "url": {"type": "string", "format": "uri"}}, "url"),
         "server": _fixed(
             {
                 "host": _TEXT,
@@ -377,8 +373,7 @@ def _validator(ref: str) -> Draft202012Validator:
 
 def _errors(validator: Draft202012Validator, instance: Any) -> list[str]:
     return [
-        f"{error.json_path}: {error.message}"
-        for error in sorted(validator.iter_errors(instance), key=str)
+        f"{error.json_path}: {error.message}" for error in sorted(validator.iter_errors(instance), key=str)
     ]
 
 
@@ -407,9 +402,7 @@ class TestDocumentIsAsyncApi300:
         Draft202012Validator.check_schema(ASYNCAPI_3_0_0)
 
     def test_validates_against_the_asyncapi_3_0_0_schema(self) -> None:
-        validator = Draft202012Validator(
-            ASYNCAPI_3_0_0, format_checker=Draft202012Validator.FORMAT_CHECKER
-        )
+        validator = Draft202012Validator(ASYNCAPI_3_0_0, format_checker=Draft202012Validator.FORMAT_CHECKER)
         assert _errors(validator, _document()) == []
 
     def test_every_reference_inside_the_document_resolves(self) -> None:
@@ -475,9 +468,7 @@ class TestEveryCataloguedTopicIsAChannel:
         assert kafka.get("topic", topic.name) == topic.name
 
     def test_message_payload_is_the_catalogued_schema(self, topic: Topic) -> None:
-        channel_id = next(
-            cid for cid, c in _document()["channels"].items() if c["address"] == topic.name
-        )
+        channel_id = next(cid for cid, c in _document()["channels"].items() if c["address"] == topic.name)
         payloads = {
             message["payload"]["schema"]["$ref"]
             for pointer, message in _messages().items()
@@ -486,9 +477,7 @@ class TestEveryCataloguedTopicIsAChannel:
         assert payloads == {f"./{topic.payload_schema}"}
 
     def test_message_key_is_described_as_catalogued(self, topic: Topic) -> None:
-        channel_id = next(
-            cid for cid, c in _document()["channels"].items() if c["address"] == topic.name
-        )
+        channel_id = next(cid for cid, c in _document()["channels"].items() if c["address"] == topic.name)
         for pointer, message in _messages().items():
             if pointer.startswith(f"/channels/{channel_id}/"):
                 key = message["bindings"]["kafka"]["key"]
@@ -533,9 +522,7 @@ def _examples() -> list[tuple[str, str, Any, str]]:
     _examples(),
     ids=[f"{pointer.split('/')[2]}-{name}" for pointer, name, _, _ in _examples()],
 )
-def test_message_example_is_valid(
-    pointer: str, example: str, instance: Any, reference: str
-) -> None:
+def test_message_example_is_valid(pointer: str, example: str, instance: Any, reference: str) -> None:
     assert _errors(_validator(reference), instance) == []
 
 

@@ -50,9 +50,7 @@ def services() -> dict[str, Service]:
 def app_services() -> dict[str, Service]:
     """The long-running Itinera services: everything but the infrastructure and init."""
     return {
-        name: service
-        for name, service in services().items()
-        if name not in INFRASTRUCTURE and name != INIT
+        name: service for name, service in services().items() if name not in INFRASTRUCTURE and name != INIT
     }
 
 
@@ -97,9 +95,7 @@ class TestKafka:
 
     def test_the_services_bootstrap_from_an_advertised_listener(self) -> None:
         settings = environment(services()["kafka"])
-        advertised = {
-            item.split("://")[1] for item in settings["KAFKA_ADVERTISED_LISTENERS"].split(",")
-        }
+        advertised = {item.split("://")[1] for item in settings["KAFKA_ADVERTISED_LISTENERS"].split(",")}
         for name, service in services().items():
             bootstrap = environment(service).get("ITINERA_KAFKA_BOOTSTRAP")
             if bootstrap is not None:
@@ -384,9 +380,7 @@ class TestDockerignore:
             "schemas/asyncapi.yaml",
         ],
     )
-    def test_the_build_context_holds_what_the_image_needs(
-        self, patterns: list[str], path: str
-    ) -> None:
+    def test_the_build_context_holds_what_the_image_needs(self, patterns: list[str], path: str) -> None:
         assert not ignored(path, patterns)
 
     @pytest.mark.parametrize(
@@ -400,7 +394,5 @@ class TestDockerignore:
             "libs/common/src/itinera/common/__pycache__/settings.cpython-311.pyc",
         ],
     )
-    def test_the_build_context_leaves_out_local_state_and_tests(
-        self, patterns: list[str], path: str
-    ) -> None:
+    def test_the_build_context_leaves_out_local_state_and_tests(self, patterns: list[str], path: str) -> None:
         assert ignored(path, patterns)

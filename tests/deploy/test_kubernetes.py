@@ -31,9 +31,7 @@ NAMESPACES = {"overlays/dev": "itinera-dev", "overlays/production": "itinera"}
 WORKLOAD_KINDS = frozenset({"Deployment", "Job"})
 CLUSTER_SCOPED_KINDS = frozenset({"Namespace"})
 # Strimzi names a cluster's bootstrap Service <cluster>-kafka-bootstrap.
-STRIMZI_BOOTSTRAP = re.compile(
-    r"[a-z0-9-]+-kafka-bootstrap\.[a-z0-9-]+(\.svc(\.cluster\.local)?)?:\d+"
-)
+STRIMZI_BOOTSTRAP = re.compile(r"[a-z0-9-]+-kafka-bootstrap\.[a-z0-9-]+(\.svc(\.cluster\.local)?)?:\d+")
 
 Manifest = dict[str, Any]
 
@@ -223,9 +221,7 @@ class TestContainers:
             assert pod_context.get("runAsNonRoot") is True, where(workload)
             assert pod_context.get("runAsUser", 0) != 0, where(workload)
             assert pod.get("automountServiceAccountToken") is False, where(workload)
-            tmp_volumes = {
-                volume["name"] for volume in pod.get("volumes", []) if "emptyDir" in volume
-            }
+            tmp_volumes = {volume["name"] for volume in pod.get("volumes", []) if "emptyDir" in volume}
             for container in all_containers(workload):
                 context = container.get("securityContext", {})
                 name = f"{where(workload)} container {container['name']}"
@@ -241,21 +237,15 @@ class TestContainers:
                     for mount in container.get("volumeMounts", [])
                 ), f"{name} has no emptyDir at /tmp"
 
-    def test_every_pod_reads_the_config_map_and_the_secret(
-        self, manifests: tuple[Manifest, ...]
-    ) -> None:
-        config_maps = {
-            config_map["metadata"]["name"] for config_map in of_kind(manifests, "ConfigMap")
-        }
+    def test_every_pod_reads_the_config_map_and_the_secret(self, manifests: tuple[Manifest, ...]) -> None:
+        config_maps = {config_map["metadata"]["name"] for config_map in of_kind(manifests, "ConfigMap")}
         for workload in workloads(manifests):
             for container in all_containers(workload):
                 sources = container.get("envFrom", [])
                 referenced = {
                     source["configMapRef"]["name"] for source in sources if "configMapRef" in source
                 }
-                secrets = {
-                    source["secretRef"]["name"] for source in sources if "secretRef" in source
-                }
+                secrets = {source["secretRef"]["name"] for source in sources if "secretRef" in source}
                 assert referenced, where(workload)
                 assert referenced <= config_maps, where(workload)
                 assert secrets == {"itinera-secrets"}, where(workload)
@@ -334,9 +324,7 @@ class TestScaling:
     def test_services_route_to_api_pods_only(self, manifests: tuple[Manifest, ...]) -> None:
         deployments = of_kind(manifests, "Deployment")
         for service in of_kind(manifests, "Service"):
-            selected = [
-                d for d in deployments if selects(service["spec"]["selector"], pod_labels(d))
-            ]
+            selected = [d for d in deployments if selects(service["spec"]["selector"], pod_labels(d))]
             assert [pod_labels(d)["app.kubernetes.io/component"] for d in selected] == ["api"]
             (container,) = pod_spec(selected[0])["containers"]
             port_names = {port["name"] for port in container["ports"]}
@@ -348,11 +336,7 @@ class TestMigrations:
     def test_the_migration_job_runs_itinera_migrate_for_every_service(
         self, manifests: tuple[Manifest, ...]
     ) -> None:
-        commands = [
-            argv(container)
-            for job in of_kind(manifests, "Job")
-            for container in all_containers(job)
-        ]
+        commands = [argv(container) for job in of_kind(manifests, "Job") for container in all_containers(job)]
         services = {
             option(container, "serve")
             for deployment in of_kind(manifests, "Deployment")

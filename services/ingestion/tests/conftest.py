@@ -54,7 +54,9 @@ async def _create(app: FastAPI, token: str, name: str, schema_id: str, profile: 
             "/v1/datasets", json={"name": name, "schemaRef": {"id": schema_id}, "profileEnabled": profile}
         )
         assert dataset.status_code == 201, dataset.text
-        connection = await http.post("/v1/connections", json={"name": name, "datasetId": dataset.json()["id"]})
+        connection = await http.post(
+            "/v1/connections", json={"name": name, "datasetId": dataset.json()["id"]}
+        )
         assert connection.status_code == 201, connection.text
         return {"dataset": dataset.json()["id"], "connection": connection.json()["id"]}
 

@@ -79,7 +79,9 @@ class TestAcceptedMessagesReachKafka:
             assert response.status_code == 200, response.text
             xaction = response.json()["xactionId"]
             records = await reader.wait_for(lambda rs: any(r.ce_id == xaction for r in rs))
-        assert [r.headers["itinera_dataset"] for r in records if r.ce_id == xaction] == [events_inlet["dataset"]]
+        assert [r.headers["itinera_dataset"] for r in records if r.ce_id == xaction] == [
+            events_inlet["dataset"]
+        ]
 
     async def test_a_profile_record_goes_to_the_records_topic(
         self, client: httpx.AsyncClient, profiles_inlet: dict[str, str], infrastructure: StackInfo
@@ -98,7 +100,9 @@ class TestAcceptedMessagesReachKafka:
         assert published.key == "CRMID:crm-42"
         assert published.ce_type == "com.itinera.ingestion.record.v1"
 
-    async def test_sync_validation_is_accepted(self, client: httpx.AsyncClient, events_inlet: dict[str, str]) -> None:
+    async def test_sync_validation_is_accepted(
+        self, client: httpx.AsyncClient, events_inlet: dict[str, str]
+    ) -> None:
         response = await client.post(
             f"/collection/{events_inlet['connection']}?syncValidation=true", json=event()
         )
@@ -163,9 +167,13 @@ class TestRefusedMessagesAreExplainedAndKept:
         path: str,
         code: str,
     ) -> None:
-        response = await client.post(f"/collection/{events_inlet['connection']}", json=event(identityMap=identities))
+        response = await client.post(
+            f"/collection/{events_inlet['connection']}", json=event(identityMap=identities)
+        )
         assert response.status_code == 400
-        assert {"path": path, "code": code} in [{"path": e["path"], "code": e["code"]} for e in response.json()["errors"]]
+        assert {"path": path, "code": code} in [
+            {"path": e["path"], "code": e["code"]} for e in response.json()["errors"]
+        ]
 
     async def test_a_schema_ref_that_does_not_match_the_dataset_is_refused(
         self, client: httpx.AsyncClient, events_inlet: dict[str, str]
@@ -179,7 +187,9 @@ class TestRefusedMessagesAreExplainedAndKept:
     async def test_an_unknown_dataset_in_the_header_is_refused(
         self, client: httpx.AsyncClient, events_inlet: dict[str, str]
     ) -> None:
-        response = await client.post(f"/collection/{events_inlet['connection']}", json=message("nope", event()))
+        response = await client.post(
+            f"/collection/{events_inlet['connection']}", json=message("nope", event())
+        )
         assert response.status_code == 400
         assert paths(response.json()) == {"/header/datasetId"}
 
@@ -202,7 +212,8 @@ class TestBatches:
         bad = message(events_inlet["dataset"], event(timestamp=12))
         async with topic_reader(infrastructure, topics.EVENTS.name) as reader:
             response = await client.post(
-                f"/collection/batch/{events_inlet['connection']}", json={"messages": [good[0], bad, *good[1:]]}
+                f"/collection/batch/{events_inlet['connection']}",
+                json={"messages": [good[0], bad, *good[1:]]},
             )
             assert response.status_code == 207
             body = response.json()
@@ -244,7 +255,9 @@ class TestBadRequests:
         self, client: httpx.AsyncClient, events_inlet: dict[str, str]
     ) -> None:
         response = await client.post(
-            f"/collection/{events_inlet['connection']}", content=b"\xff{not json", headers={"content-type": "application/json"}
+            f"/collection/{events_inlet['connection']}",
+            content=b"\xff{not json",
+            headers={"content-type": "application/json"},
         )
         assert response.status_code == 400
         letter = await client.get(f"/v1/dlq/{response.json()['xactionId']}")
@@ -255,14 +268,20 @@ class TestBadRequests:
     ) -> None:
         big = orjson.dumps(event(padding="x" * (1024 * 1024)))
         response = await client.post(
-            f"/collection/{events_inlet['connection']}", content=big, headers={"content-type": "application/json"}
+            f"/collection/{events_inlet['connection']}",
+            content=big,
+            headers={"content-type": "application/json"},
         )
         assert response.status_code == 413
         assert response.headers["content-type"] == "application/problem+json"
 
-    async def test_a_wrong_content_type_is_a_415(self, client: httpx.AsyncClient, events_inlet: dict[str, str]) -> None:
+    async def test_a_wrong_content_type_is_a_415(
+        self, client: httpx.AsyncClient, events_inlet: dict[str, str]
+    ) -> None:
         response = await client.post(
-            f"/collection/{events_inlet['connection']}", content=b"<xml/>", headers={"content-type": "text/xml"}
+            f"/collection/{events_inlet['connection']}",
+            content=b"<xml/>",
+            headers={"content-type": "text/xml"},
         )
         assert response.status_code == 415
 
@@ -272,7 +291,9 @@ class TestBadRequests:
         assert response.headers["content-type"] == "application/problem+json"
 
     async def test_a_missing_token_is_a_401(self, app: Any, events_inlet: dict[str, str]) -> None:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as anonymous:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as anonymous:
             response = await anonymous.post(f"/collection/{events_inlet['connection']}", json=event())
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"

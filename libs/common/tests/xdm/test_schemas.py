@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from itinera.common.errors import FieldError
 from itinera.common.xdm.schemas import (
     DRAFT_2020_12,
     EXPERIENCE_EVENT,
@@ -27,6 +28,7 @@ from itinera.common.xdm.schemas import (
     CompiledSchema,
     SchemaLibrary,
     SchemaLibraryError,
+    SchemaResource,
     default_library,
 )
 
@@ -142,7 +144,7 @@ def _by_file(entries: list[dict[str, str]], xfail: dict[str, str] | None = None)
     ]
 
 
-def _field_group(library: SchemaLibrary, name: str) -> Any:
+def _field_group(library: SchemaLibrary, name: str) -> SchemaResource:
     matches = [fg for fg in library.field_groups() if fg.name == name]
     assert len(matches) == 1, f"expected one field group named {name!r}, found {matches}"
     return matches[0]
@@ -230,7 +232,7 @@ def _valid_event() -> dict[str, Any]:
     }
 
 
-def _paths(errors: list[Any]) -> set[tuple[str, str]]:
+def _paths(errors: list[FieldError]) -> set[tuple[str, str]]:
     """(path, code) of each error; the order errors come in follows the schema, not the
     record, so it is not part of the contract."""
     found = [(e.path, e.code) for e in errors]

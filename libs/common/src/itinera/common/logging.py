@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from opentelemetry import trace
 
-_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
 
 def _trace_fields() -> dict[str, str]:

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
+import orjson
 from asyncpg import Record as Row
 
 from itinera.common.kafka.deadletter import DeadLetter
+
+
+def _text(value: str | None) -> str | None:
+    return value.replace("\x00", "\ufffd") if value is not None else None
+
+
+def _storable(letter: DeadLetter) -> tuple[Any, str | None, list[dict[str, Any]]]:
+    """PostgreSQL's jsonb cannot hold U+0000: such a payload is kept as base64 of its
+    JSON, and NULs in reasons (which quote field names) become U+FFFD."""
+    payload, payload_base64 = letter.payload, letter.payload_base64
+    if payload is not None:
+        serialized = orjson.dumps(payload)
+        if b"\\u0000" in serialized:
+            payload, payload_base64 = None, base64.b64encode(serialized).decode()
+    reasons = [{k: _text(v) for k, v in r.model_dump(mode="json").items()} for r in letter.reasons]
+    return payload, payload_base64, reasons
 
 
 async def insert(conn: asyncpg.Connection, letters: Sequence[DeadLetter]) -> None:
@@ -24,14 +43,18 @@ async def insert(conn: asyncpg.Connection, letters: Sequence[DeadLetter]) -> Non
                 d.sandbox,
                 d.kind,
                 d.received_at,
-                d.origin.connection_id,
-                d.origin.dataset_id,
-                d.origin.model_dump(mode="json", by_alias=True, exclude_none=True),
-                [r.model_dump(mode="json") for r in d.reasons],
-                d.payload,
-                d.payload_base64,
+                _text(d.origin.connection_id),
+                _text(d.origin.dataset_id),
+                {
+                    k: _text(v) if isinstance(v, str) else v
+                    for k, v in d.origin.model_dump(mode="json", by_alias=True, exclude_none=True).items()
+                },
+                reasons,
+                payload,
+                payload_base64,
             )
             for d in letters
+            for payload, payload_base64, reasons in [_storable(d)]
         ],
     )
 
