@@ -33,6 +33,9 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--state-dir", type=Path, default=Path(".stack"))
     run.add_argument("--kafka-port", type=int, default=9092)
     run.add_argument("--pg-port", type=int, default=55432)
+    run.add_argument(
+        "--port-offset", type=int, default=0, help="add this to every service's port (8001 -> 8001+N)"
+    )
     run.add_argument("--fresh", action="store_true", help="start from an empty database")
     run.add_argument("--no-demo", action="store_true", help="skip the demo seed")
     run.add_argument(
@@ -105,8 +108,9 @@ async def _run(args: argparse.Namespace) -> int:
         print(f"itinera | database {infra.database_url}", flush=True)
         installed = services()
         for index, (name, service) in enumerate(installed.items()):
-            if port_open("127.0.0.1", service.port):
-                raise RuntimeError(f"port {service.port} for {name} is taken")
+            port = service.port + args.port_offset
+            if port_open("127.0.0.1", port):
+                raise RuntimeError(f"port {port} for {name} is taken")
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -116,7 +120,7 @@ async def _run(args: argparse.Namespace) -> int:
                 "--role",
                 "all",
                 "--port",
-                str(service.port),
+                str(port),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 env=env,
@@ -126,16 +130,20 @@ async def _run(args: argparse.Namespace) -> int:
             assert proc.stdout is not None
             pumps.append(asyncio.create_task(_pump(proc.stdout, _prefix(name, index))))
         for (_, proc), service in zip(children, installed.values(), strict=True):
-            await _wait_healthy(service.port, proc, timeout_s=90)
+            await _wait_healthy(service.port + args.port_offset, proc, timeout_s=90)
         token = mint_token(settings)
+
+        def url_of(name: str) -> str:
+            return f"http://127.0.0.1:{installed[name].port + args.port_offset}"
+
         lines = [""] + [
-            f"  {name:<13} http://127.0.0.1:{s.port}   (docs: /docs, OpenAPI: /openapi.json)"
+            f"  {name:<13} {url_of(name)}   (docs: /docs, OpenAPI: /openapi.json)"
             for name, s in installed.items()
         ]
         if not args.no_demo:
             for entry in entry_points(group="itinera.demo"):
                 seed = entry.load()
-                lines.extend(await seed(settings, token))
+                lines.extend(await seed(settings, token, url_of))
         print(
             "\n".join(
                 [

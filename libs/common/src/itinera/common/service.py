@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Request
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
@@ -96,10 +97,9 @@ class Service:
             for router in self.routers():
                 app.include_router(router)
         app.add_middleware(RequestContext, service=self.name)
-        if settings.otel_exporter != "none":
-            from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-            FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+        # Always instrumented: an incoming traceparent is continued (and passed on in
+        # Kafka headers) even when no exporter is configured.
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
         return app
 
     def _lifespan(self, role: Role, settings: CommonSettings) -> Callable[[FastAPI], Any]:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -32,23 +35,27 @@ class StackInfo:
 
 
 def _docker_infrastructure() -> Iterator[StackInfo]:
-    from testcontainers.kafka import KafkaContainer
-    from testcontainers.postgres import PostgresContainer
+    from testcontainers.community.kafka import KafkaContainer
+    from testcontainers.community.postgres import PostgresContainer
 
     with (
-        KafkaContainer("apache/kafka:3.9.1").with_kraft() as kafka,
+        # Confluent's packaging of Apache Kafka, in KRaft mode: the image testcontainers drives.
+        KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as kafka,
         PostgresContainer("postgres:17", driver=None) as postgres,
     ):
         yield StackInfo(kafka.get_bootstrap_server(), postgres.get_connection_url())
 
 
 @pytest.fixture(scope="session")
-def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+def infrastructure() -> Iterator[StackInfo]:
     if os.environ.get("ITINERA_TEST_BACKEND") == "docker":
         yield from _docker_infrastructure()
         return
+    # Not under pytest's basetemp: pytest prunes old basetemps, and a concurrent
+    # session's pruning must not delete a running server's data directory.
+    state = Path(tempfile.mkdtemp(prefix="itinera-test-stack-"))
     infra = Infrastructure.start(
-        tmp_path_factory.mktemp("stack"),
+        state,
         kafka_bootstrap=os.environ.get("ITINERA_KAFKA_BOOTSTRAP"),
         database_url=os.environ.get("ITINERA_DATABASE_URL"),
         kafka_port=free_port(),
@@ -58,6 +65,7 @@ def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackIn
         yield StackInfo(infra.kafka_bootstrap, infra.database_url)
     finally:
         infra.stop()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -83,4 +83,5 @@ class InboundHandler:
             origin_partition=record.partition,
             origin_offset=record.offset,
             origin_key=record.key,
+            trace={k: v for k, v in record.headers.items() if k in ("traceparent", "tracestate")},
         )

@@ -4,13 +4,13 @@ runs, and a ready-to-paste curl command."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from itinera.common.settings import CommonSettings
 
-URL = "http://127.0.0.1:8001"
 INLETS = (
     ("Demo web events", "https://ns.adobe.com/xdm/context/experienceevent"),
     ("Demo CRM profiles", "https://ns.adobe.com/xdm/context/profile"),
@@ -42,8 +42,9 @@ async def _inlet(http: httpx.AsyncClient, name: str, schema_id: str) -> dict[str
     return {"dataset": dataset["id"], "connection": connection["id"]}
 
 
-async def seed(settings: CommonSettings, token: str) -> list[str]:
-    async with httpx.AsyncClient(base_url=URL, headers={"authorization": f"Bearer {token}"}) as http:
+async def seed(settings: CommonSettings, token: str, url_of: Callable[[str], str]) -> list[str]:
+    url = url_of("ingestion")
+    async with httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {token}"}) as http:
         events = await _inlet(http, *INLETS[0])
         profiles = await _inlet(http, *INLETS[1])
     return [
@@ -52,7 +53,7 @@ async def seed(settings: CommonSettings, token: str) -> list[str]:
         f"  Demo CRM profiles: dataset {profiles['dataset']}, connection {profiles['connection']}",
         "",
         "  Send an event (after the export TOKEN line below):",
-        f"  curl -s -X POST {URL}/collection/{events['connection']} \\",
+        f"  curl -s -X POST {url}/collection/{events['connection']} \\",
         "    -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\",
         '    -d \'{"_id": "evt-1", "timestamp": "2026-01-01T10:00:00Z",',
         '         "eventType": "web.webpagedetails.pageViews",',

@@ -37,7 +37,9 @@ class Envelope:
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
     extensions: dict[str, str] = field(default_factory=dict)
-    """Extra headers such as ``itinera_dataset``; trace headers are added on send."""
+    """Extra headers such as ``itinera_dataset``. The current trace context is added on
+    send unless ``traceparent`` is given here (a record derived from another record
+    in a batch keeps its source's trace)."""
 
     def headers(self) -> list[tuple[str, bytes]]:
         pairs = {
@@ -48,8 +50,8 @@ class Envelope:
             "ce_time": self.time.isoformat().replace("+00:00", "Z"),
             "content-type": JSON,
             SANDBOX_HEADER: self.sandbox,
-            **self.extensions,
             **inject_headers(),
+            **self.extensions,  # an explicit traceparent (the source record's) wins
         }
         return [(k, v.encode()) for k, v in pairs.items()]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,6 +60,8 @@ class Submission:
     origin_partition: int | None = None
     origin_offset: int | None = None
     origin_key: str | None = None
+    trace: dict[str, str] = field(default_factory=dict)
+    """The source record's ``traceparent``/``tracestate``, continued on the output."""
 
 
 class Ingestor:
@@ -111,6 +113,7 @@ class Ingestor:
                         "itinera_dataset": dataset.id,
                         "itinera_schema": dataset.schema_id,
                         **via,
+                        **submission.trace,
                     },
                 )
                 (events if dataset.is_event else records).append(envelope)
