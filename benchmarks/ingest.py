@@ -272,6 +272,51 @@ def cpu_use(before: CpuSample, after: CpuSample) -> CpuUse:
     )
 
 
+def _listening_pid(address: str) -> int | None:
+    """The local process listening on ``host:port`` when the host is loopback."""
+    host, _, port = address.rpartition(":")
+    if host not in ("127.0.0.1", "localhost", "[::1]") or not port.isdigit():
+        return None
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if cols[1].rsplit(":", 1)[1] == f"{int(port):04X}" and cols[3] == "0A":  # 0A: LISTEN
+                inodes.add(f"socket:[{cols[9]}]")
+    if not inodes:
+        return None
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            for fd in os.scandir(f"/proc/{entry.name}/fd"):
+                if os.readlink(fd.path) in inodes:
+                    return int(entry.name)
+        except OSError:
+            continue
+    return None
+
+
+def reused_processes(url: str, settings: CommonSettings) -> dict[str, int]:
+    """With ``--reuse``: the processes behind the loopback addresses, found by port."""
+    found: dict[str, int] = {}
+    database = httpx.URL(settings.database_url)
+    addresses = {
+        "ingestion": httpx.URL(url).netloc.decode(),
+        "broker": settings.kafka_bootstrap.split(",")[0],
+        "postgres": f"{database.host}:{database.port or 5432}",
+    }
+    for name, address in addresses.items():
+        pid = _listening_pid(address)
+        if pid is not None:
+            found[name] = pid
+    return found
+
+
 # -- the phases -----------------------------------------------------------------------
 
 
@@ -282,9 +327,17 @@ class PhaseResult:
     events: int = 0
     seconds: float = math.nan
     latencies_s: list[float] = field(default_factory=list)
+    failed: int = 0
+    """Events not accepted: refused, or in a request that failed."""
     failures: list[str] = field(default_factory=list)
+    """The first few reasons."""
     stopped_at_limit: bool = False
     cpu: CpuUse | None = None
+
+    def fail(self, events: int, reason: str) -> None:
+        self.failed += events
+        if len(self.failures) < 5:
+            self.failures.append(reason)
 
     @property
     def rate(self) -> float:
@@ -347,18 +400,22 @@ async def post_batches(
                 result.stopped_at_limit = True
                 return
             started = time.perf_counter()
-            response = await client.post(path, content=batch.body)
+            try:
+                response = await client.post(path, content=batch.body)
+            except httpx.HTTPError as exc:
+                result.fail(batch.events, f"{type(exc).__name__}: {exc}")
+                continue
             result.latencies_s.append(time.perf_counter() - started)
             content = response.content
             if response.status_code != 207:
-                result.failures.append(f"HTTP {response.status_code}: {content[:300]!r}")
+                result.fail(batch.events, f"HTTP {response.status_code}: {content[:300]!r}")
                 continue
             refused = 0
             if b'"status"' in content:  # only a refused message carries a status
                 for item in orjson.loads(content)["responses"]:
                     if "status" in item:
                         refused += 1
-                        result.failures.append(f"{item['status']}: {item.get('message', '')}")
+                        result.fail(1, f"{item['status']}: {item.get('message', '')}")
             result.events += batch.events - refused
 
     started = time.perf_counter()
@@ -376,8 +433,8 @@ async def run_http(
     watched: dict[str, int],
 ) -> PhaseResult:
     warm = await post_batches(client, path, warmup, args.concurrency, time.monotonic() + args.phase_limit)
-    if warm.failures:
-        raise BenchError(f"the warm-up had {len(warm.failures)} failure(s), first: {warm.failures[0]}")
+    if warm.failed:
+        raise BenchError(f"{warm.failed} warm-up events not accepted, e.g. {warm.failures[0]}")
     before = cpu_sample(watched)
     result = await post_batches(client, path, batches, args.concurrency, time.monotonic() + args.phase_limit)
     result.cpu = cpu_use(before, cpu_sample(watched))
@@ -405,14 +462,14 @@ class Stack:
         self.infra = Infrastructure.start(self.state_dir, kafka_port=free_port(), pg_port=free_port())
         return self.infra
 
-    def start_server(self, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def start_server(self, port: int, env: dict[str, str], workers: int) -> subprocess.Popen[bytes]:
         assert self.state_dir is not None
         self.server_log = self.state_dir / "ingestion.log"
         with open(self.server_log, "ab") as log:
             self.server = subprocess.Popen(
                 [
                     *(sys.executable, "-m", "itinera.common.cli", "serve", "ingestion"),
-                    *("--role", "api", "--port", str(port)),
+                    *("--role", "api", "--port", str(port), "--workers", str(workers)),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -548,6 +605,13 @@ def _num(value: float, digits: int = 0) -> str:
     return "-" if math.isnan(value) else f"{value:,.{digits}f}"
 
 
+def _cpu_cell(cores: float | None, phase: PhaseResult) -> str:
+    if cores is None:
+        return "n/a"
+    micros = cores * phase.seconds / phase.events * 1e6 if phase.events else math.nan
+    return f"{cores:.2f} / {_num(micros)}"
+
+
 def _verdict(ok: bool) -> str:
     return "meets" if ok else "BELOW"
 
@@ -578,25 +642,31 @@ def report(raw: PhaseResult, http: PhaseResult, args: Args, sizes: dict[str, flo
             lines.append(
                 f"{phase.name}: stopped at the phase limit after {phase.events:,} of {phase.planned:,}"
             )
-        if phase.failures:
-            lines.append(f"{phase.name}: {len(phase.failures)} failure(s), first: {phase.failures[0]}")
-    names = sorted({n for p in (raw, http) if p.cpu for n in p.cpu.processes})
+        if phase.failed:
+            lines.append(f"{phase.name}: {phase.failed:,} events not accepted (not counted), e.g.:")
+            lines.extend(f"    {reason}" for reason in phase.failures)
+    names = ["client", *sorted({n for p in (raw, http) if p.cpu for n in p.cpu.processes})]
     lines += [
         "",
-        "CPU in cores (CPU seconds / wall seconds) during the timed part of each phase; "
-        "client = this process:",
-        f"{'':<20}{'wall s':>8}{'machine':>9}{'steal':>7}{'client':>8}" + "".join(f"{n:>11}" for n in names),
+        "CPU during the timed part of each phase, as cores busy (CPU s / wall s) / CPU us per event;",
+        "client = this process (the load generator); machine = every process, whoever started it:",
+        f"{'':<20}{'wall s':>8}{'machine':>9}{'steal':>7}" + "".join(f"{n:>14}" for n in names),
     ]
     for phase in (raw, http):
         if phase.cpu is None:
             continue
         cpu = phase.cpu
-        cells = "".join(
-            f"{_num(v, 2) if v is not None else 'n/a':>11}" for v in (cpu.processes.get(n) for n in names)
-        )
+        cores = {"client": cpu.client, **cpu.processes}
+        cells = "".join(f"{_cpu_cell(cores.get(n), phase):>14}" for n in names)
         lines.append(
-            f"{phase.name:<20}{cpu.wall_s:>8.2f}{_num(cpu.machine, 2):>9}{_num(cpu.steal, 2):>7}"
-            f"{cpu.client:>8.2f}{cells}"
+            f"{phase.name:<20}{cpu.wall_s:>8.2f}{_num(cpu.machine, 2):>9}{_num(cpu.steal, 2):>7}{cells}"
+        )
+    server = http.cpu.processes.get("ingestion") if http.cpu else None
+    if server and http.events:
+        per_event = server * http.seconds / http.events
+        lines.append(
+            f"one ingestion process at {per_event * 1e6:.0f} us of CPU per event tops out near "
+            f"{1 / per_event:,.0f} events/s per core"
         )
     return "\n".join(lines)
 
@@ -609,6 +679,7 @@ class Args:
     events: int
     warmup: int
     concurrency: int
+    server_workers: int
     batch: int
     window: int
     reuse: bool
@@ -624,6 +695,9 @@ def parse_args(argv: Sequence[str] | None) -> Args:
     parser.add_argument("--events", type=int, default=100_000, help="timed events per phase")
     parser.add_argument("--warmup", type=int, default=5_000, help="untimed events before each phase")
     parser.add_argument("--concurrency", type=int, default=12, help="concurrent HTTP clients")
+    parser.add_argument(
+        "--server-workers", type=int, default=2, help="ingestion server processes (itinera serve --workers)"
+    )
     parser.add_argument("--batch", type=int, default=100, help="messages per HTTP request")
     parser.add_argument("--window", type=int, default=1_000, help="raw sends between waits for acks")
     parser.add_argument(
@@ -637,13 +711,14 @@ def parse_args(argv: Sequence[str] | None) -> Args:
     parser.add_argument("--time-limit", type=float, default=420, help="seconds for the whole run at most")
     parser.add_argument("--seed", type=int, default=7)
     ns = parser.parse_args(argv)
-    for name in ("events", "warmup", "concurrency", "batch", "window"):
+    for name in ("events", "warmup", "concurrency", "server_workers", "batch", "window"):
         if getattr(ns, name) < (0 if name == "warmup" else 1):
             parser.error(f"--{name} must be positive")
     return Args(
         events=ns.events,
         warmup=ns.warmup,
         concurrency=ns.concurrency,
+        server_workers=ns.server_workers,
         batch=ns.batch,
         window=ns.window,
         reuse=ns.reuse,
@@ -678,8 +753,8 @@ async def bench(args: Args, stack: Stack) -> int:
             "ITINERA_DATABASE_URL": settings.database_url,
             "ITINERA_LOG_LEVEL": "WARNING",
         }
-        stack.start_server(port, env)
-        say(f"ingestion starting at {url} (uvicorn, --role api)")
+        stack.start_server(port, env, args.server_workers)
+        say(f"ingestion starting at {url} (uvicorn, --role api, {args.server_workers} worker process(es))")
     await ensure_topic(settings, args.raw_topic)
     token = mint_token(settings, scopes=["ingest:write", "catalog:write", "catalog:read"])
     client = httpx.AsyncClient(
@@ -720,7 +795,7 @@ async def bench(args: Args, stack: Stack) -> int:
         say(f"check batch accepted ({check.events} events)")
 
         await kafka.start()
-        watched = stack.watched()
+        watched = stack.watched() if not args.reuse else reused_processes(url, settings)
         say(f"(a) raw: {args.warmup:,} warm-up + {args.events:,} events to {args.raw_topic}")
         raw_result = await run_raw(kafka, args.raw_topic, raw_warmup, raw, args, watched)
         say(f"(a) raw: {_num(raw_result.rate)} events/s")

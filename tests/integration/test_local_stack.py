@@ -73,7 +73,8 @@ async def stack(topics_created: StackInfo) -> AsyncIterator[RunningStack]:
         text = "".join(output)
         token = re.search(r"export TOKEN=(\S+)", text)
         connection = re.search(r"Demo web events: +dataset \w+, connection (\w+)", text)
-        assert token and connection, text
+        assert token, text
+        assert connection, text
         yield RunningStack(process, output, token[1], connection[1], f"http://127.0.0.1:{8001 + PORT_OFFSET}")
     finally:
         if process.returncode is None:

@@ -23,9 +23,6 @@ if str(FIXTURES) not in sys.path:
     # made importable so ``migrations.load`` can read them through importlib.resources.
     sys.path.insert(0, str(FIXTURES))
 
-FIXTURE_MIGRATIONS = "itinera_common_fixtures.migrations"
-"""A migrations package holding one table, ``notes``."""
-
 NewTopic = Callable[..., Awaitable[str]]
 MigrationPackage = Callable[[Mapping[str, str]], str]
 

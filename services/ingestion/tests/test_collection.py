@@ -3,6 +3,7 @@ and kept."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from typing import Any
 
@@ -327,3 +328,20 @@ class TestBadRequests:
             headers={"authorization": f"Bearer {other}", "x-sandbox-name": "dev"},
         )
         assert response.status_code == 404
+
+
+class TestValuesPostgresqlCannotStore:
+    async def test_a_nul_character_in_a_catalogue_value_is_a_400(self, client: httpx.AsyncClient) -> None:
+        response = await client.post("/v1/connections", json={"name": "nul\u0000", "datasetId": "d\u0000"})
+        assert response.status_code == 400
+        assert response.headers["content-type"] == "application/problem+json"
+
+    async def test_a_refused_message_holding_a_nul_character_is_kept_as_base64(
+        self, client: httpx.AsyncClient, events_inlet: dict[str, str]
+    ) -> None:
+        sent = event(_id=None, note="a\u0000b")
+        response = await client.post(f"/collection/{events_inlet['connection']}", json=sent)
+        assert response.status_code == 400
+        letter = (await client.get(f"/v1/dlq/{response.json()['xactionId']}")).json()
+        assert letter["payload"] is None
+        assert orjson.loads(base64.b64decode(letter["payloadBase64"])) == sent

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
+from typing import Any
 
 from itinera.common.auth import ALL_SCOPES, mint_token
 from itinera.common.service import Service
@@ -41,21 +43,32 @@ def _service(name: str) -> Service:
     return known[name]
 
 
+def app_from_environment() -> Any:
+    """The app factory each uvicorn worker process calls (``--workers N``)."""
+    service = _service(os.environ["ITINERA_SERVE_SERVICE"])
+    return service.create_app(role=os.environ.get("ITINERA_SERVE_ROLE", "all"))  # type: ignore[arg-type]
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     service = _service(args.service)
-    app = service.create_app(role=args.role)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port or service.port,
-        log_config=None,
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        timeout_graceful_shutdown=20,
-    )
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port or service.port,
+        "log_config": None,
+        "access_log": False,
+        "loop": "uvloop",
+        "http": "httptools",
+        "timeout_graceful_shutdown": 20,
+    }
+    if args.workers > 1:
+        # One process per worker, sharing the socket: an event loop uses one core.
+        os.environ["ITINERA_SERVE_SERVICE"] = args.service
+        os.environ["ITINERA_SERVE_ROLE"] = args.role
+        uvicorn.run("itinera.common.cli:app_from_environment", factory=True, workers=args.workers, **options)
+    else:
+        uvicorn.run(service.create_app(role=args.role), **options)
     return 0
 
 
@@ -117,6 +130,12 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--role", choices=["api", "worker", "all"], default="all")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0, help="default: the service's own port")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("ITINERA_WORKERS", "1")),
+        help="server processes sharing the port (default: $ITINERA_WORKERS or 1)",
+    )
     serve.set_defaults(func=_serve)
 
     mig = commands.add_parser("migrate", help="apply database migrations")

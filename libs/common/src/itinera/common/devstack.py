@@ -36,6 +36,18 @@ def free_port() -> int:
         return port
 
 
+def port_free(port: int) -> bool:
+    """Whether ``port`` can be bound on loopback (a bound-but-idle port is not free;
+    one left in TIME_WAIT by a server that just stopped is, as servers reuse it)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def port_open(host: str, port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
         return True
@@ -84,7 +96,7 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 30.0) -> None:
-        if port_open("127.0.0.1", self.port):
+        if not port_free(self.port):
             raise RuntimeError(f"port {self.port} is taken: is another broker running?")
         url = f"tcp://127.0.0.1:{self.port}"
         log_path = self.log_path or Path(os.devnull)
@@ -126,7 +138,7 @@ class Database:
         return f"postgresql://{PG_ROLE}@127.0.0.1:{self.port}/{PG_DATABASE}"
 
     def start(self, timeout_s: float = 60.0) -> None:
-        if port_open("127.0.0.1", self.port):
+        if not port_free(self.port):
             raise RuntimeError(f"port {self.port} is taken: is another PostgreSQL running?")
         binaries = postgres_bin()
         self._user = self._system_user(binaries)

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 from itinera.common.auth import mint_token
-from itinera.common.devstack import Infrastructure, port_open
+from itinera.common.devstack import Infrastructure, port_free
 from itinera.common.settings import CommonSettings
 
 COLOURS = ("36", "35", "33", "32", "34", "31", "96", "95", "93", "92")
@@ -109,7 +109,7 @@ async def _run(args: argparse.Namespace) -> int:
         installed = services()
         for index, (name, service) in enumerate(installed.items()):
             port = service.port + args.port_offset
-            if port_open("127.0.0.1", port):
+            if not port_free(port):
                 raise RuntimeError(f"port {port} for {name} is taken")
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,

@@ -95,7 +95,14 @@ class TopicReader:
         assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         self._consumer.assign(assigned)
         await self._consumer.seek_to_end(*assigned)
-        for tp in assigned:  # resolve the end offsets now, not at the first fetch
+        # Tansu answers ListOffsets with the last batch's base offset + 1, not the end,
+        # so seek_to_end can land inside the last batch. A fetch reports the true high
+        # watermark: read once, then start from there.
+        await self._consumer.getmany(timeout_ms=300)
+        for tp in assigned:
+            high = self._consumer.highwater(tp)
+            if high is not None:
+                self._consumer.seek(tp, high)
             await self._consumer.position(tp)
         return self
 

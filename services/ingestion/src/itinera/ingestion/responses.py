@@ -39,4 +39,9 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
     },
     404: {"description": "Unknown resource in this sandbox", "content": _PROBLEM},
     422: {"description": "The request does not have the expected shape", "content": _PROBLEM},
+    503: {
+        "description": "The database or the broker is unavailable; retry with backoff",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        "content": _PROBLEM,
+    },
 }

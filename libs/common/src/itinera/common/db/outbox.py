@@ -27,6 +27,28 @@ log = logging.getLogger(__name__)
 
 RELAYED = Counter("itinera_outbox_relayed_records", "Outbox records published", ["schema"])
 PENDING = Gauge("itinera_outbox_pending_records", "Outbox records waiting after a pass", ["schema"])
+FAILED = Counter("itinera_outbox_failed_records", "Outbox records the broker refused for good", ["schema"])
+
+
+def _permanent(error: BaseException) -> bool:
+    """Errors no retry will cure: the record itself, or its topic, is unacceptable.
+    Anything else (time-outs, an unreachable broker, leadership moves) is retried."""
+    from aiokafka.errors import (
+        CorruptRecordException,
+        InvalidTopicError,
+        MessageSizeTooLargeError,
+        RecordTooLargeError,
+        TopicAuthorizationFailedError,
+    )
+
+    return isinstance(
+        error,
+        MessageSizeTooLargeError
+        | RecordTooLargeError
+        | InvalidTopicError
+        | TopicAuthorizationFailedError
+        | CorruptRecordException,
+    )
 
 
 def _channel(schema: str) -> str:
@@ -93,6 +115,8 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
+            # Cleared before the pass: a NOTIFY that arrives during it wakes the next one.
+            self._wake.clear()
             try:
                 sent = await self.relay_once()
             except Exception:
@@ -100,7 +124,6 @@ class OutboxRelay:
                 sent = 0
             if sent >= self.batch_max:
                 continue  # more waiting: go again at once
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
 
@@ -113,24 +136,51 @@ class OutboxRelay:
             if not locked:
                 return 0
             rows = await conn.fetch(
-                "SELECT id, topic, key, value, headers FROM outbox ORDER BY id LIMIT $1",
+                "SELECT id, topic, key, value, headers, created_at FROM outbox ORDER BY id LIMIT $1",
                 self.batch_max,
             )
             if not rows:
                 PENDING.labels(self.schema).set(0)
                 return 0
-            pending = [
-                await self.producer.client.send(
-                    row["topic"],
-                    value=row["value"],
-                    key=row["key"],
-                    headers=[(k, v.encode()) for k, v in row["headers"]],
+            outcomes = await asyncio.gather(*(self._send(row) for row in rows), return_exceptions=True)
+            done: list[int] = []
+            failed: list[tuple[asyncpg.Record, BaseException]] = []
+            for row, outcome in zip(rows, outcomes, strict=True):
+                if outcome is None:
+                    done.append(row["id"])
+                elif _permanent(outcome):
+                    failed.append((row, outcome))
+                else:
+                    # Retry from here on the next pass; records after it that were
+                    # sent will be sent again (consumers de-duplicate by ce_id).
+                    log.warning("outbox send failed; will retry", extra={"error": repr(outcome)})
+                    break
+            if failed:
+                await conn.executemany(
+                    """INSERT INTO outbox_failed (id, topic, key, value, headers, created_at, error)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING""",
+                    [
+                        (r["id"], r["topic"], r["key"], r["value"], r["headers"], r["created_at"], repr(e))
+                        for r, e in failed
+                    ],
                 )
-                for row in rows
-            ]
-            await asyncio.gather(*pending)
+                FAILED.labels(self.schema).inc(len(failed))
+                log.error(
+                    "outbox records refused by the broker moved to outbox_failed",
+                    extra={"schema": self.schema, "ids": [r["id"] for r, _ in failed]},
+                )
             # By id list, not "id <= last": a transaction that took a lower id may
             # commit after this SELECT, and its rows must stay for the next pass.
-            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
-        RELAYED.labels(self.schema).inc(len(rows))
-        return len(rows)
+            finished = done + [r["id"] for r, _ in failed]
+            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", finished)
+        RELAYED.labels(self.schema).inc(len(done))
+        return len(finished)
+
+    async def _send(self, row: asyncpg.Record) -> None:
+        future = await self.producer.client.send(
+            row["topic"],
+            value=row["value"],
+            key=row["key"],
+            headers=[(k, v.encode()) for k, v in row["headers"]],
+        )
+        await future

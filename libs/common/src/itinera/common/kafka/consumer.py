@@ -8,7 +8,9 @@ How one batch goes:
 3. If it fails, each record is handled on its own, with exponential backoff between
    attempts. A record that still fails after ``max_attempts`` (or at once, if it
    raised :class:`PermanentError`) is published to the dead-letter topic with the
-   error attached, and the loop moves on: one bad record never blocks a partition.
+   error attached (its ``attempts`` counts the tries on its own, not the batch try,
+   which may have failed because of another record), and the loop moves on: one
+   bad record never blocks a partition.
 4. On a rebalance the revoke callback waits for the lock, so an in-flight batch is
    finished and committed before the partition moves; records of partitions lost
    meanwhile are dropped unprocessed (their new owner gets them).

@@ -41,7 +41,9 @@ class Envelope:
     send unless ``traceparent`` is given here (a record derived from another record
     in a batch keeps its source's trace)."""
 
-    def headers(self) -> list[tuple[str, bytes]]:
+    def headers(self, trace: Mapping[str, str] | None = None) -> list[tuple[str, bytes]]:
+        """The record headers. ``trace`` is the current trace context when the caller
+        has already taken it (one injection for a whole batch)."""
         pairs = {
             "ce_specversion": SPEC_VERSION,
             "ce_id": self.id,
@@ -50,7 +52,7 @@ class Envelope:
             "ce_time": self.time.isoformat().replace("+00:00", "Z"),
             "content-type": JSON,
             SANDBOX_HEADER: self.sandbox,
-            **inject_headers(),
+            **(inject_headers() if trace is None else trace),
             **self.extensions,  # an explicit traceparent (the source record's) wins
         }
         return [(k, v.encode()) for k, v in pairs.items()]

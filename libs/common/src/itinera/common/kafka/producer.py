@@ -2,20 +2,40 @@
 
 ``publish`` hands every envelope to aiokafka at once and then waits for all the
 acknowledgements, so a batch of a thousand events costs one round of broker
-requests, not a thousand.
+requests, not a thousand; records of concurrent callers share aiokafka's batches.
+It chooses partitions itself, exactly as Kafka's default partitioner does for keyed
+records (murmur2 of the key modulo the partition count), with the hash memoised: the
+same profiles keep coming back, and aiokafka's pure-Python hash is a large share of
+the cost of a send. The trace context is taken once per call, not once per record.
+
+(Building record batches ourselves and submitting them with ``send_batch`` was
+measured slower under concurrent requests: each request's batch waits for the
+partition's previous one to drain, so produce requests carry less.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 from prometheus_client import Counter
 
 from itinera.common.kafka.envelope import Envelope
 from itinera.common.settings import CommonSettings
+from itinera.common.telemetry import inject_headers
+
+
+@lru_cache(maxsize=131_072)
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner for a keyed record."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
+
 
 PUBLISHED = Counter("itinera_kafka_published_records", "Records acknowledged by the broker", ["topic"])
 
@@ -45,29 +65,25 @@ class Producer:
     async def publish(self, topic: str, envelopes: Iterable[Envelope]) -> None:
         """Send every envelope and return once the broker has acknowledged all of them."""
         pending: list[asyncio.Future[Any]] = []
+        partitions = sorted(await self._kafka.partitions_for(topic))
+        count = len(partitions)
+        trace = inject_headers()
         for envelope in envelopes:
+            key = envelope.key.encode() if envelope.key is not None else None
             pending.append(
                 await self._kafka.send(
                     topic,
                     value=envelope.value(),
-                    key=envelope.key.encode() if envelope.key is not None else None,
-                    headers=envelope.headers(),
+                    key=key,
+                    partition=partitions[partition_for(key, count)]
+                    if key is not None
+                    else random.choice(partitions),
+                    headers=envelope.headers(trace),
                 )
             )
         if pending:
             await asyncio.gather(*pending)
             PUBLISHED.labels(topic).inc(len(pending))
-
-    async def publish_raw(
-        self,
-        topic: str,
-        value: bytes,
-        key: bytes | None,
-        headers: list[tuple[str, bytes]],
-    ) -> None:
-        """Send bytes as they are (the outbox relay stores records ready to send)."""
-        await self._kafka.send_and_wait(topic, value=value, key=key, headers=headers)
-        PUBLISHED.labels(topic).inc()
 
     async def reachable(self) -> bool:
         try:

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -87,8 +88,55 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+def _is_unavailable(exc: BaseException) -> bool:
+    """A dependency (database or broker) could not be reached or did not answer in time."""
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
+
+    unavailable = (
+        OSError,
+        TimeoutError,
+        asyncpg.exceptions.ConnectionDoesNotExistError,
+        asyncpg.exceptions.CannotConnectNowError,
+        asyncpg.exceptions.TooManyConnectionsError,
+        asyncpg.InterfaceError,
+        KafkaConnectionError,
+        KafkaTimeoutError,
+        NodeNotReadyError,
+    )
+    return isinstance(exc, unavailable)
+
+
+async def _unstorable(request: Request, exc: Exception) -> Response:
+    """A value PostgreSQL cannot hold (a NUL character, a number out of range...)."""
+    assert isinstance(exc, asyncpg.DataError)
+    return problem_response(
+        400,
+        {
+            "type": PROBLEM_BASE + "unstorable-value",
+            "title": "Value cannot be stored",
+            "status": 400,
+            "detail": f"a value in the request cannot be stored: {exc.args[0] if exc.args else exc}",
+            "instance": _instance(request),
+        },
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     request_id = request.scope.get("state", {}).get("request_id", "")
+    if _is_unavailable(exc):
+        log.warning("a dependency is unavailable", extra={"path": request.url.path, "error": repr(exc)})
+        return problem_response(
+            503,
+            {
+                "type": PROBLEM_BASE + "unavailable",
+                "title": "Service unavailable",
+                "status": 503,
+                "detail": "a dependency (database or broker) is unavailable; retry with backoff",
+                "instance": _instance(request),
+                "requestId": request_id,
+            },
+            {"Retry-After": "1", "x-request-id": request_id},
+        )
     log.exception("unhandled error", extra={"path": request.url.path})
     return problem_response(
         500,
@@ -100,6 +148,8 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
             "instance": _instance(request),
             "requestId": request_id,
         },
+        # Sent by Starlette's outermost error middleware, outside RequestContext.
+        {"x-request-id": request_id},
     )
 
 
@@ -107,4 +157,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ItineraError, _itinera_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(asyncpg.DataError, _unstorable)
     app.add_exception_handler(Exception, _unexpected)

@@ -22,7 +22,7 @@ from itinera.common.errors import FieldError
 MAX_IDENTITIES_PER_RECORD = 20
 MAX_IDENTITY_LENGTH = 1024
 PLACEHOLDER_VALUES = frozenset({"null", "anonymous", "invalid"})
-_ECID = re.compile(r"^[0-9]{38}$")
+_ECID = re.compile(r"[0-9]{38}")
 
 
 class AuthenticatedState(StrEnum):
@@ -104,7 +104,7 @@ def check(identities: Iterable[Identity], base_path: str = "") -> list[FieldErro
                     "identity.length",
                 )
             )
-        if identity.namespace.upper() == "ECID" and not _ECID.match(value):
+        if identity.namespace.upper() == "ECID" and not _ECID.fullmatch(value):
             problems.append(FieldError(path, "an ECID is exactly 38 digits", "identity.ecid"))
         if not identity.namespace.strip():
             problems.append(FieldError(path, "identity namespace is empty", "identity.namespace"))

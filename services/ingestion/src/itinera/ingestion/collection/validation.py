@@ -32,8 +32,29 @@ class Rejected:
     dataset_id: str | None
 
 
+def _too_deep(value: Any, limit: int) -> bool:
+    """The cheap check every message gets: depth only, no paths, one level at a time
+    (parsed JSON holds exact dicts and lists, so ``type() is`` is enough)."""
+    level = [value]
+    for _ in range(limit + 1):
+        children: list[Any] = []
+        for node in level:
+            kind = type(node)
+            if kind is dict:
+                children += [v for v in node.values() if type(v) is dict or type(v) is list]
+            elif kind is list:
+                children += [v for v in node if type(v) is dict or type(v) is list]
+        if not children:
+            return False
+        level = children
+    return True
+
+
 def depth_problem(value: Any, limit: int) -> FieldError | None:
-    """Refuse nesting deeper than ``limit`` without recursing (bounded work)."""
+    """Refuse nesting deeper than ``limit`` without recursing (bounded work); the path
+    of the offending value is built only for a message that fails."""
+    if not _too_deep(value, limit):
+        return None
     stack: list[tuple[Any, int, str]] = [(value, 0, "")]
     while stack:
         node, depth, path = stack.pop()
@@ -149,10 +170,6 @@ async def _validate_entity(
         reasons.extend(dataset.validator.errors(entity, base))
     found = identities.from_identity_map(entity) + _descriptor_identities(entity, dataset)
     reasons.extend(identities.check(found, base))
-    if dataset.is_event:
-        for name in ("_id", "timestamp"):
-            if name not in entity and not any(r.path == f"{base}/{name}" for r in reasons):
-                reasons.append(FieldError(f"{base}/{name}", f"an experience event needs {name}", "required"))
     primary = identities.primary(found)
     if dataset.profile_enabled and primary is None:
         reasons.append(
