@@ -15,7 +15,7 @@ from itinera.common.kafka.admin import create_topics
 from itinera.common.kafka.producer import Producer
 from itinera.common.kafka.topics import Topic
 from itinera.common.settings import CommonSettings
-from itinera.common.testing import StackInfo
+from itinera.common.testing import StackInfo, settings_for
 
 FIXTURES = Path(__file__).parent / "fixtures"
 if str(FIXTURES) not in sys.path:
@@ -33,15 +33,7 @@ def unique(prefix: str) -> str:
 
 @pytest.fixture(scope="session")
 def settings(infrastructure: StackInfo) -> CommonSettings:
-    return CommonSettings(
-        kafka_bootstrap=infrastructure.kafka_bootstrap,
-        database_url=infrastructure.database_url,
-        consumer_backoff_initial_ms=10,
-        consumer_backoff_max_ms=40,
-        outbox_poll_interval_ms=50,
-        log_format="text",
-        log_level="WARNING",
-    )
+    return settings_for(infrastructure, CommonSettings)
 
 
 @pytest.fixture(scope="session")

@@ -9,22 +9,14 @@ import pytest
 from fastapi import FastAPI
 
 from itinera.common.auth import ALL_SCOPES, mint_token
-from itinera.common.testing import StackInfo, client_for, running
+from itinera.common.testing import StackInfo, client_for, running, settings_for
 from itinera.ingestion.app import SERVICE
 from itinera.ingestion.config import IngestionSettings
 
 
 @pytest.fixture(scope="session")
 def settings(topics_created: StackInfo) -> IngestionSettings:
-    return IngestionSettings(
-        kafka_bootstrap=topics_created.kafka_bootstrap,
-        database_url=topics_created.database_url,
-        consumer_backoff_initial_ms=10,
-        consumer_max_attempts=2,
-        outbox_poll_interval_ms=50,
-        log_format="text",
-        log_level="WARNING",
-    )
+    return settings_for(topics_created, IngestionSettings, consumer_max_attempts=2)
 
 
 @pytest.fixture(scope="session")

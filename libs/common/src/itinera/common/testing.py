@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -26,6 +27,9 @@ from fastapi import FastAPI
 
 from itinera.common.devstack import Infrastructure, free_port
 from itinera.common.kafka.consumer import Record, _record
+from itinera.common.settings import CommonSettings
+
+S = TypeVar("S", bound=CommonSettings)
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,21 @@ def infrastructure() -> Iterator[StackInfo]:
     finally:
         infra.stop()
         shutil.rmtree(state, ignore_errors=True)
+
+
+def settings_for(infrastructure: StackInfo, kind: type[S], **overrides: Any) -> S:
+    """Settings of ``kind`` pointing at the session's stack, with the quick retries and
+    polls tests want (a test waits for effects; it should not wait for backoff)."""
+    values: dict[str, Any] = {
+        "kafka_bootstrap": infrastructure.kafka_bootstrap,
+        "database_url": infrastructure.database_url,
+        "consumer_backoff_initial_ms": 10,
+        "consumer_backoff_max_ms": 40,
+        "outbox_poll_interval_ms": 50,
+        "log_format": "text",
+        "log_level": "WARNING",
+    }
+    return kind(**(values | overrides))
 
 
 @pytest.fixture(scope="session")
