@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PACKAGES := -e 'libs/common[local]' $(foreach s,$(wildcard services/*),-e $(s))
 STAMP := $(VENV)/.installed
+ASYNCAPI_SPECS_VERSION := 6.11.1
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -15,6 +16,9 @@ $(STAMP): constraints.txt $(wildcard libs/common/pyproject.toml services/*/pypro
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt hatchling editables
 	$(BIN)/python -m pip install --quiet --no-build-isolation -c constraints.txt $(PACKAGES) -r requirements-dev.txt
+	# The official AsyncAPI JSON Schema the contract tests check schemas/asyncapi.yaml against.
+	if command -v npm >/dev/null; then npm install --silent --no-audit --no-fund --no-package-lock --no-save \
+		--prefix .cache/asyncapi-specs @asyncapi/specs@$(ASYNCAPI_SPECS_VERSION); fi
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install every package (pinned by constraints.txt)
@@ -41,6 +45,6 @@ token: install ## print a development bearer token
 	@$(BIN)/itinera token
 
 clean: ## remove the virtualenv and local state
-	rm -rf $(VENV) .stack
+	rm -rf $(VENV) .stack .cache
 
 .PHONY: help install run test lint typecheck check bench-ingest token clean

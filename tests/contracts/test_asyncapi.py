@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cache
@@ -25,7 +26,7 @@ from typing import Any
 
 import pytest
 import yaml
-from jsonschema import Draft202012Validator
+from jsonschema import Draft7Validator, Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -36,6 +37,16 @@ from itinera.common.kafka.topics import CATALOGUE, Topic
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas"
 DOCUMENT = SCHEMAS / "asyncapi.yaml"
+OFFICIAL_SCHEMA = (
+    ROOT
+    / ".cache"
+    / "asyncapi-specs"
+    / "node_modules"
+    / "@asyncapi"
+    / "specs"
+    / "schemas"
+    / "3.0.0-without-$id.json"
+)
 DIALECT_URI = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_FORMAT = "application/schema+json;version=draft-2020-12"
 
@@ -404,6 +415,17 @@ class TestDocumentIsAsyncApi300:
     def test_validates_against_the_asyncapi_3_0_0_schema(self) -> None:
         validator = Draft202012Validator(ASYNCAPI_3_0_0, format_checker=Draft202012Validator.FORMAT_CHECKER)
         assert _errors(validator, _document()) == []
+
+    def test_validates_against_the_official_asyncapi_3_0_0_json_schema(self) -> None:
+        """The AsyncAPI initiative's own schema, from the npm package ``@asyncapi/specs``
+        that ``make install`` fetches (no PyPI package ships it)."""
+        if not OFFICIAL_SCHEMA.exists():
+            if shutil.which("npm") is None:
+                pytest.skip("npm is not installed, so the official AsyncAPI schema was not fetched")
+            pytest.fail(f"{OFFICIAL_SCHEMA} is missing: run `make install`")
+        official = json.loads(OFFICIAL_SCHEMA.read_text(encoding="utf-8"))
+        validator = Draft7Validator(official)
+        assert [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(_document())] == []
 
     def test_every_reference_inside_the_document_resolves(self) -> None:
         broken = []

@@ -15,10 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from importlib.metadata import entry_points
-from typing import Any
 
 from itinera.common.auth import ALL_SCOPES, mint_token
 from itinera.common.service import Service
@@ -43,33 +46,78 @@ def _service(name: str) -> Service:
     return known[name]
 
 
-def app_from_environment() -> Any:
-    """The app factory each uvicorn worker process calls (``--workers N``)."""
-    service = _service(os.environ["ITINERA_SERVE_SERVICE"])
-    return service.create_app(role=os.environ.get("ITINERA_SERVE_ROLE", "all"))  # type: ignore[arg-type]
-
-
 def _serve(args: argparse.Namespace) -> int:
+    service = _service(args.service)
+    port = args.port or service.port
+    if args.workers > 1:
+        return _supervise(args, port)
     import uvicorn
 
-    service = _service(args.service)
-    options: dict[str, Any] = {
-        "host": args.host,
-        "port": args.port or service.port,
-        "log_config": None,
-        "access_log": False,
-        "loop": "uvloop",
-        "http": "httptools",
-        "timeout_graceful_shutdown": 20,
-    }
-    if args.workers > 1:
-        # One process per worker, sharing the socket: an event loop uses one core.
-        os.environ["ITINERA_SERVE_SERVICE"] = args.service
-        os.environ["ITINERA_SERVE_ROLE"] = args.role
-        uvicorn.run("itinera.common.cli:app_from_environment", factory=True, workers=args.workers, **options)
-    else:
-        uvicorn.run(service.create_app(role=args.role), **options)
+    config = uvicorn.Config(
+        service.create_app(role=args.role),
+        host=args.host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=20,
+    )
+    server = uvicorn.Server(config)
+    if not args.reuse_port:
+        server.run()
+        return 0
+    # One of several processes on this port: the kernel spreads new connections
+    # over their sockets (SO_REUSEPORT), so long-lived connections are balanced too.
+    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((args.host, port))
+    server.run(sockets=[sock])
     return 0
+
+
+def _supervise(args: argparse.Namespace, port: int) -> int:
+    """``--workers N``: N server processes on one port, each with its own event loop
+    (one loop uses one core); stopped together, and all stopped if one dies."""
+    command = [
+        sys.executable,
+        "-m",
+        "itinera.common.cli",
+        "serve",
+        args.service,
+        "--role",
+        args.role,
+        "--host",
+        args.host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--reuse-port",
+    ]
+    children = [subprocess.Popen(command) for _ in range(args.workers)]
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    status = 0
+    while any(child.poll() is None for child in children):
+        for child in children:
+            code = child.poll()
+            if code is not None and not stopping:
+                print(f"itinera serve: worker {child.pid} exited with {code}; stopping", file=sys.stderr)
+                status = code or 1
+                stop(signal.SIGTERM, None)
+        time.sleep(0.2)
+    return status
 
 
 async def _migrate(names: Sequence[str]) -> None:
@@ -136,6 +184,7 @@ def parser() -> argparse.ArgumentParser:
         default=int(os.environ.get("ITINERA_WORKERS", "1")),
         help="server processes sharing the port (default: $ITINERA_WORKERS or 1)",
     )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
 
     mig = commands.add_parser("migrate", help="apply database migrations")
