@@ -13,6 +13,7 @@ workers), yields, and tears them down in reverse.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -33,7 +34,7 @@ from itinera.common.db.pool import create_pool
 from itinera.common.kafka.producer import Producer
 from itinera.common.logging import configure_logging
 from itinera.common.settings import CommonSettings
-from itinera.common.telemetry import configure_tracing
+from itinera.common.telemetry import configure_tracing, flush_tracing
 from itinera.common.web import problems
 from itinera.common.web.middleware import RequestContext
 from itinera.common.web.responses import Json
@@ -151,6 +152,7 @@ class Service:
                         log.exception("failed to stop cleanly")
                 await producer.stop()
                 await pool.close()
+                await asyncio.to_thread(flush_tracing)
                 log.info("service stopped")
 
         return lifespan

@@ -39,6 +39,14 @@ def configure_tracing(service: str, settings: CommonSettings) -> None:
     trace.set_tracer_provider(provider)
 
 
+def flush_tracing(timeout_ms: int = 5_000) -> None:
+    """Export the spans still buffered. Called when a service stops: uvicorn re-raises
+    the stopping signal after shutdown, so the SDK's own exit hook never runs."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.force_flush(timeout_ms)
+
+
 def tracer(name: str = "itinera") -> trace.Tracer:
     return trace.get_tracer(name)
 
