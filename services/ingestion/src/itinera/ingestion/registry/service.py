@@ -22,6 +22,7 @@ import jsonschema_rs
 
 from itinera.common.errors import Conflict, FieldError, NotFound, ValidationFailed
 from itinera.common.xdm.schemas import SchemaLibrary, SchemaResource
+from itinera.ingestion.catalog import repository as catalog_repository
 from itinera.ingestion.registry import repository
 
 IDENTITY_DESCRIPTOR = "xdm:descriptorIdentity"
@@ -219,8 +220,6 @@ class Registry:
         return await self.replace(conn, sandbox, kind, row["id"], document)
 
     async def delete(self, conn: asyncpg.Connection, sandbox: str, kind: str, ref: str) -> None:
-        from itinera.ingestion.catalog import repository as catalog_repository
-
         row = await repository.get_resource(conn, sandbox, KINDS.get(kind, kind), ref)
         if row is None:
             raise NotFound(f"no tenant {kind} resource {ref!r}")
