@@ -4,13 +4,12 @@ create``) and the development token command, as processes against the real stack
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 
 import jwt
 
 from itinera.common.settings import CommonSettings
-from itinera.common.testing import StackInfo
+from itinera.common.testing import StackInfo, environment_for
 
 
 async def itinera(stack: StackInfo, *args: str) -> tuple[int, str]:
@@ -21,11 +20,7 @@ async def itinera(stack: StackInfo, *args: str) -> tuple[int, str]:
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        env={
-            **os.environ,
-            "ITINERA_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-            "ITINERA_DATABASE_URL": stack.database_url,
-        },
+        env=environment_for(stack),
     )
     out, _ = await asyncio.wait_for(process.communicate(), timeout=120)
     assert process.returncode is not None

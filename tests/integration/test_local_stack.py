@@ -10,7 +10,6 @@ ports, so a developer's own ``make run`` does not collide with it."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import sys
@@ -24,7 +23,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from itinera.common.kafka import topics
-from itinera.common.testing import StackInfo, topic_reader
+from itinera.common.testing import StackInfo, environment_for, topic_reader
 
 PORT_OFFSET = 20_000
 
@@ -51,11 +50,7 @@ async def _read_until(process: asyncio.subprocess.Process, marker: str, output: 
 
 @pytest.fixture(scope="module")
 async def stack(topics_created: StackInfo) -> AsyncIterator[RunningStack]:
-    env = {
-        **os.environ,
-        "ITINERA_KAFKA_BOOTSTRAP": topics_created.kafka_bootstrap,
-        "ITINERA_DATABASE_URL": topics_created.database_url,
-    }
+    env = environment_for(topics_created)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from itinera.common.devstack import free_port
-from itinera.common.testing import StackInfo
+from itinera.common.testing import StackInfo, environment_for
 
 
 async def _ready(url: str, timeout_s: float = 60) -> None:
@@ -54,12 +54,7 @@ def _served_metrics_requests(metrics: str) -> float:
 class TestSeveralWorkers:
     async def test_serve_on_one_port_and_stop_together(self, topics_created: StackInfo) -> None:
         port = free_port()
-        env = {
-            **os.environ,
-            "ITINERA_KAFKA_BOOTSTRAP": topics_created.kafka_bootstrap,
-            "ITINERA_DATABASE_URL": topics_created.database_url,
-            "ITINERA_LOG_LEVEL": "WARNING",
-        }
+        env = environment_for(topics_created, ITINERA_LOG_LEVEL="WARNING")
         supervisor = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "itinera.common.cli", "serve", "ingestion", "--role", "api"),
             *("--port", str(port), "--workers", "2"),

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import uuid
@@ -22,7 +21,7 @@ from starlette.routing import Route
 from itinera.common.auth import mint_token
 from itinera.common.devstack import free_port
 from itinera.common.settings import CommonSettings
-from itinera.common.testing import StackInfo
+from itinera.common.testing import StackInfo, environment_for
 
 
 class Collector:
@@ -59,14 +58,12 @@ async def test_spans_of_a_request_reach_the_otlp_collector(
     topics_created: StackInfo, collector: Collector
 ) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "ITINERA_KAFKA_BOOTSTRAP": topics_created.kafka_bootstrap,
-        "ITINERA_DATABASE_URL": topics_created.database_url,
-        "ITINERA_OTEL_EXPORTER": "otlp",
-        "ITINERA_OTEL_ENDPOINT": f"http://127.0.0.1:{collector.port}",
-        "ITINERA_LOG_LEVEL": "WARNING",
-    }
+    env = environment_for(
+        topics_created,
+        ITINERA_OTEL_EXPORTER="otlp",
+        ITINERA_OTEL_ENDPOINT=f"http://127.0.0.1:{collector.port}",
+        ITINERA_LOG_LEVEL="WARNING",
+    )
     server = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "itinera.common.cli", "serve", "ingestion", "--role", "api"),
         *("--port", str(port)),

@@ -18,7 +18,7 @@ from schemathesis.checks import not_a_server_error
 
 from itinera.common.auth import ALL_SCOPES, mint_token
 from itinera.common.devstack import free_port
-from itinera.common.testing import StackInfo
+from itinera.common.testing import StackInfo, environment_for
 from itinera.ingestion.config import IngestionSettings
 
 EXAMPLES_PER_OPERATION = int(os.environ.get("ITINERA_FUZZ_EXAMPLES", "25"))
@@ -27,12 +27,7 @@ EXAMPLES_PER_OPERATION = int(os.environ.get("ITINERA_FUZZ_EXAMPLES", "25"))
 @pytest.fixture(scope="module")
 def server(topics_created: StackInfo) -> Iterator[str]:
     port = free_port()
-    env = {
-        **os.environ,
-        "ITINERA_KAFKA_BOOTSTRAP": topics_created.kafka_bootstrap,
-        "ITINERA_DATABASE_URL": topics_created.database_url,
-        "ITINERA_LOG_LEVEL": "ERROR",
-    }
+    env = environment_for(topics_created, ITINERA_LOG_LEVEL="ERROR")
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -72,6 +72,16 @@ def infrastructure() -> Iterator[StackInfo]:
         shutil.rmtree(state, ignore_errors=True)
 
 
+def environment_for(infrastructure: StackInfo, **overrides: str) -> dict[str, str]:
+    """The environment of an ``itinera`` child process on the session's stack."""
+    return {
+        **os.environ,
+        "ITINERA_KAFKA_BOOTSTRAP": infrastructure.kafka_bootstrap,
+        "ITINERA_DATABASE_URL": infrastructure.database_url,
+        **overrides,
+    }
+
+
 def settings_for(infrastructure: StackInfo, kind: type[S], **overrides: Any) -> S:
     """Settings of ``kind`` pointing at the session's stack, with the quick retries and
     polls tests want (a test waits for effects; it should not wait for backoff)."""
