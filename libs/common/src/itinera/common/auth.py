@@ -27,6 +27,8 @@ ALL_SCOPES = (
     "catalog:read",
     "catalog:write",
     "dlq:read",
+    "identity:read",
+    "identity:write",
 )
 
 

@@ -61,7 +61,18 @@ DLQ = Topic(
     retention_ms=30 * DAY_MS,
 )
 
-CATALOGUE: tuple[Topic, ...] = (INBOUND, EVENTS, RECORDS, DLQ)
+IDENTITY_MERGES = Topic(
+    name="itinera.identity.merges.v1",
+    description=(
+        "Profiles that stopped existing because their identity graph joined another: "
+        "the surviving profile id and the ids merged into it."
+    ),
+    key="the surviving profile id",
+    payload_schema="topics/identity-merges.v1.schema.json",
+    retention_ms=30 * DAY_MS,
+)
+
+CATALOGUE: tuple[Topic, ...] = (INBOUND, EVENTS, RECORDS, DLQ, IDENTITY_MERGES)
 
 
 def by_name(name: str) -> Topic:

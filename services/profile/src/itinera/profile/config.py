@@ -1,0 +1,23 @@
+"""Profile service settings (``ITINERA_PROFILE_*``) on top of the common ones."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from itinera.common.settings import CommonSettings
+
+
+class ProfileSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="ITINERA_", extra="ignore")
+
+    profile_consumer_group: str = "itinera-profile"
+    profile_max_identities_per_graph: int = Field(default=50, ge=2, le=1000)
+    """AEP's guardrail: beyond it the identities seen least recently are evicted."""
+
+
+@cache
+def settings() -> ProfileSettings:
+    return ProfileSettings()

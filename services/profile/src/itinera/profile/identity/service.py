@@ -1,0 +1,155 @@
+"""Applying observations to the identity graph, safely under concurrency.
+
+One call takes the identities and links of a batch of records, stores them, finds the
+part of the graph they touch (everything reachable through stored links), resolves
+it with :func:`~itinera.profile.identity.graph.resolve`, and rewrites that part's
+derived state. It runs in a SERIALIZABLE transaction and is retried when PostgreSQL
+reports a conflict with a concurrent worker touching the same part of the graph: the
+outcome is the one a single worker applying everything would reach, whatever the
+order and interleaving (a property test checks it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+
+from itinera.common.db.outbox import enqueue
+from itinera.common.kafka import topics
+from itinera.common.kafka.envelope import Envelope
+from itinera.profile.identity import namespaces as ns
+from itinera.profile.identity import repository
+from itinera.profile.identity.graph import Link, Node, Seen, anchor, profile_id, resolve
+
+MAX_REACH = 10_000
+"""The most identities one resolution loads; a larger tangle is resolved in part."""
+RETRIES = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """The identities one record carries, and when (the record's own time)."""
+
+    identities: tuple[Node, ...]
+    at: datetime
+
+
+@dataclass
+class Outcome:
+    profiles: dict[Node, str] = field(default_factory=dict)
+    merged: dict[str, str] = field(default_factory=dict)
+    """Profile ids that stopped existing -> the id they were merged into."""
+
+
+class IdentityGraph:
+    def __init__(self, pool: asyncpg.Pool, max_identities: int = 50) -> None:
+        self.pool = pool
+        self.max_identities = max_identities
+
+    async def observe(self, sandbox: str, observations: Sequence[Observation]) -> Outcome:
+        """Apply ``observations`` in one transaction, retried on serialization conflicts."""
+        for attempt in range(RETRIES):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction(isolation="serializable"):
+                    return await self.apply(conn, sandbox, observations)
+            except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError):
+                if attempt == RETRIES - 1:
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 6)))
+        raise AssertionError("unreachable")
+
+    async def apply(
+        self, conn: asyncpg.Connection, sandbox: str, observations: Sequence[Observation]
+    ) -> Outcome:
+        """The work of :meth:`observe`, inside the caller's (serializable) transaction."""
+        nodes: dict[Node, Seen] = {}
+        links: dict[Link, datetime] = {}
+        for observation in observations:
+            ids = sorted(set(observation.identities))
+            for node in ids:
+                seen = nodes.get(node)
+                nodes[node] = (
+                    Seen(observation.at, observation.at)
+                    if seen is None
+                    else Seen(min(seen.first, observation.at), max(seen.last, observation.at))
+                )
+            for i, x in enumerate(ids):
+                for y in ids[i + 1 :]:
+                    link = Link.of(x, y)
+                    links[link] = max(links.get(link, observation.at), observation.at)
+        if not nodes:
+            return Outcome()
+        await repository.observe(conn, sandbox, nodes, links)
+        known = await ns.all_of(conn, sandbox)
+        rules = ns.rules(known, self.max_identities)
+        reached, reached_links = await repository.reachable(conn, sandbox, nodes, MAX_REACH)
+        resolution = resolve(reached, reached_links, rules)
+        before = await repository.members_of(conn, sandbox, reached)
+        after: dict[Node, str] = {}
+        for component in resolution.components:
+            pid = profile_id(sandbox, anchor(component, reached))
+            after.update(dict.fromkeys(component, pid))
+        decisions = dict.fromkeys(resolution.refused, "refused")
+        decisions.update(
+            {
+                link: "evicted"
+                for link in reached_links
+                if link.a in resolution.evicted or link.b in resolution.evicted
+            }
+        )
+        await repository.rewrite(conn, sandbox, reached, after, decisions, resolution.evicted)
+        merged = _merges(before, after)
+        if merged:
+            await repository.record_merges(conn, sandbox, merged)
+            await enqueue(conn, topics.IDENTITY_MERGES.name, _merge_events(sandbox, merged))
+        return Outcome({n: after[n] for n in nodes if n in after}, merged)
+
+
+def _merges(before: dict[Node, str], after: dict[Node, str]) -> dict[str, str]:
+    """Ids that no identity holds any more, and where most of their identities went."""
+    remaining = set(after.values())
+    moved: dict[str, dict[str, int]] = {}
+    for node, old in before.items():
+        new = after.get(node)
+        if old not in remaining and new is not None:
+            counts = moved.setdefault(old, {})
+            counts[new] = counts.get(new, 0) + 1
+    return {old: max(sorted(counts), key=lambda pid: counts[pid]) for old, counts in moved.items()}
+
+
+def _merge_events(sandbox: str, merged: dict[str, str]) -> list[Envelope]:
+    now = datetime.now(UTC)
+    survivors: dict[str, list[str]] = {}
+    for old, new in sorted(merged.items()):
+        survivors.setdefault(new, []).append(old)
+    return [
+        Envelope(
+            type="com.itinera.identity.merge.v1",
+            source="/itinera/profile",
+            data={
+                "sandbox": sandbox,
+                "profileId": survivor,
+                "mergedProfileIds": olds,
+                "mergedAt": now.isoformat(),
+            },
+            sandbox=sandbox,
+            key=survivor,
+            time=now,
+        )
+        for survivor, olds in survivors.items()
+    ]
+
+
+def nodes_from(identities: Iterable[tuple[str, str]], known: Sequence[ns.Namespace]) -> tuple[Node, ...]:
+    """Nodes of (namespace code, value) pairs, values normalised by their namespace."""
+    by_code = {n.code.lower(): n for n in known}
+    found = []
+    for code, value in identities:
+        namespace = by_code.get(code.lower())
+        found.append(Node(namespace.code if namespace else code, ns.normalise(namespace, value)))
+    return tuple(found)

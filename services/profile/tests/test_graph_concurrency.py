@@ -1,0 +1,75 @@
+"""The stored graph does not depend on arrival order or on how records are spread over
+concurrent workers: whatever the interleaving, it ends equal to the rules applied to
+everything observed."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from itinera.profile.identity import namespaces as ns
+from itinera.profile.identity.graph import Link, Node, Seen, anchor, profile_id, resolve
+from itinera.profile.identity.service import IdentityGraph, Observation
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+identities = st.builds(
+    Node, st.sampled_from(["CRMID", "Email", "Phone", "ECID"]), st.sampled_from(["a", "b", "c", "d", "e"])
+)
+observations = st.lists(
+    st.builds(
+        Observation,
+        st.lists(identities, min_size=1, max_size=4, unique=True).map(tuple),
+        st.integers(0, 1000).map(lambda m: T0 + timedelta(minutes=m)),
+    ),
+    min_size=1,
+    max_size=24,
+)
+
+
+def expected(sandbox: str, seen: list[Observation], limit: int) -> dict[Node, str]:
+    """What a single worker applying everything at once must store."""
+    nodes: dict[Node, Seen] = {}
+    links: dict[Link, datetime] = {}
+    for o in seen:
+        for n in o.identities:
+            s = nodes.get(n)
+            nodes[n] = Seen(o.at, o.at) if s is None else Seen(min(s.first, o.at), max(s.last, o.at))
+        ids = sorted(set(o.identities))
+        for i, x in enumerate(ids):
+            for y in ids[i + 1 :]:
+                links[Link.of(x, y)] = max(links.get(Link.of(x, y), o.at), o.at)
+    rules = ns.rules(list(ns.STANDARD), limit)
+    return {
+        n: profile_id(sandbox, anchor(c, nodes)) for c in resolve(nodes, links, rules).components for n in c
+    }
+
+
+async def stored(pool: asyncpg.Pool, sandbox: str) -> dict[Node, str]:
+    rows = await pool.fetch("SELECT namespace, value, profile_id FROM members WHERE sandbox = $1", sandbox)
+    return {Node(r["namespace"], r["value"]): str(r["profile_id"]) for r in rows}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seen=observations, workers=st.integers(1, 4), order=st.randoms(), limit=st.sampled_from([3, 50]))
+async def test_concurrent_workers_in_any_order_reach_the_graph_the_rules_allow(
+    profile_app: FastAPI, seen: list[Observation], workers: int, order: object, limit: int
+) -> None:
+    sandbox = f"t-{uuid.uuid4().hex[:12]}"
+    graph = IdentityGraph(profile_app.state.runtime.pool, max_identities=limit)
+    shuffled = list(seen)
+    order.shuffle(shuffled)  # type: ignore[attr-defined]
+    lanes = [shuffled[i::workers] for i in range(workers)]
+
+    async def worker(lane: list[Observation]) -> None:
+        # Small batches, so the workers' transactions interleave.
+        for start in range(0, len(lane), 2):
+            await graph.observe(sandbox, lane[start : start + 2])
+
+    await asyncio.gather(*(worker(lane) for lane in lanes))
+    assert await stored(graph.pool, sandbox) == expected(sandbox, seen, limit)

@@ -1,0 +1,177 @@
+"""Identity namespaces and graph look-ups over HTTP, fed by events on Kafka."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
+
+from itinera.common.auth import ALL_SCOPES, mint_token
+from itinera.common.kafka import topics
+from itinera.common.testing import StackInfo, client_for, eventually, topic_reader
+from itinera.profile.config import ProfileSettings
+
+ECID = "12345678901234567890123456789012345678"
+
+
+@pytest.fixture
+def sandbox() -> str:
+    return f"s{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def http(
+    profile_app: FastAPI, profile_settings: ProfileSettings, sandbox: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(
+        profile_app, mint_token(profile_settings, scopes=ALL_SCOPES, sandbox=sandbox)
+    ) as client:
+        yield client
+
+
+async def publish(infrastructure: StackInfo, sandbox: str, *events: dict[str, Any]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap)
+    await producer.start()
+    try:
+        for event in events:
+            (namespace, items), *_ = event["identityMap"].items()
+            await producer.send_and_wait(
+                topics.EVENTS.name,
+                value=orjson.dumps(event),
+                key=f"{namespace}:{items[0]['id']}".encode(),
+                headers=[("itinera_sandbox", sandbox.encode()), ("ce_id", str(uuid.uuid4()).encode())],
+            )
+    finally:
+        await producer.stop()
+
+
+def event(minute: int, **identities: str) -> dict[str, Any]:
+    return {
+        "_id": str(uuid.uuid4()),
+        "timestamp": f"2026-11-28T10:{minute:02d}:00Z",
+        "identityMap": {ns: [{"id": value}] for ns, value in identities.items()},
+    }
+
+
+async def graph_of(http: httpx.AsyncClient, namespace: str, value: str) -> dict[str, Any]:
+    response = await http.get("/v1/identities/graph", params={"namespace": namespace, "id": value})
+    return response.json() if response.status_code == 200 else {}
+
+
+class TestNamespaces:
+    async def test_lists_the_standard_namespaces(self, http: httpx.AsyncClient) -> None:
+        listed = {n["code"]: n for n in (await http.get("/data/core/idnamespace/identities")).json()}
+        assert {"ECID", "Email", "Phone", "Email_LC_SHA256", "CRMID", "IDFA", "GAID"} <= set(listed)
+        assert listed["CRMID"]["uniquePerGraph"] is True
+        assert listed["Email"]["idType"] == "EMAIL"
+
+    async def test_a_custom_namespace_is_created_once_and_found_by_code_or_id(
+        self, http: httpx.AsyncClient
+    ) -> None:
+        body = {"code": "Loyalty", "name": "Loyalty member", "idType": "CROSS_DEVICE", "uniquePerGraph": True}
+        created = await http.post("/data/core/idnamespace/identities", json=body)
+        assert created.status_code == 200, created.text
+        assert created.json()["custom"] is True
+        assert (await http.post("/data/core/idnamespace/identities", json=body)).status_code == 409
+        by_id = await http.get(f"/data/core/idnamespace/identities/{created.json()['id']}")
+        assert by_id.json()["code"] == "Loyalty"
+
+    async def test_an_invalid_namespace_is_refused_with_paths(self, http: httpx.AsyncClient) -> None:
+        response = await http.post(
+            "/data/core/idnamespace/identities", json={"code": "bad code!", "idType": "x"}
+        )
+        assert response.status_code == 400
+        assert {e["path"] for e in response.json()["errors"]} == {"/code", "/name", "/idType"}
+
+    async def test_a_standard_namespaces_graph_settings_can_change(self, http: httpx.AsyncClient) -> None:
+        updated = await http.put("/data/core/idnamespace/identities/Phone", json={"uniquePerGraph": True})
+        assert updated.json()["uniquePerGraph"] is True
+        assert updated.json()["custom"] is False
+
+
+class TestGraphFromEvents:
+    async def test_identities_seen_together_are_one_profile_and_emails_match_case_insensitively(
+        self, http: httpx.AsyncClient, infrastructure: StackInfo, sandbox: str
+    ) -> None:
+        await publish(
+            infrastructure,
+            sandbox,
+            event(1, ECID=ECID, Email="Jane@Example.com"),
+            event(2, Email="jane@example.com", CRMID="crm-1"),
+        )
+
+        async def linked() -> bool:
+            return len((await graph_of(http, "CRMID", "crm-1")).get("members", [])) == 3
+
+        await eventually(linked, timeout_s=30)
+        members = await http.get(
+            "/data/core/identity/cluster/members", params={"nsc": "Email", "id": "JANE@example.com"}
+        )
+        cluster = members.json()["clusters"][0]
+        assert cluster["compositeXid"] == {"namespace": "Email", "id": "jane@example.com"}
+        assert {(m["namespace"], m["id"]) for m in cluster["members"]} == {
+            ("ECID", ECID),
+            ("Email", "jane@example.com"),
+            ("CRMID", "crm-1"),
+        }
+
+    async def test_joining_two_profiles_keeps_the_older_id_and_announces_the_merge(
+        self, http: httpx.AsyncClient, infrastructure: StackInfo, sandbox: str
+    ) -> None:
+        await publish(infrastructure, sandbox, event(1, ECID=ECID), event(5, Phone="+15550100"))
+
+        async def both() -> bool:
+            return bool((await graph_of(http, "ECID", ECID)).get("profileId")) and bool(
+                (await graph_of(http, "Phone", "+15550100")).get("profileId")
+            )
+
+        await eventually(both, timeout_s=30)
+        older = (await graph_of(http, "ECID", ECID))["profileId"]
+        newer = (await graph_of(http, "Phone", "+15550100"))["profileId"]
+        assert older != newer
+        async with topic_reader(infrastructure, topics.IDENTITY_MERGES.name) as reader:
+            await publish(infrastructure, sandbox, event(9, ECID=ECID, Phone="+15550100"))
+            records = await reader.wait_for(lambda rs: any(r.key == older for r in rs), timeout_s=30)
+        merge = orjson.loads(next(r for r in records if r.key == older).value or b"{}")
+        assert merge == {
+            "sandbox": sandbox,
+            "profileId": older,
+            "mergedProfileIds": [newer],
+            "mergedAt": merge["mergedAt"],
+        }
+        assert (await graph_of(http, "Phone", "+15550100"))["profileId"] == older
+
+    async def test_a_link_joining_two_crm_ids_is_refused_and_visible(
+        self, http: httpx.AsyncClient, infrastructure: StackInfo, sandbox: str
+    ) -> None:
+        await publish(
+            infrastructure,
+            sandbox,
+            event(1, CRMID="crm-a", Email="a@example.com"),
+            event(2, CRMID="crm-b", ECID=ECID),
+            event(3, Email="a@example.com", ECID=ECID),
+        )
+
+        async def decided() -> bool:
+            return any(
+                link["decision"] == "refused"
+                for link in (await graph_of(http, "CRMID", "crm-a")).get("links", [])
+            )
+
+        await eventually(decided, timeout_s=30)
+        a, b = await graph_of(http, "CRMID", "crm-a"), await graph_of(http, "CRMID", "crm-b")
+        assert a["profileId"] != b["profileId"]
+        (refused,) = [link for link in a["links"] if link["decision"] == "refused"]
+        assert {refused["from"]["namespace"], refused["to"]["namespace"]} == {"Email", "ECID"}
+
+    async def test_an_unknown_identity_is_a_404(self, http: httpx.AsyncClient) -> None:
+        response = await http.get(
+            "/v1/identities/graph", params={"namespace": "Email", "id": "nobody@example.com"}
+        )
+        assert response.status_code == 404
