@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import httpx
+import orjson
 
 from itinera.common.kafka import topics
 from itinera.common.testing import StackInfo, topic_reader
@@ -128,7 +129,10 @@ class TestTenantResources:
             assert accepted.status_code == 200, accepted.text
             xaction = accepted.json()["xactionId"]
             records = await reader.wait_for(lambda rs: any(r.ce_id == xaction for r in rs))
-        assert [r.key for r in records if r.ce_id == xaction] == ["LoyaltyId:L-77"]
+        (published,) = [r for r in records if r.ce_id == xaction]
+        assert published.key == "LoyaltyId:L-77"
+        # Descriptor identities live in tenant fields: they travel in a header too.
+        assert orjson.loads(published.headers["itinera_identities"]) == [["LoyaltyId", "L-77"]]
 
         refused = await client.post(
             f"/collection/{inlet}",

@@ -170,6 +170,31 @@ class TestGraphFromEvents:
         (refused,) = [link for link in a["links"] if link["decision"] == "refused"]
         assert {refused["from"]["namespace"], refused["to"]["namespace"]} == {"Email", "ECID"}
 
+    async def test_identities_found_through_schema_descriptors_are_linked_too(
+        self, http: httpx.AsyncClient, infrastructure: StackInfo, sandbox: str
+    ) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                topics.RECORDS.name,
+                value=orjson.dumps(
+                    {"_itinera": {"loyaltyId": "L-1"}, "personalEmail": {"address": "x@example.com"}}
+                ),
+                key=b"LoyaltyId:L-1",
+                headers=[
+                    ("itinera_sandbox", sandbox.encode()),
+                    ("itinera_identities", b'[["LoyaltyId", "L-1"], ["Email", "X@example.com"]]'),
+                ],
+            )
+        finally:
+            await producer.stop()
+
+        async def linked() -> bool:
+            return len((await graph_of(http, "Email", "x@example.com")).get("members", [])) == 2
+
+        await eventually(linked, timeout_s=30)
+
     async def test_an_unknown_identity_is_a_404(self, http: httpx.AsyncClient) -> None:
         response = await http.get(
             "/v1/identities/graph", params={"namespace": "Email", "id": "nobody@example.com"}

@@ -11,6 +11,8 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from itinera.common.errors import FieldError
 from itinera.common.kafka.consumer import PermanentError, Record
 from itinera.common.xdm.identity import from_identity_map
@@ -29,6 +31,25 @@ def _time(entity: dict[str, Any], record: Record) -> datetime:
     return datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
 
 
+def _header_identities(record: Record) -> list[tuple[str, str]]:
+    """Identities ingestion found through identity descriptors (``itinera_identities``)."""
+    raw = record.headers.get("itinera_identities")
+    if not raw:
+        return []
+    try:
+        listed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise PermanentError([FieldError("/headers/itinera_identities", "not JSON", "json")]) from None
+    if not isinstance(listed, list) or not all(
+        isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, str) and v for v in pair)
+        for pair in listed
+    ):
+        raise PermanentError(
+            [FieldError("/headers/itinera_identities", "expected [[namespace, id], ...]", "type")]
+        )
+    return [(pair[0], pair[1]) for pair in listed]
+
+
 class GraphHandler:
     def __init__(self, graph: IdentityGraph, default_sandbox: str) -> None:
         self.graph = graph
@@ -41,6 +62,7 @@ class GraphHandler:
             if not isinstance(entity, dict):
                 raise PermanentError([FieldError("", "the record is not an XDM entity (object)", "type")])
             pairs = [(i.namespace, i.id) for i in from_identity_map(entity)]
+            pairs.extend(_header_identities(record))
             if record.key and ":" in record.key:
                 namespace, _, value = record.key.partition(":")
                 pairs.append((namespace, value))

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import orjson
 from prometheus_client import Counter
 
 from itinera.common.db.outbox import enqueue
@@ -116,6 +117,7 @@ class Ingestor:
                         "itinera_dataset": dataset.id,
                         "itinera_schema": dataset.schema_id,
                         **via,
+                        **_identities_header(result),
                         **submission.trace,
                     },
                 )
@@ -156,6 +158,16 @@ class Ingestor:
                     for letter in letters
                 ],
             )
+
+
+def _identities_header(accepted: Accepted) -> dict[str, str]:
+    """Identities found through the schema's identity descriptors live in tenant fields
+    that consumers cannot interpret; when there are any, every identity of the record
+    travels in ``itinera_identities`` as ``[[namespace, id], ...]`` (primary first)."""
+    if not any(not i.path.startswith("/identityMap/") for i in accepted.identities):
+        return {}
+    ordered = sorted(accepted.identities, key=lambda i: not i.primary)
+    return {"itinera_identities": orjson.dumps([[i.namespace, i.id] for i in ordered]).decode()}
 
 
 def _dead_letter(

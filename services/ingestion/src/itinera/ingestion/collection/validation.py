@@ -24,6 +24,8 @@ class Accepted:
     dataset: Dataset
     entity: dict[str, Any]
     primary: Identity | None
+    identities: tuple[Identity, ...] = ()
+    """Every identity found, from ``identityMap`` and from identity descriptors."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +183,7 @@ async def _validate_entity(
         )
     if reasons:
         return Rejected(reasons, dataset.id)
-    return Accepted(dataset, entity, primary)
+    return Accepted(dataset, entity, primary, tuple(found))
 
 
 def _descriptor_identities(entity: Mapping[str, Any], dataset: Dataset) -> list[Identity]:
