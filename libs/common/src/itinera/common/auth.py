@@ -29,6 +29,8 @@ ALL_SCOPES = (
     "dlq:read",
     "identity:read",
     "identity:write",
+    "profiles:read",
+    "profiles:write",
 )
 
 

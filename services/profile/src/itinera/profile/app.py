@@ -15,14 +15,15 @@ from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import ConsumerLoop
 from itinera.common.service import Runtime, Service, Worker
 from itinera.profile.config import ProfileSettings, settings
-from itinera.profile.consumers import GraphHandler
+from itinera.profile.consumers import StoreHandler
 from itinera.profile.identity.service import IdentityGraph
 
 
 def _routers() -> Sequence[APIRouter]:
     from itinera.profile.identity.endpoints import router as identity
+    from itinera.profile.profiles.endpoints import router as profiles
 
-    return (identity,)
+    return (identity, profiles)
 
 
 async def _setup(runtime: Runtime) -> None:
@@ -39,7 +40,7 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             settings=config,
             group=config.profile_consumer_group,
             topic_names=[topics.EVENTS.name, topics.RECORDS.name],
-            handler=GraphHandler(runtime.state["graph"], config.default_sandbox),
+            handler=StoreHandler(runtime.state["graph"], config.default_sandbox),
             dead_letters=runtime.producer,
             service="profile",
         )

@@ -1,5 +1,9 @@
 """Kafka input: experience events and profile records, as ingestion publishes them.
 
+Every record feeds the identity graph; profile records are then kept as fragments
+(the latest per dataset and primary identity) and experience events appended (one per
+``_id``). Both writes are idempotent, so a redelivered batch changes nothing.
+
 Each record's identities (its ``identityMap`` and its key, the primary identity) are
 observed together at the record's own time (an event's ``timestamp``, else the
 CloudEvent's ``ce_time``), so the graph does not depend on when records arrive.
@@ -14,10 +18,12 @@ from typing import Any
 import orjson
 
 from itinera.common.errors import FieldError
+from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import PermanentError, Record
 from itinera.common.xdm.identity import from_identity_map
 from itinera.profile.identity import namespaces as ns
 from itinera.profile.identity.service import IdentityGraph, Observation, nodes_from
+from itinera.profile.profiles.repository import EventRow, FragmentRow, store_events, store_fragments
 
 
 def _time(entity: dict[str, Any], record: Record) -> datetime:
@@ -50,27 +56,47 @@ def _header_identities(record: Record) -> list[tuple[str, str]]:
     return [(pair[0], pair[1]) for pair in listed]
 
 
-class GraphHandler:
+class StoreHandler:
+    """Feeds the identity graph, then stores each record as a fragment (profile records)
+    or an event (experience events) under its primary identity."""
+
     def __init__(self, graph: IdentityGraph, default_sandbox: str) -> None:
         self.graph = graph
         self.default_sandbox = default_sandbox
 
     async def __call__(self, batch: list[Record]) -> None:
-        pending: dict[str, list[tuple[list[tuple[str, str]], datetime]]] = defaultdict(list)
+        pending: dict[str, list[tuple[Record, dict[str, Any], list[tuple[str, str]], datetime]]] = (
+            defaultdict(list)
+        )
         for record in batch:
             entity = record.json()
             if not isinstance(entity, dict):
                 raise PermanentError([FieldError("", "the record is not an XDM entity (object)", "type")])
-            pairs = [(i.namespace, i.id) for i in from_identity_map(entity)]
-            pairs.extend(_header_identities(record))
-            if record.key and ":" in record.key:
+            pairs = []
+            if record.key and ":" in record.key:  # the primary identity first
                 namespace, _, value = record.key.partition(":")
                 pairs.append((namespace, value))
+            pairs += _header_identities(record)
+            pairs += [(i.namespace, i.id) for i in from_identity_map(entity)]
             if pairs:
-                pending[record.sandbox or self.default_sandbox].append((pairs, _time(entity, record)))
-        for sandbox, seen in pending.items():
+                pending[record.sandbox or self.default_sandbox].append(
+                    (record, entity, pairs, _time(entity, record))
+                )
+        for sandbox, items in pending.items():
             async with self.graph.pool.acquire() as conn:
                 known = await ns.all_of(conn, sandbox)
-            await self.graph.observe(
-                sandbox, [Observation(nodes_from(pairs, known), at) for pairs, at in seen]
-            )
+            resolved = [(record, entity, nodes_from(pairs, known), at) for record, entity, pairs, at in items]
+            await self.graph.observe(sandbox, [Observation(nodes, at) for _, _, nodes, at in resolved])
+            fragments: list[FragmentRow] = []
+            events: list[EventRow] = []
+            for record, entity, nodes, at in resolved:
+                dataset = record.headers.get("itinera_dataset", "")
+                if record.topic == topics.EVENTS.name and isinstance(entity.get("_id"), str):
+                    events.append((entity["_id"], dataset, nodes[0], at, entity))
+                elif record.topic == topics.RECORDS.name:
+                    fragments.append(
+                        (dataset, nodes[0], entity, at, record.ce_id or f"{record.partition}:{record.offset}")
+                    )
+            async with self.graph.pool.acquire() as conn, conn.transaction():
+                await store_fragments(conn, sandbox, fragments)
+                await store_events(conn, sandbox, events)

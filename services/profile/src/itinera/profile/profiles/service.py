@@ -1,0 +1,45 @@
+"""The merged view of a profile, computed on read for any merge policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from itinera.common.errors import NotFound
+from itinera.profile.identity import repository as graph
+from itinera.profile.identity.graph import Node
+from itinera.profile.profiles import repository
+from itinera.profile.profiles.merge import merge
+from itinera.profile.profiles.policies import MergePolicy
+
+
+async def resolve_id(conn: asyncpg.Connection, sandbox: str, profile_id: str) -> str:
+    """The live id: a merged id leads to the profile it was merged into."""
+    if await graph.members_of_profile(conn, sandbox, profile_id):
+        return profile_id
+    survivor = await graph.merged_into(conn, sandbox, profile_id)
+    if survivor is None:
+        raise NotFound(f"no profile {profile_id!r} in sandbox {sandbox!r}")
+    return survivor
+
+
+async def view(
+    conn: asyncpg.Connection, sandbox: str, profile_id: str, policy: MergePolicy, identity: Node | None = None
+) -> dict[str, Any]:
+    """The profile as ``policy`` merges it. With identity stitching off (``none``), only
+    the fragments of ``identity`` (the one asked about) are merged."""
+    live = await resolve_id(conn, sandbox, profile_id)
+    members = [Node(r["namespace"], r["value"]) for r in await graph.members_of_profile(conn, sandbox, live)]
+    used = members if policy.identity_graph == "pdg" or identity is None else [identity]
+    fragments = await repository.fragments_of(conn, sandbox, used)
+    return {
+        "profileId": live,
+        **({"requestedProfileId": profile_id} if live != profile_id else {}),
+        "mergePolicyId": policy.id,
+        "identities": [{"namespace": n.namespace, "id": n.value} for n in members],
+        "entity": merge(fragments, policy.attribute_merge, policy.dataset_order),
+        "sources": sorted({f.dataset_id for f in fragments}),
+        "lastModifiedAt": max((f.record_time for f in fragments), default=None),
+        "eventCount": await repository.event_count(conn, sandbox, used),
+    }
