@@ -146,9 +146,105 @@ class TestProfiles:
         ordered = await http.get(f"/v1/profiles/{view['profileId']}", params={"mergePolicyId": by_crm["id"]})
         assert ordered.json()["entity"]["person"]["name"]["firstName"] == "Ann"
 
+    async def test_the_aep_access_api_answers_profiles_and_pages_their_events(
+        self, http: httpx.AsyncClient, infrastructure: StackInfo, sandbox: str
+    ) -> None:
+        record = {
+            "identityMap": {"Email": [{"id": "bo@example.com"}]},
+            "person": {"name": {"firstName": "Bo"}},
+            "homeAddress": {"city": "Oslo"},
+            "timestamp": "2026-11-28T08:00:00Z",
+        }
+        await send(infrastructure, sandbox, topics.RECORDS.name, "Email:bo@example.com", "crm", record)
+        for minute in range(3):
+            event = {
+                "_id": f"bo-{minute}",
+                "timestamp": f"2026-11-28T10:0{minute}:00Z",
+                "identityMap": {"Email": [{"id": "bo@example.com"}]},
+            }
+            await send(infrastructure, sandbox, topics.EVENTS.name, "Email:bo@example.com", "events", event)
+
+        async def stored() -> bool:
+            found = await http.get("/v1/profiles", params={"identity": "Email:bo@example.com"})
+            return (
+                found.status_code == 200
+                and found.json()["eventCount"] == 3
+                and found.json()["sources"] == ["crm"]
+            )
+
+        await eventually(stored, timeout_s=30)
+        profile = await http.get(
+            "/data/core/ups/access/entities",
+            params={
+                "schema.name": "_xdm.context.profile",
+                "entityId": "bo@example.com",
+                "entityIdNS": "Email",
+                "fields": "person.name",
+            },
+        )
+        ((profile_id, body),) = profile.json().items()
+        assert body["entityId"] == profile_id
+        assert body["entity"] == {"person": {"name": {"firstName": "Bo"}}}
+        assert body["sources"] == ["crm"]
+        query = {
+            "schema.name": "_xdm.context.experienceevent",
+            "relatedSchema.name": "_xdm.context.profile",
+            "relatedEntityId": profile_id,
+            "limit": "2",
+            "orderby": "-timestamp",
+        }
+        first = (await http.get("/data/core/ups/access/entities", params=query)).json()
+        assert [c["entityId"] for c in first["children"]] == ["bo-2", "bo-1"]
+        second = (
+            await http.get("/data/core/ups/access/entities", params=query | {"start": first["_page"]["next"]})
+        ).json()
+        assert [c["entityId"] for c in second["children"]] == ["bo-0"]
+        assert second["_page"]["next"] is None
+        windowed = {**query, "startTime": "1795860000000", "endTime": "1795860120000", "limit": "10"}
+        assert [
+            c["entityId"]
+            for c in (await http.get("/data/core/ups/access/entities", params=windowed)).json()["children"]
+        ] == ["bo-1", "bo-0"]
+
+    async def test_the_access_api_refuses_an_unknown_schema(self, http: httpx.AsyncClient) -> None:
+        response = await http.get(
+            "/data/core/ups/access/entities", params={"schema.name": "_xdm.context.other", "entityId": "x"}
+        )
+        assert response.status_code == 400
+
     async def test_an_unknown_identity_or_profile_is_a_404(self, http: httpx.AsyncClient) -> None:
         assert (
             await http.get("/v1/profiles", params={"identity": "Email:nobody@example.com"})
         ).status_code == 404
         assert (await http.get(f"/v1/profiles/{uuid.uuid4()}")).status_code == 404
         assert (await http.get("/v1/profiles", params={"identity": "nocolon"})).status_code == 400
+
+
+class TestGuardrails:
+    async def test_an_event_over_10_kb_is_dead_lettered_with_the_reason(
+        self, profile_app: FastAPI, infrastructure: StackInfo, sandbox: str
+    ) -> None:
+        from itinera.common.testing import topic_reader
+
+        big = {
+            "_id": "too-big",
+            "timestamp": "2026-11-28T10:00:00Z",
+            "identityMap": {"Email": [{"id": "big@example.com"}]},
+            "note": "x" * 11_000,
+        }
+        async with topic_reader(infrastructure, topics.DLQ.name) as reader:
+            await send(infrastructure, sandbox, topics.EVENTS.name, "Email:big@example.com", "events", big)
+            letters = await reader.wait_for(
+                lambda rs: any(
+                    orjson.loads(r.value or b"{}").get("origin", {}).get("key") == "Email:big@example.com"
+                    for r in rs
+                ),
+                timeout_s=30,
+            )
+        letter = next(
+            orjson.loads(r.value or b"{}")
+            for r in letters
+            if orjson.loads(r.value or b"{}").get("origin", {}).get("key") == "Email:big@example.com"
+        )
+        assert letter["reasons"][0]["code"] == "size"
+        assert letter["origin"]["service"] == "profile"

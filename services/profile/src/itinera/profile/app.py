@@ -21,9 +21,10 @@ from itinera.profile.identity.service import IdentityGraph
 
 def _routers() -> Sequence[APIRouter]:
     from itinera.profile.identity.endpoints import router as identity
+    from itinera.profile.profiles.access import router as access
     from itinera.profile.profiles.endpoints import router as profiles
 
-    return (identity, profiles)
+    return (identity, profiles, access)
 
 
 async def _setup(runtime: Runtime) -> None:

@@ -20,7 +20,7 @@ import orjson
 from itinera.common.errors import FieldError
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import PermanentError, Record
-from itinera.common.xdm.identity import from_identity_map
+from itinera.common.xdm.identity import MAX_IDENTITIES_PER_RECORD, from_identity_map
 from itinera.profile.identity import namespaces as ns
 from itinera.profile.identity.service import IdentityGraph, Observation, nodes_from
 from itinera.profile.profiles.repository import EventRow, FragmentRow, store_events, store_fragments
@@ -56,6 +56,29 @@ def _header_identities(record: Record) -> list[tuple[str, str]]:
     return [(pair[0], pair[1]) for pair in listed]
 
 
+MAX_EVENT_BYTES = 10 * 1024
+MAX_RECORD_BYTES = 100 * 1024
+
+
+def _guardrails(record: Record, identities: int) -> None:
+    """AEP's profile guardrails: refused records are dead-lettered with the reason."""
+    size = len(record.value or b"")
+    limit = MAX_EVENT_BYTES if record.topic == topics.EVENTS.name else MAX_RECORD_BYTES
+    problems = []
+    if size > limit:
+        problems.append(FieldError("", f"{size} bytes; the profile store takes at most {limit}", "size"))
+    if identities > MAX_IDENTITIES_PER_RECORD:
+        problems.append(
+            FieldError(
+                "/identityMap",
+                f"{identities} identities; at most {MAX_IDENTITIES_PER_RECORD}",
+                "identity.count",
+            )
+        )
+    if problems:
+        raise PermanentError(problems)
+
+
 class StoreHandler:
     """Feeds the identity graph, then stores each record as a fragment (profile records)
     or an event (experience events) under its primary identity."""
@@ -78,6 +101,7 @@ class StoreHandler:
                 pairs.append((namespace, value))
             pairs += _header_identities(record)
             pairs += [(i.namespace, i.id) for i in from_identity_map(entity)]
+            _guardrails(record, len(set(pairs)))
             if pairs:
                 pending[record.sandbox or self.default_sandbox].append(
                     (record, entity, pairs, _time(entity, record))

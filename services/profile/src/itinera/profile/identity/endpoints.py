@@ -26,7 +26,7 @@ def xid_of(node: Node) -> str:
     return base64.urlsafe_b64encode(node.key.encode()).decode().rstrip("=")
 
 
-def _from_xid(xid: str) -> tuple[str, str]:
+def from_xid(xid: str) -> tuple[str, str]:
     try:
         text = base64.urlsafe_b64decode(xid + "=" * (-len(xid) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
@@ -43,7 +43,7 @@ async def _node(
     db: Db, sandbox: str, namespace: str | None, value: str | None, xid: str | None = None
 ) -> Node:
     if xid:
-        namespace, value = _from_xid(xid)
+        namespace, value = from_xid(xid)
     if not namespace or not value:
         raise BadRequest(
             "name the identity: xid, or a namespace and an id",

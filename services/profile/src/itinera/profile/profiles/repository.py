@@ -66,3 +66,39 @@ async def event_count(conn: asyncpg.Connection, sandbox: str, nodes: Iterable[No
         [n.value for n in listed],
     )
     return count
+
+
+async def events_of(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    nodes: Iterable[Node],
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    after: tuple[datetime, str] | None,
+    descending: bool,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Events of ``nodes`` in [start, end), in time order, from after the cursor."""
+    listed = list(nodes)
+    direction, compare = ("DESC", "<") if descending else ("ASC", ">")
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"""SELECT e.event_id, e.occurred_at, e.body FROM events e
+            JOIN unnest($2::text[], $3::text[]) AS n(namespace, value)
+              ON e.namespace = n.namespace AND e.value = n.value
+            WHERE e.sandbox = $1
+              AND ($4::timestamptz IS NULL OR e.occurred_at >= $4)
+              AND ($5::timestamptz IS NULL OR e.occurred_at < $5)
+              AND ($6::timestamptz IS NULL OR (e.occurred_at, e.event_id) {compare} ($6, $7))
+            ORDER BY e.occurred_at {direction}, e.event_id {direction}
+            LIMIT $8""",
+        sandbox,
+        [n.namespace for n in listed],
+        [n.value for n in listed],
+        start,
+        end,
+        after[0] if after else None,
+        after[1] if after else "",
+        limit,
+    )
+    return rows
