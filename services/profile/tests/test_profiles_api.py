@@ -248,3 +248,56 @@ class TestGuardrails:
         )
         assert letter["reasons"][0]["code"] == "size"
         assert letter["origin"]["service"] == "profile"
+
+
+class TestOutputs:
+    async def test_changes_and_events_are_published_once_keyed_by_profile(
+        self, http: httpx.AsyncClient, infrastructure: StackInfo, sandbox: str
+    ) -> None:
+        from itinera.common.testing import topic_reader
+
+        key = "Email:cy@example.com"
+        first = {
+            "identityMap": {"Email": [{"id": "cy@example.com"}]},
+            "person": {"name": {"firstName": "Cy"}},
+            "timestamp": "2026-11-28T08:00:00Z",
+        }
+        renamed = {**first, "person": {"name": {"firstName": "Cyrus"}}, "timestamp": "2026-11-28T09:00:00Z"}
+        purchase = {
+            "_id": "cy-buy",
+            "timestamp": "2026-11-28T10:00:00Z",
+            "eventType": "commerce.purchases",
+            "identityMap": {"Email": [{"id": "cy@example.com"}]},
+        }
+        sentinel = {**purchase, "_id": "cy-after"}
+
+        def of_sandbox(records: list[Any]) -> list[dict[str, Any]]:
+            return [
+                v for v in (orjson.loads(r.value or b"{}") for r in records) if v.get("sandbox") == sandbox
+            ]
+
+        async with (
+            topic_reader(infrastructure, topics.PROFILE_CHANGES.name) as changes,
+            topic_reader(infrastructure, topics.PROFILE_EVENTS.name) as events,
+        ):
+            await send(infrastructure, sandbox, topics.RECORDS.name, key, "crm", first)
+            await changes.wait_for(lambda rs: len(of_sandbox(rs)) >= 1, timeout_s=30)
+            await send(infrastructure, sandbox, topics.RECORDS.name, key, "crm", renamed)
+            await changes.wait_for(lambda rs: len(of_sandbox(rs)) >= 2, timeout_s=30)
+            for body in (purchase, purchase, sentinel):  # the purchase twice: published once
+                await send(infrastructure, sandbox, topics.EVENTS.name, key, "events", body)
+            await events.wait_for(
+                lambda rs: any(v["event"]["_id"] == "cy-after" for v in of_sandbox(rs)), timeout_s=30
+            )
+        created, rename = of_sandbox(changes.records)[:2]
+        assert {"path": "person.name.firstName", "old": None, "new": "Cy"} in created["changes"]
+        assert rename["changes"] == [
+            {"path": "person.name.firstName", "old": "Cy", "new": "Cyrus"},
+            {"path": "timestamp", "old": "2026-11-28T08:00:00Z", "new": "2026-11-28T09:00:00Z"},
+        ]
+        published = of_sandbox(events.records)
+        assert [v["event"]["_id"] for v in published] == ["cy-buy", "cy-after"]
+        assert published[0]["profile"]["person"]["name"]["firstName"] == "Cyrus"
+        assert published[0]["profileId"] == created["profileId"]
+        keys = {r.key for r in events.records if orjson.loads(r.value or b"{}").get("sandbox") == sandbox}
+        assert keys == {created["profileId"]}

@@ -23,6 +23,7 @@ from itinera.common.kafka.consumer import PermanentError, Record
 from itinera.common.xdm.identity import MAX_IDENTITIES_PER_RECORD, from_identity_map
 from itinera.profile.identity import namespaces as ns
 from itinera.profile.identity.service import IdentityGraph, Observation, nodes_from
+from itinera.profile.profiles.outputs import publish_updates
 from itinera.profile.profiles.repository import EventRow, FragmentRow, store_events, store_fragments
 
 
@@ -110,17 +111,23 @@ class StoreHandler:
             async with self.graph.pool.acquire() as conn:
                 known = await ns.all_of(conn, sandbox)
             resolved = [(record, entity, nodes_from(pairs, known), at) for record, entity, pairs, at in items]
-            await self.graph.observe(sandbox, [Observation(nodes, at) for _, _, nodes, at in resolved])
+            outcome = await self.graph.observe(
+                sandbox, [Observation(nodes, at) for _, _, nodes, at in resolved]
+            )
             fragments: list[FragmentRow] = []
             events: list[EventRow] = []
+            batch_ids: set[str] = set()
             for record, entity, nodes, at in resolved:
                 dataset = record.headers.get("itinera_dataset", "")
                 if record.topic == topics.EVENTS.name and isinstance(entity.get("_id"), str):
-                    events.append((entity["_id"], dataset, nodes[0], at, entity))
+                    if entity["_id"] not in batch_ids:  # sent twice in one batch: once
+                        batch_ids.add(entity["_id"])
+                        events.append((entity["_id"], dataset, nodes[0], at, entity))
                 elif record.topic == topics.RECORDS.name:
                     fragments.append(
                         (dataset, nodes[0], entity, at, record.ce_id or f"{record.partition}:{record.offset}")
                     )
             async with self.graph.pool.acquire() as conn, conn.transaction():
                 await store_fragments(conn, sandbox, fragments)
-                await store_events(conn, sandbox, events)
+                added = await store_events(conn, sandbox, events)
+                await publish_updates(conn, sandbox, outcome, [e for e in events if e[0] in added])

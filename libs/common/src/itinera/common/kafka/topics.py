@@ -72,7 +72,34 @@ IDENTITY_MERGES = Topic(
     retention_ms=30 * DAY_MS,
 )
 
-CATALOGUE: tuple[Topic, ...] = (INBOUND, EVENTS, RECORDS, DLQ, IDENTITY_MERGES)
+PROFILE_EVENTS = Topic(
+    name="itinera.profile.events.v1",
+    description=(
+        "Every experience event the profile store took, with its profile id and a snapshot of "
+        "the profile's merged view (default merge policy)."
+    ),
+    key="profile id",
+    payload_schema="topics/profile-events.v1.schema.json",
+)
+PROFILE_CHANGES = Topic(
+    name="itinera.profile.changes.v1",
+    description=(
+        "Changes to a profile's merged view (default merge policy): the attribute paths that "
+        "changed with old and new values, and the profile ids merged into it."
+    ),
+    key="profile id",
+    payload_schema="topics/profile-changes.v1.schema.json",
+)
+
+CATALOGUE: tuple[Topic, ...] = (
+    INBOUND,
+    EVENTS,
+    RECORDS,
+    DLQ,
+    IDENTITY_MERGES,
+    PROFILE_EVENTS,
+    PROFILE_CHANGES,
+)
 
 
 def by_name(name: str) -> Topic:

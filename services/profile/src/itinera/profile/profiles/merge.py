@@ -72,3 +72,24 @@ def merge(
     if identities:
         view["identityMap"] = identities
     return view
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+    """Changed attributes as ``{path, old, new}`` (dotted leaf paths; an array, and
+    ``identityMap``, are one value each), sorted by path. Absent is ``None``."""
+
+    def flat(view: dict[str, Any]) -> dict[str, Any]:
+        found = {
+            ".".join(path): value
+            for path, value in _leaves({k: v for k, v in view.items() if k != "identityMap"})
+        }
+        if "identityMap" in view:
+            found["identityMap"] = view["identityMap"]
+        return found
+
+    old, new = flat(before), flat(after)
+    return [
+        {"path": path, "old": old.get(path), "new": new.get(path)}
+        for path in sorted(old.keys() | new.keys())
+        if old.get(path) != new.get(path)
+    ]

@@ -31,12 +31,53 @@ async def store_fragments(conn: asyncpg.Connection, sandbox: str, rows: Sequence
     )
 
 
-async def store_events(conn: asyncpg.Connection, sandbox: str, rows: Sequence[EventRow]) -> None:
-    """Append events; one with an ``_id`` already stored is a duplicate and dropped."""
-    await conn.executemany(
+async def store_events(conn: asyncpg.Connection, sandbox: str, rows: Sequence[EventRow]) -> set[str]:
+    """Append events; one with an ``_id`` already stored is a duplicate and dropped.
+    Returns the ids of the events actually added."""
+    if not rows:
+        return set()
+    added = await conn.fetch(
         """INSERT INTO events (sandbox, event_id, dataset_id, namespace, value, occurred_at, body)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sandbox, event_id) DO NOTHING""",
-        [(sandbox, e, d, n.namespace, n.value, t, b) for e, d, n, t, b in rows],
+           SELECT $1, e.*
+           FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::jsonb[])
+                AS e(event_id, dataset_id, namespace, value, occurred_at, body)
+           ON CONFLICT (sandbox, event_id) DO NOTHING
+           RETURNING event_id""",
+        sandbox,
+        [e for e, *_ in rows],
+        [d for _, d, *_ in rows],
+        [n.namespace for _, _, n, *_ in rows],
+        [n.value for _, _, n, *_ in rows],
+        [t for *_, t, _ in rows],
+        [b for *_, b in rows],
+    )
+    return {r["event_id"] for r in added}
+
+
+async def views_of(
+    conn: asyncpg.Connection, sandbox: str, profile_ids: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT profile_id, entity FROM profile_views WHERE sandbox = $1 AND profile_id = ANY($2::uuid[])",
+        sandbox,
+        list(profile_ids),
+    )
+    return {str(r["profile_id"]): r["entity"] for r in rows}
+
+
+async def save_views(conn: asyncpg.Connection, sandbox: str, views: dict[str, dict[str, Any]]) -> None:
+    await conn.executemany(
+        """INSERT INTO profile_views (sandbox, profile_id, entity) VALUES ($1, $2, $3)
+           ON CONFLICT (sandbox, profile_id) DO UPDATE SET entity = EXCLUDED.entity, updated_at = now()""",
+        [(sandbox, pid, entity) for pid, entity in sorted(views.items())],
+    )
+
+
+async def drop_views(conn: asyncpg.Connection, sandbox: str, profile_ids: Iterable[str]) -> None:
+    await conn.execute(
+        "DELETE FROM profile_views WHERE sandbox = $1 AND profile_id = ANY($2::uuid[])",
+        sandbox,
+        list(profile_ids),
     )
 
 
