@@ -301,3 +301,77 @@ class TestOutputs:
         assert published[0]["profileId"] == created["profileId"]
         keys = {r.key for r in events.records if orjson.loads(r.value or b"{}").get("sandbox") == sandbox}
         assert keys == {created["profileId"]}
+
+
+class TestWrites:
+    async def test_updating_attributes_changes_the_view_and_announces_it(
+        self, http: httpx.AsyncClient, infrastructure: StackInfo, sandbox: str
+    ) -> None:
+        record = {
+            "identityMap": {"Email": [{"id": "di@example.com"}]},
+            "person": {"name": {"firstName": "Di"}},
+            "timestamp": "2026-11-28T08:00:00Z",
+        }
+        await send(infrastructure, sandbox, topics.RECORDS.name, "Email:di@example.com", "crm", record)
+
+        async def stored() -> bool:
+            return (
+                await http.get("/v1/profiles", params={"identity": "Email:di@example.com"})
+            ).status_code == 200
+
+        await eventually(stored, timeout_s=30)
+        profile_id = (await http.get("/v1/profiles", params={"identity": "Email:di@example.com"})).json()[
+            "profileId"
+        ]
+        from itinera.common.testing import topic_reader
+
+        async with topic_reader(infrastructure, topics.PROFILE_CHANGES.name) as reader:
+            patched = await http.patch(
+                f"/v1/profiles/{profile_id}/attributes", json={"loyalty": {"tier": "gold"}}
+            )
+            assert patched.status_code == 200, patched.text
+            changes = await reader.wait_for(
+                lambda rs: any(orjson.loads(r.value or b"{}").get("sandbox") == sandbox for r in rs),
+                timeout_s=30,
+            )
+        change = next(
+            orjson.loads(r.value or b"{}")
+            for r in changes
+            if orjson.loads(r.value or b"{}").get("sandbox") == sandbox
+        )
+        assert change["changes"] == [{"path": "loyalty.tier", "old": None, "new": "gold"}]
+        view = (await http.get(f"/v1/profiles/{profile_id}")).json()
+        assert view["entity"]["loyalty"] == {"tier": "gold"}
+        assert view["entity"]["person"]["name"]["firstName"] == "Di"
+        refused = await http.patch(f"/v1/profiles/{profile_id}/attributes", json={"identityMap": {}})
+        assert refused.status_code == 400
+
+    async def test_deleting_a_profile_removes_its_fragments_events_and_identities(
+        self, http: httpx.AsyncClient, infrastructure: StackInfo, sandbox: str
+    ) -> None:
+        record = {
+            "identityMap": {"Email": [{"id": "ed@example.com"}], "CRMID": [{"id": "crm-ed"}]},
+            "person": {"name": {"firstName": "Ed"}},
+            "timestamp": "2026-11-28T08:00:00Z",
+        }
+        await send(infrastructure, sandbox, topics.RECORDS.name, "CRMID:crm-ed", "crm", record)
+        event = {
+            "_id": "ed-1",
+            "timestamp": "2026-11-28T09:00:00Z",
+            "identityMap": {"Email": [{"id": "ed@example.com"}]},
+        }
+        await send(infrastructure, sandbox, topics.EVENTS.name, "Email:ed@example.com", "events", event)
+
+        async def stored() -> bool:
+            found = await http.get("/v1/profiles", params={"identity": "CRMID:crm-ed"})
+            return found.status_code == 200 and found.json()["eventCount"] == 1
+
+        await eventually(stored, timeout_s=30)
+        deleted = await http.delete("/v1/profiles", params={"identity": "Email:ed@example.com"})
+        assert deleted.status_code == 200
+        counts = deleted.json()["deleted"]
+        assert (counts["fragments"], counts["events"], counts["identities"]) == (1, 1, 2)
+        assert (await http.get("/v1/profiles", params={"identity": "CRMID:crm-ed"})).status_code == 404
+        assert (
+            await http.get("/v1/identities/graph", params={"namespace": "Email", "id": "ed@example.com"})
+        ).status_code == 404

@@ -13,8 +13,9 @@ from itinera.common.errors import BadRequest, FieldError, NotFound
 from itinera.common.service import Db
 from itinera.profile.identity import namespaces as ns
 from itinera.profile.identity import repository as graph
+from itinera.profile.identity.graph import Node
 from itinera.profile.identity.service import nodes_from
-from itinera.profile.profiles import policies, service
+from itinera.profile.profiles import policies, service, updates
 
 router = APIRouter(tags=["profiles"])
 Reader = Annotated[Principal, Security(require_scope("profiles:read"))]
@@ -63,6 +64,38 @@ async def get_profile(
     async with db.transaction():
         policy = await policies.get(db, caller.sandbox, mergePolicyId)
     return await service.view(db, caller.sandbox, profileId, policy)
+
+
+@router.patch(
+    "/v1/profiles/{profileId}/attributes", summary="Set attributes (journeys' update-profile action)"
+)
+async def patch_attributes(
+    profileId: str, attributes: Annotated[Any, Body()], caller: Writer, db: Db
+) -> dict[str, Any]:
+    async with db.transaction():
+        return await updates.update_attributes(db, caller.sandbox, profileId, attributes)
+
+
+@router.delete("/v1/profiles", summary="Delete a profile: its fragments, events and identities")
+async def delete_profile(
+    caller: Writer, db: Db, identity: Annotated[str, Query(min_length=3, max_length=1200)]
+) -> dict[str, Any]:
+    node = await _identity(db, caller.sandbox, identity)
+    profile_id = await graph.profile_of(db, caller.sandbox, node)
+    if profile_id is None:
+        raise NotFound(f"no profile with identity {node.key} in sandbox {caller.sandbox!r}")
+    async with db.transaction():
+        return await updates.delete_profile(db, caller.sandbox, profile_id)
+
+
+async def _identity(db: Db, sandbox: str, identity: str) -> Node:
+    namespace, sep, value = identity.partition(":")
+    if not sep or not namespace or not value:
+        raise BadRequest(
+            "identity is Namespace:value", [FieldError("/query/identity", "Namespace:value", "pattern")]
+        )
+    (node,) = nodes_from([(namespace, value)], await ns.all_of(db, sandbox))
+    return node
 
 
 @router.get("/v1/profiles", summary="The profile of an identity (identity=Namespace:value)")

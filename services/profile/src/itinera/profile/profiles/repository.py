@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -143,3 +144,54 @@ async def events_of(
         limit,
     )
     return rows
+
+
+async def erase(
+    conn: asyncpg.Connection, sandbox: str, nodes: Sequence[Node], profile_id: str
+) -> dict[str, int]:
+    """Remove every trace of these identities: fragments, events, the graph's
+    observations and decisions, and the profile's view. Returns counts per table."""
+    namespaces, values = [n.namespace for n in nodes], [n.value for n in nodes]
+    counts: dict[str, int] = {}
+    for table, a, b in (
+        ("fragments", "namespace", "value"),
+        ("events", "namespace", "value"),
+        ("members", "namespace", "value"),
+        ("evictions", "namespace", "value"),
+        ("identities", "namespace", "value"),
+        ("links", "a_namespace", "a_value"),
+        ("links", "b_namespace", "b_value"),
+        ("link_decisions", "a_namespace", "a_value"),
+        ("link_decisions", "b_namespace", "b_value"),
+    ):
+        status: str = await conn.execute(
+            f"""DELETE FROM {table} t USING unnest($2::text[], $3::text[]) AS n(namespace, value)
+                WHERE t.sandbox = $1 AND t.{a} = n.namespace AND t.{b} = n.value""",
+            sandbox,
+            namespaces,
+            values,
+        )
+        counts[table] = counts.get(table, 0) + int(status.rsplit(" ", 1)[1])
+    await conn.execute(
+        "DELETE FROM profile_views WHERE sandbox = $1 AND profile_id = $2", sandbox, uuid.UUID(profile_id)
+    )
+    await conn.execute(
+        "DELETE FROM merged_profiles WHERE sandbox = $1 AND (merged_into = $2 OR profile_id = $2)",
+        sandbox,
+        uuid.UUID(profile_id),
+    )
+    return counts
+
+
+async def system_fragment(
+    conn: asyncpg.Connection, sandbox: str, dataset_id: str, node: Node
+) -> dict[str, Any]:
+    record: dict[str, Any] | None = await conn.fetchval(
+        """SELECT record FROM fragments
+           WHERE sandbox = $1 AND dataset_id = $2 AND namespace = $3 AND value = $4""",
+        sandbox,
+        dataset_id,
+        node.namespace,
+        node.value,
+    )
+    return record or {}
