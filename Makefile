@@ -41,10 +41,13 @@ check: lint typecheck test ## lint, types and tests
 bench-ingest: install ## measure ingestion throughput against raw Kafka production
 	$(BIN)/python benchmarks/ingest.py $(BENCH_ARGS)
 
+bench-profile: install ## measure the profile service: events applied per second, read latency
+	$(BIN)/python benchmarks/profile.py $(BENCH_ARGS)
+
 token: install ## print a development bearer token
 	@$(BIN)/itinera token
 
 clean: ## remove the virtualenv and local state
 	rm -rf $(VENV) .stack .cache
 
-.PHONY: help install run test lint typecheck check bench-ingest token clean
+.PHONY: help install run test lint typecheck check bench-ingest bench-profile token clean

@@ -15,6 +15,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import orjson
 
 from itinera.common.errors import FieldError
@@ -22,7 +23,7 @@ from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import PermanentError, Record
 from itinera.common.xdm.identity import MAX_IDENTITIES_PER_RECORD, from_identity_map
 from itinera.profile.identity import namespaces as ns
-from itinera.profile.identity.service import IdentityGraph, Observation, nodes_from
+from itinera.profile.identity.service import IdentityGraph, Observation, Outcome, nodes_from
 from itinera.profile.profiles.outputs import publish_updates
 from itinera.profile.profiles.repository import EventRow, FragmentRow, store_events, store_fragments
 
@@ -111,9 +112,6 @@ class StoreHandler:
             async with self.graph.pool.acquire() as conn:
                 known = await ns.all_of(conn, sandbox)
             resolved = [(record, entity, nodes_from(pairs, known), at) for record, entity, pairs, at in items]
-            outcome = await self.graph.observe(
-                sandbox, [Observation(nodes, at) for _, _, nodes, at in resolved]
-            )
             fragments: list[FragmentRow] = []
             events: list[EventRow] = []
             batch_ids: set[str] = set()
@@ -124,10 +122,20 @@ class StoreHandler:
                         batch_ids.add(entity["_id"])
                         events.append((entity["_id"], dataset, nodes[0], at, entity))
                 elif record.topic == topics.RECORDS.name:
-                    fragments.append(
-                        (dataset, nodes[0], entity, at, record.ce_id or f"{record.partition}:{record.offset}")
-                    )
-            async with self.graph.pool.acquire() as conn, conn.transaction():
+                    ce_id = record.ce_id or f"{record.partition}:{record.offset}"
+                    fragments.append((dataset, nodes[0], entity, at, ce_id))
+
+            async def store(
+                conn: asyncpg.Connection,
+                outcome: Outcome,
+                fragments: list[FragmentRow] = fragments,
+                events: list[EventRow] = events,
+                sandbox: str = sandbox,
+            ) -> None:
+                # In the graph's transaction: the graph, the store and what is
+                # published about them commit together.
                 await store_fragments(conn, sandbox, fragments)
                 added = await store_events(conn, sandbox, events)
                 await publish_updates(conn, sandbox, outcome, [e for e in events if e[0] in added])
+
+            await self.graph.observe(sandbox, [Observation(nodes, at) for _, _, nodes, at in resolved], store)

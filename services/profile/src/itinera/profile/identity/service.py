@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -51,12 +51,22 @@ class IdentityGraph:
         self.pool = pool
         self.max_identities = max_identities
 
-    async def observe(self, sandbox: str, observations: Sequence[Observation]) -> Outcome:
-        """Apply ``observations`` in one transaction, retried on serialization conflicts."""
+    async def observe(
+        self,
+        sandbox: str,
+        observations: Sequence[Observation],
+        then: Callable[[asyncpg.Connection, Outcome], Awaitable[None]] | None = None,
+    ) -> Outcome:
+        """Apply ``observations`` in one transaction, retried on serialization conflicts.
+        ``then`` runs in the same transaction with the outcome (the profile store's
+        writes), so the graph and what depends on it commit together or not at all."""
         for attempt in range(RETRIES):
             try:
                 async with self.pool.acquire() as conn, conn.transaction(isolation="serializable"):
-                    return await self.apply(conn, sandbox, observations)
+                    outcome = await self.apply(conn, sandbox, observations)
+                    if then is not None:
+                        await then(conn, outcome)
+                    return outcome
             except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError):
                 if attempt == RETRIES - 1:
                     raise
