@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -31,3 +32,19 @@ async def profile_client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with client_for(profile_app, mint_token(profile_settings, scopes=ALL_SCOPES)) as http:
         yield http
+
+
+@pytest.fixture
+def sandbox() -> str:
+    """A sandbox of the test's own: what it stores and reads is not shared."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def http(
+    profile_app: FastAPI, profile_settings: ProfileSettings, sandbox: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client with every scope in the test's sandbox."""
+    token = mint_token(profile_settings, scopes=ALL_SCOPES, sandbox=sandbox)
+    async with client_for(profile_app, token) as client:
+        yield client

@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
-from itinera.common.auth import ALL_SCOPES, mint_token
 from itinera.common.kafka import topics
-from itinera.common.testing import StackInfo, client_for, eventually
-from itinera.profile.config import ProfileSettings
+from itinera.common.testing import StackInfo, eventually
 
 POLICIES = "/data/core/ups/config/mergePolicies"
-
-
-@pytest.fixture
-def sandbox() -> str:
-    return f"p{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-async def http(
-    profile_app: FastAPI, profile_settings: ProfileSettings, sandbox: str
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(
-        profile_app, mint_token(profile_settings, scopes=ALL_SCOPES, sandbox=sandbox)
-    ) as client:
-        yield client
 
 
 async def send(

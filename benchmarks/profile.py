@@ -1,0 +1,5 @@
+"""x."""
+
+from ingest import machine_line
+
+print(machine_line())
