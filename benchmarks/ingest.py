@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import math
 import os
-import platform
 import random
 import shutil
 import signal
@@ -42,6 +41,7 @@ from typing import Any
 import httpx
 import orjson
 import uvloop
+from machine import CpuUse, cpu_sample, cpu_use, listening_pid, machine_line, num
 
 from itinera.common.auth import mint_token
 from itinera.common.devstack import Infrastructure, free_port
@@ -185,121 +185,6 @@ def raw_records(
 
 # -- CPU accounting (Linux /proc; absent elsewhere) -----------------------------------
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Fields after "pid (comm)": [0] state, [1] ppid, ... [11] utime, [12] stime,
-    # [13] cutime, [14] cstime.
-    return text.rsplit(")", 1)[1].split()
-
-
-def _tree_cpu_s(pid: int) -> float | None:
-    """CPU seconds of a process, its reaped children and its live children (the
-    PostgreSQL backends are children of the postmaster)."""
-    root = _stat_fields(pid)
-    if root is None:
-        return None
-    ticks = sum(int(v) for v in root[11:15])
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            fields = _stat_fields(int(entry.name))
-            if fields is not None and fields[1] == str(pid):
-                ticks += sum(int(v) for v in fields[11:15])
-    return ticks / CLOCK_TICKS
-
-
-def _machine_ticks() -> tuple[float, float, float]:
-    """(busy, steal, total) CPU seconds over every core since boot."""
-    try:
-        first = Path("/proc/stat").read_text().splitlines()[0].split()
-    except OSError:
-        return (math.nan, math.nan, math.nan)
-    values = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal
-    idle = values[3] + values[4]
-    total = sum(values)
-    return ((total - idle) / CLOCK_TICKS, values[7] / CLOCK_TICKS, total / CLOCK_TICKS)
-
-
-@dataclass(frozen=True)
-class CpuSample:
-    wall: float
-    machine: tuple[float, float, float]
-    client: float
-    processes: dict[str, float | None]
-
-
-def cpu_sample(watched: dict[str, int]) -> CpuSample:
-    return CpuSample(
-        wall=time.perf_counter(),
-        machine=_machine_ticks(),
-        client=time.process_time(),
-        processes={name: _tree_cpu_s(pid) for name, pid in watched.items()},
-    )
-
-
-@dataclass(frozen=True)
-class CpuUse:
-    """Cores busy on average (CPU seconds / wall seconds) during a phase."""
-
-    wall_s: float
-    machine: float
-    steal: float
-    client: float
-    processes: dict[str, float | None]
-
-
-def cpu_use(before: CpuSample, after: CpuSample) -> CpuUse:
-    wall = max(after.wall - before.wall, 1e-9)
-    processes: dict[str, float | None] = {}
-    for name, start in before.processes.items():
-        end = after.processes.get(name)
-        processes[name] = None if start is None or end is None else (end - start) / wall
-    # /proc/stat counts every core, so busy / (total / cores) is in cores too.
-    busy, steal, total = (a - b for a, b in zip(after.machine, before.machine, strict=True))
-    cores_seconds_per_second = total / wall if total > 0 else math.nan
-    scale = (os.cpu_count() or 1) / cores_seconds_per_second if cores_seconds_per_second else math.nan
-    return CpuUse(
-        wall_s=wall,
-        machine=busy / wall * scale,
-        steal=steal / wall * scale,
-        client=(after.client - before.client) / wall,
-        processes=processes,
-    )
-
-
-def _listening_pid(address: str) -> int | None:
-    """The local process listening on ``host:port`` when the host is loopback."""
-    host, _, port = address.rpartition(":")
-    if host not in ("127.0.0.1", "localhost", "[::1]") or not port.isdigit():
-        return None
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            cols = row.split()
-            if cols[1].rsplit(":", 1)[1] == f"{int(port):04X}" and cols[3] == "0A":  # 0A: LISTEN
-                inodes.add(f"socket:[{cols[9]}]")
-    if not inodes:
-        return None
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            for fd in os.scandir(f"/proc/{entry.name}/fd"):
-                if os.readlink(fd.path) in inodes:
-                    return int(entry.name)
-        except OSError:
-            continue
-    return None
-
 
 def reused_processes(url: str, settings: CommonSettings) -> dict[str, int]:
     """With ``--reuse``: the processes behind the loopback addresses, found by port."""
@@ -311,7 +196,7 @@ def reused_processes(url: str, settings: CommonSettings) -> dict[str, int]:
         "postgres": f"{database.host}:{database.port or 5432}",
     }
     for name, address in addresses.items():
-        pid = _listening_pid(address)
+        pid = listening_pid(address)
         if pid is not None:
             found[name] = pid
     return found
@@ -582,34 +467,11 @@ async def ensure_topic(settings: CommonSettings, name: str) -> None:
 # -- the report -----------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_line() -> str:
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return (
-        f"machine: {os.cpu_count()} cores, {cpu_model()} (platform.processor: "
-        f"{platform.processor() or 'empty'}), {platform.system()} {platform.release()}, "
-        f"{platform.python_implementation()} {platform.python_version()}; load average {load}"
-    )
-
-
-def _num(value: float, digits: int = 0) -> str:
-    return "-" if math.isnan(value) else f"{value:,.{digits}f}"
-
-
 def _cpu_cell(cores: float | None, phase: PhaseResult) -> str:
     if cores is None:
         return "n/a"
     micros = cores * phase.seconds / phase.events * 1e6 if phase.events else math.nan
-    return f"{cores:.2f} / {_num(micros)}"
+    return f"{cores:.2f} / {num(micros)}"
 
 
 def _verdict(ok: bool) -> str:
@@ -620,11 +482,11 @@ def report(raw: PhaseResult, http: PhaseResult, args: Args, sizes: dict[str, flo
     ratio = http.rate / raw.rate if raw.rate > 0 else math.nan
     rows = [
         f"{'':<20}{'events/s':>10}{'p50 ms':>9}{'p99 ms':>9}   {'target':<16}verdict",
-        f"{raw.name:<20}{_num(raw.rate):>10}{'-':>9}{'-':>9}",
-        f"{http.name:<20}{_num(http.rate):>10}{_num(http.percentile_ms(50), 1):>9}"
-        f"{_num(http.percentile_ms(99), 1):>9}   {f'>= {TARGET_EVENTS_PER_S:,}/s':<16}"
+        f"{raw.name:<20}{num(raw.rate):>10}{'-':>9}{'-':>9}",
+        f"{http.name:<20}{num(http.rate):>10}{num(http.percentile_ms(50), 1):>9}"
+        f"{num(http.percentile_ms(99), 1):>9}   {f'>= {TARGET_EVENTS_PER_S:,}/s':<16}"
         f"{_verdict(http.rate >= TARGET_EVENTS_PER_S)}",
-        f"{'ratio (b)/(a)':<20}{_num(ratio * 100, 1) + '%':>10}{'':>18}   {f'>= {TARGET_RATIO:.0%}':<16}"
+        f"{'ratio (b)/(a)':<20}{num(ratio * 100, 1) + '%':>10}{'':>18}   {f'>= {TARGET_RATIO:.0%}':<16}"
         f"{_verdict(ratio >= TARGET_RATIO)}",
     ]
     lines = [
@@ -659,7 +521,7 @@ def report(raw: PhaseResult, http: PhaseResult, args: Args, sizes: dict[str, flo
         cores = {"client": cpu.client, **cpu.processes}
         cells = "".join(f"{_cpu_cell(cores.get(n), phase):>14}" for n in names)
         lines.append(
-            f"{phase.name:<20}{cpu.wall_s:>8.2f}{_num(cpu.machine, 2):>9}{_num(cpu.steal, 2):>7}{cells}"
+            f"{phase.name:<20}{cpu.wall_s:>8.2f}{num(cpu.machine, 2):>9}{num(cpu.steal, 2):>7}{cells}"
         )
     server = http.cpu.processes.get("ingestion") if http.cpu else None
     if server and http.events:
@@ -798,10 +660,10 @@ async def bench(args: Args, stack: Stack) -> int:
         watched = stack.watched() if not args.reuse else reused_processes(url, settings)
         say(f"(a) raw: {args.warmup:,} warm-up + {args.events:,} events to {args.raw_topic}")
         raw_result = await run_raw(kafka, args.raw_topic, raw_warmup, raw, args, watched)
-        say(f"(a) raw: {_num(raw_result.rate)} events/s")
+        say(f"(a) raw: {num(raw_result.rate)} events/s")
         say(f"(b) HTTP: {args.warmup:,} warm-up + {args.events:,} events, {args.concurrency} clients")
         http_result = await run_http(client, path, http_warmup, http, args, watched)
-        say(f"(b) HTTP: {_num(http_result.rate)} events/s")
+        say(f"(b) HTTP: {num(http_result.rate)} events/s")
         print(report(raw_result, http_result, args, sizes), flush=True)
         return 0
     finally:

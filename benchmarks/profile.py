@@ -35,7 +35,6 @@ import contextlib
 import itertools
 import math
 import os
-import platform
 import random
 import shutil
 import signal
@@ -55,6 +54,7 @@ from urllib.parse import quote
 import asyncpg
 import httpx
 import uvloop
+from machine import CpuUse, cpu_sample, cpu_use, listening_pid, machine_line, num
 from prometheus_client.parser import text_string_to_metric_families
 
 from itinera.common.auth import mint_token
@@ -232,118 +232,6 @@ class Traffic:
 
 # -- CPU accounting (Linux /proc; absent elsewhere) -----------------------------------
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # After "pid (comm)": [0] state, [1] ppid, ... [11] utime, [12] stime, [13] cutime, [14] cstime.
-    return text.rsplit(")", 1)[1].split()
-
-
-def _tree_cpu_s(pid: int) -> float | None:
-    """CPU seconds of a process, its reaped children and its live children (the
-    PostgreSQL backends are children of the postmaster)."""
-    root = _stat_fields(pid)
-    if root is None:
-        return None
-    ticks = sum(int(v) for v in root[11:15])
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            fields = _stat_fields(int(entry.name))
-            if fields is not None and fields[1] == str(pid):
-                ticks += sum(int(v) for v in fields[11:15])
-    return ticks / CLOCK_TICKS
-
-
-def _machine_s() -> tuple[float, float, float]:
-    """(busy, steal, total) CPU seconds over every core since boot."""
-    try:
-        first = Path("/proc/stat").read_text().splitlines()[0].split()
-    except OSError:
-        return (math.nan, math.nan, math.nan)
-    values = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal
-    total = sum(values)
-    return ((total - values[3] - values[4]) / CLOCK_TICKS, values[7] / CLOCK_TICKS, total / CLOCK_TICKS)
-
-
-@dataclass(frozen=True)
-class CpuSample:
-    wall: float
-    machine: tuple[float, float, float]
-    client: float
-    processes: dict[str, float | None]
-
-
-def cpu_sample(watched: dict[str, int]) -> CpuSample:
-    return CpuSample(
-        wall=time.perf_counter(),
-        machine=_machine_s(),
-        client=time.process_time(),
-        processes={name: _tree_cpu_s(pid) for name, pid in watched.items()},
-    )
-
-
-@dataclass(frozen=True)
-class CpuUse:
-    """Cores busy on average (CPU seconds / wall seconds) over a phase."""
-
-    wall_s: float
-    machine: float
-    steal: float
-    client: float
-    processes: dict[str, float | None]
-
-
-def cpu_use(before: CpuSample, after: CpuSample) -> CpuUse:
-    wall = max(after.wall - before.wall, 1e-9)
-    processes: dict[str, float | None] = {}
-    for name, start in before.processes.items():
-        end = after.processes.get(name)
-        processes[name] = None if start is None or end is None else (end - start) / wall
-    busy, steal, total = (a - b for a, b in zip(after.machine, before.machine, strict=True))
-    # /proc/stat sums every core: busy / (total / cores) is in cores.
-    scale = (os.cpu_count() or 1) / (total / wall) if total > 0 else math.nan
-    return CpuUse(
-        wall_s=wall,
-        machine=busy / wall * scale,
-        steal=steal / wall * scale,
-        client=(after.client - before.client) / wall,
-        processes=processes,
-    )
-
-
-def _listening_pid(address: str) -> int | None:
-    """The local process listening on ``host:port`` when the host is loopback."""
-    host, _, port = address.rpartition(":")
-    if host not in ("127.0.0.1", "localhost", "[::1]") or not port.isdigit():
-        return None
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            cols = row.split()
-            if cols[1].rsplit(":", 1)[1] == f"{int(port):04X}" and cols[3] == "0A":  # 0A: LISTEN
-                inodes.add(f"socket:[{cols[9]}]")
-    if not inodes:
-        return None
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            for fd in os.scandir(f"/proc/{entry.name}/fd"):
-                if os.readlink(fd.path) in inodes:
-                    return int(entry.name)
-        except OSError:
-            continue
-    return None
-
 
 def reused_processes(url: str, settings: CommonSettings) -> dict[str, int]:
     """With ``--reuse``: the processes behind the loopback addresses, found by port."""
@@ -353,7 +241,7 @@ def reused_processes(url: str, settings: CommonSettings) -> dict[str, int]:
         "broker": settings.kafka_bootstrap.split(",")[0],
         "postgres": f"{database.host}:{database.port or 5432}",
     }
-    found = {name: _listening_pid(address) for name, address in addresses.items()}
+    found = {name: listening_pid(address) for name, address in addresses.items()}
     return {name: pid for name, pid in found.items() if pid is not None}
 
 
@@ -921,25 +809,6 @@ async def wait_consuming(kafka: Any, client: httpx.AsyncClient, traffic: Traffic
 # -- the report -----------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_line() -> str:
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return (
-        f"machine: {os.cpu_count()} cores, {cpu_model()} (platform.processor: "
-        f"{platform.processor() or 'empty'}), {platform.system()} {platform.release()}, "
-        f"{platform.python_implementation()} {platform.python_version()}; load average {load}"
-    )
-
-
 def code_line() -> str:
     """Which code was measured: the commit, and whether the service had local changes."""
     root = Path(__file__).resolve().parent.parent
@@ -960,10 +829,6 @@ def code_line() -> str:
         return "code: unknown (no git)"
     files = [line[3:] for line in changed if line.strip()]
     return f"code: {commit}" + (f" + uncommitted changes to {', '.join(files)}" if files else "")
-
-
-def _num(value: float, digits: int = 0) -> str:
-    return "-" if math.isnan(value) else f"{value:,.{digits}f}"
 
 
 def _verdict(ok: bool) -> str:
@@ -990,9 +855,9 @@ class Results:
 def _consumption_lines(c: Consumption, args: Args) -> list[str]:
     lines = [
         f"{'':<34}{'count':>9}{'s':>8}{'per s':>9}   {'target':<16}verdict",
-        f"{'(a) events produced (acks=all)':<34}{c.produced:>9,}{_num(c.produce_s, 1):>8}"
-        f"{_num(c.produced / c.produce_s if c.produce_s > 0 else math.nan):>9}",
-        f"{'(a) events applied':<34}{c.applied:>9,.0f}{_num(c.seconds, 1):>8}{_num(c.rate):>9}   "
+        f"{'(a) events produced (acks=all)':<34}{c.produced:>9,}{num(c.produce_s, 1):>8}"
+        f"{num(c.produced / c.produce_s if c.produce_s > 0 else math.nan):>9}",
+        f"{'(a) events applied':<34}{c.applied:>9,.0f}{num(c.seconds, 1):>8}{num(c.rate):>9}   "
         f"{f'>= {TARGET_EVENTS_PER_S:,}/s':<16}{_verdict(c.rate >= TARGET_EVENTS_PER_S)}",
     ]
     if not c.drained:
@@ -1025,10 +890,10 @@ def _tick_lines(ticks: Sequence[Tick]) -> list[str]:
         dt = tick.at_s - before.at_s
         lines.append(
             f"{tick.at_s:>7.1f}{tick.produced:>10,}{tick.applied:>10,.0f}"
-            f"{_num((tick.applied - before.applied) / dt if dt > 0 else math.nan):>11}"
+            f"{num((tick.applied - before.applied) / dt if dt > 0 else math.nan):>11}"
             f"{tick.produced - tick.applied:>9,.0f}{tick.lag_reported:>9,.0f}"
             f"{'n/a' if tick.outbox is None else f'{tick.outbox:,}':>9}"
-            f"{_num((tick.relayed - before.relayed) / dt if dt > 0 else math.nan):>11}"
+            f"{num((tick.relayed - before.relayed) / dt if dt > 0 else math.nan):>11}"
         )
     return lines
 
@@ -1044,7 +909,7 @@ def _outbox_line(what: str, settling: OutboxSettling | None, limit_s: float) -> 
         if not settling.remaining
         else f"{settling.remaining:,} still there after {limit_s:.0f} s"
     )
-    return [f"outbox after {what}: {settling.rows:,} rows waiting, {end} ({_num(rate)} records/s relayed)"]
+    return [f"outbox after {what}: {settling.rows:,} rows waiting, {end} ({num(rate)} records/s relayed)"]
 
 
 def _reads_lines(results: Results, args: Args) -> list[str]:
@@ -1072,9 +937,9 @@ def _reads_lines(results: Results, args: Args) -> list[str]:
         for name, values in ((f"(b) reads at {r.rate:,.0f}/s", r.due_s), ("    latency from send", r.sent_s)):
             first = name.startswith("(b)")
             lines.append(
-                f"{name:<24}{_num(r.achieved, 1) if first else '':>8}{f'{r.ok:,}' if first else '':>8}"
+                f"{name:<24}{num(r.achieved, 1) if first else '':>8}{f'{r.ok:,}' if first else '':>8}"
                 f"{f'{r.failed:,}' if first else '':>8}"
-                + "".join(f"{_num(percentile_ms(values, p), 1):>8}" for p in (50, 90, 99, 100))
+                + "".join(f"{num(percentile_ms(values, p), 1):>8}" for p in (50, 90, 99, 100))
                 + (f"   {target:<16}{verdict}" if first else "")
             )
     for r in results.reads:
@@ -1107,8 +972,8 @@ def _cpu_lines(phases: Sequence[tuple[str, CpuUse | None, float, str]]) -> list[
         for n in names:
             value = cores.get(n)
             micros = value * cpu.wall_s / count * 1e6 if value is not None and count else math.nan
-            cells += f"{'n/a' if value is None else f'{value:.2f} / {_num(micros)}':>15}"
-        lines.append(f"{name:<22}{cpu.wall_s:>8.2f}{_num(cpu.machine, 2):>9}{_num(cpu.steal, 2):>7}{cells}")
+            cells += f"{'n/a' if value is None else f'{value:.2f} / {num(micros)}':>15}"
+        lines.append(f"{name:<22}{cpu.wall_s:>8.2f}{num(cpu.machine, 2):>9}{num(cpu.steal, 2):>7}{cells}")
     for name, cpu, count, unit in measured:
         assert cpu is not None
         service = cpu.processes.get("profile")
@@ -1148,7 +1013,7 @@ def report(results: Results, args: Args) -> str:
     s = results.seeding
     if s is not None:
         lines.append(
-            f"{'(b) profile records applied':<34}{s.applied:>9,.0f}{_num(s.seconds, 1):>8}{_num(s.rate):>9}"
+            f"{'(b) profile records applied':<34}{s.applied:>9,.0f}{num(s.seconds, 1):>8}{num(s.rate):>9}"
             "   (seeding the reads)"
         )
     if c is not None:
@@ -1378,7 +1243,7 @@ async def bench(args: Args, stack: Stack, results: Results) -> int:
         with spied(stack, results, args, service_pid, "a-events", args.consume_limit):
             results.consumption = await run_consumption(kafka, metrics, tables, timed, args, watched)
         c = results.consumption
-        say(f"(a) {c.applied:,.0f} applied in {c.seconds:.1f} s: {_num(c.rate)} events/s")
+        say(f"(a) {c.applied:,.0f} applied in {c.seconds:.1f} s: {num(c.rate)} events/s")
         if not c.applied:
             raise BenchError(f"no event was applied; the service's log:\n{stack.server_log_tail()}")
         results.after_events = await settle_outbox(metrics, tables, args.outbox_limit)
@@ -1387,7 +1252,7 @@ async def bench(args: Args, stack: Stack, results: Results) -> int:
         with spied(stack, results, args, service_pid, "b-records", args.seed_limit + 30):
             results.seeding = await run_seeding(kafka, metrics, traffic, warm_records, args, watched)
         s = results.seeding
-        say(f"(b) {s.applied:,.0f} records applied in {s.seconds:.1f} s: {_num(s.rate)} records/s")
+        say(f"(b) {s.applied:,.0f} records applied in {s.seconds:.1f} s: {num(s.rate)} records/s")
         results.after_records = await settle_outbox(metrics, tables, args.outbox_limit)
         if args.analyze:
             await tables.analyze()

@@ -1,0 +1,150 @@
+"""What the benchmarks share about the machine: CPU accounting from Linux /proc (per
+process tree and for the whole machine), the process listening on a loopback port, and
+the line that names the machine in a report."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after "pid (comm)": [0] state, [1] ppid, ... [11] utime, [12] stime,
+    # [13] cutime, [14] cstime.
+    return text.rsplit(")", 1)[1].split()
+
+
+def tree_cpu_s(pid: int) -> float | None:
+    """CPU seconds of a process, its reaped children and its live children (the
+    PostgreSQL backends are children of the postmaster)."""
+    root = _stat_fields(pid)
+    if root is None:
+        return None
+    ticks = sum(int(v) for v in root[11:15])
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None and fields[1] == str(pid):
+                ticks += sum(int(v) for v in fields[11:15])
+    return ticks / CLOCK_TICKS
+
+
+def machine_ticks() -> tuple[float, float, float]:
+    """(busy, steal, total) CPU seconds over every core since boot."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return (math.nan, math.nan, math.nan)
+    values = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal
+    idle = values[3] + values[4]
+    total = sum(values)
+    return ((total - idle) / CLOCK_TICKS, values[7] / CLOCK_TICKS, total / CLOCK_TICKS)
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    wall: float
+    machine: tuple[float, float, float]
+    client: float
+    processes: dict[str, float | None]
+
+
+def cpu_sample(watched: dict[str, int]) -> CpuSample:
+    return CpuSample(
+        wall=time.perf_counter(),
+        machine=machine_ticks(),
+        client=time.process_time(),
+        processes={name: tree_cpu_s(pid) for name, pid in watched.items()},
+    )
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """Cores busy on average (CPU seconds / wall seconds) during a phase."""
+
+    wall_s: float
+    machine: float
+    steal: float
+    client: float
+    processes: dict[str, float | None]
+
+
+def cpu_use(before: CpuSample, after: CpuSample) -> CpuUse:
+    wall = max(after.wall - before.wall, 1e-9)
+    processes: dict[str, float | None] = {}
+    for name, start in before.processes.items():
+        end = after.processes.get(name)
+        processes[name] = None if start is None or end is None else (end - start) / wall
+    # /proc/stat counts every core, so busy / (total / cores) is in cores too.
+    busy, steal, total = (a - b for a, b in zip(after.machine, before.machine, strict=True))
+    cores_seconds_per_second = total / wall if total > 0 else math.nan
+    scale = (os.cpu_count() or 1) / cores_seconds_per_second if cores_seconds_per_second else math.nan
+    return CpuUse(
+        wall_s=wall,
+        machine=busy / wall * scale,
+        steal=steal / wall * scale,
+        client=(after.client - before.client) / wall,
+        processes=processes,
+    )
+
+
+def listening_pid(address: str) -> int | None:
+    """The local process listening on ``host:port`` when the host is loopback."""
+    host, _, port = address.rpartition(":")
+    if host not in ("127.0.0.1", "localhost", "[::1]") or not port.isdigit():
+        return None
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if cols[1].rsplit(":", 1)[1] == f"{int(port):04X}" and cols[3] == "0A":  # 0A: LISTEN
+                inodes.add(f"socket:[{cols[9]}]")
+    if not inodes:
+        return None
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            for fd in os.scandir(f"/proc/{entry.name}/fd"):
+                if os.readlink(fd.path) in inodes:
+                    return int(entry.name)
+        except OSError:
+            continue
+    return None
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_line() -> str:
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return (
+        f"machine: {os.cpu_count()} cores, {cpu_model()} (platform.processor: "
+        f"{platform.processor() or 'empty'}), {platform.system()} {platform.release()}, "
+        f"{platform.python_implementation()} {platform.python_version()}; load average {load}"
+    )
+
+
+def num(value: float, digits: int = 0) -> str:
+    return "-" if math.isnan(value) else f"{value:,.{digits}f}"
