@@ -187,11 +187,59 @@ class TestProfiles:
             for c in (await http.get("/data/core/ups/access/entities", params=windowed)).json()["children"]
         ] == ["bo-1", "bo-0"]
 
+    async def test_the_default_policys_stored_view_answers_as_merging_on_read_would(
+        self, http: httpx.AsyncClient, infrastructure: StackInfo, sandbox: str
+    ) -> None:
+        crm = {
+            "identityMap": {"CRMID": [{"id": "c-21"}], "Email": [{"id": "cy@example.com"}]},
+            "person": {"name": {"firstName": "Cy", "lastName": "Moss"}},
+            "timestamp": "2026-11-28T09:00:00Z",
+        }
+        web = {
+            "identityMap": {"Email": [{"id": "cy@example.com"}]},
+            "person": {"name": {"firstName": "Cyrus"}},
+            "timestamp": "2026-11-28T11:00:00Z",
+        }
+        await send(infrastructure, sandbox, topics.RECORDS.name, "CRMID:c-21", "crm", crm)
+        await send(infrastructure, sandbox, topics.RECORDS.name, "Email:cy@example.com", "web", web)
+        lookup = {"schema.name": "_xdm.context.profile", "entityId": "CY@example.com", "entityIdNS": "email"}
+        default_id = next(p["id"] for p in (await http.get(POLICIES)).json()["children"] if p["default"])
+
+        async def read(**extra: str) -> dict[str, Any]:
+            response = await http.get("/data/core/ups/access/entities", params=lookup | extra)
+            ((_, body),) = response.json().items() if response.status_code == 200 else [(None, {})]
+            return dict(body)
+
+        async def merged() -> bool:
+            return (await read()).get("sources") == ["crm", "web"]
+
+        await eventually(merged, timeout_s=30)
+        stored, on_read = await read(), await read(mergePolicyId=default_id)
+        assert stored == on_read
+        assert stored["entity"]["person"]["name"] == {"firstName": "Cyrus", "lastName": "Moss"}
+        assert [i["namespace"]["code"] for i in stored["entity"]["identities"]] == ["CRMID", "Email"]
+        # A new default policy makes the stored view stale: the answer follows the new policy.
+        await http.post(POLICIES, json=policy("crm wins", "dataSetPrecedence", ["crm", "web"], default=True))
+        assert (await read())["entity"]["person"]["name"]["firstName"] == "Cy"
+
     async def test_the_access_api_refuses_an_unknown_schema(self, http: httpx.AsyncClient) -> None:
         response = await http.get(
             "/data/core/ups/access/entities", params={"schema.name": "_xdm.context.other", "entityId": "x"}
         )
         assert response.status_code == 400
+
+    async def test_the_access_api_names_each_bad_query_parameter(self, http: httpx.AsyncClient) -> None:
+        response = await http.get(
+            "/data/core/ups/access/entities",
+            params={"entityId": "x", "limit": "0", "orderby": "name", "startTime": "-1"},
+        )
+        assert response.status_code == 422
+        assert {e["path"] for e in response.json()["errors"]} == {
+            "/query/schema.name",
+            "/query/limit",
+            "/query/orderby",
+            "/query/startTime",
+        }
 
     async def test_an_unknown_identity_or_profile_is_a_404(self, http: httpx.AsyncClient) -> None:
         assert (

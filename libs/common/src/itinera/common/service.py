@@ -23,7 +23,6 @@ from typing import Annotated, Any, Literal, Protocol
 
 import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Request
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
@@ -90,6 +89,10 @@ class Service:
             description=self.description,
             version=self.version,
             lifespan=self._lifespan(role, settings),
+            # RequestContext makes the request's server span (continuing an incoming
+            # traceparent, passed on in Kafka headers, even when no exporter is set):
+            # FastAPI's own telemetry would add spans for every dependency too.
+            telemetry={"tracing": False, "metrics": False, "logs": False},
         )
         app.state.verifier = Verifier(settings)
         app.state.settings = settings
@@ -99,9 +102,6 @@ class Service:
             for router in self.routers():
                 app.include_router(router)
         app.add_middleware(RequestContext, service=self.name)
-        # Always instrumented: an incoming traceparent is continued (and passed on in
-        # Kafka headers) even when no exporter is configured.
-        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
         return app
 
     def _lifespan(self, role: Role, settings: CommonSettings) -> Callable[[FastAPI], Any]:

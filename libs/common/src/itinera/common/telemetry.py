@@ -1,6 +1,6 @@
 """OpenTelemetry set-up and the helpers that carry a trace across Kafka.
 
-HTTP requests are traced by the FastAPI instrumentation; Kafka records carry W3C
+HTTP requests are traced by ``web.middleware.RequestContext``; Kafka records carry W3C
 ``traceparent``/``tracestate`` headers, injected by the producer and extracted by the
 consumer loop, so one trace follows an event from the ingest request to its effects.
 """

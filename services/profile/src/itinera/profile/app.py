@@ -24,7 +24,7 @@ def _routers() -> Sequence[APIRouter]:
     from itinera.profile.profiles.access import router as access
     from itinera.profile.profiles.endpoints import router as profiles
 
-    return (identity, profiles, access)
+    return (access, profiles, identity)  # the hot look-up first: routes are matched in order
 
 
 async def _setup(runtime: Runtime) -> None:
@@ -41,7 +41,9 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             settings=config,
             group=config.profile_consumer_group,
             topic_names=[topics.EVENTS.name, topics.RECORDS.name],
-            handler=StoreHandler(runtime.state["graph"], config.default_sandbox),
+            handler=StoreHandler(
+                runtime.state["graph"], config.default_sandbox, config.profile_consumer_concurrency
+            ),
             dead_letters=runtime.producer,
             service="profile",
         )

@@ -11,6 +11,7 @@ CloudEvent's ``ce_time``), so the graph does not depend on when records arrive.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -81,18 +82,21 @@ def _guardrails(record: Record, identities: int) -> None:
         raise PermanentError(problems)
 
 
+Pending = tuple[Record, dict[str, Any], list[tuple[str, str]], datetime]
+"""A record to store: the record, its entity, its identities, its time."""
+
+
 class StoreHandler:
     """Feeds the identity graph, then stores each record as a fragment (profile records)
     or an event (experience events) under its primary identity."""
 
-    def __init__(self, graph: IdentityGraph, default_sandbox: str) -> None:
+    def __init__(self, graph: IdentityGraph, default_sandbox: str, concurrency: int = 2) -> None:
         self.graph = graph
         self.default_sandbox = default_sandbox
+        self.concurrency = concurrency
 
     async def __call__(self, batch: list[Record]) -> None:
-        pending: dict[str, list[tuple[Record, dict[str, Any], list[tuple[str, str]], datetime]]] = (
-            defaultdict(list)
-        )
+        pending: dict[str, list[Pending]] = defaultdict(list)
         for record in batch:
             entity = record.json()
             if not isinstance(entity, dict):
@@ -111,31 +115,41 @@ class StoreHandler:
         for sandbox, items in pending.items():
             async with self.graph.pool.acquire() as conn:
                 known = await ns.all_of(conn, sandbox)
-            resolved = [(record, entity, nodes_from(pairs, known), at) for record, entity, pairs, at in items]
-            fragments: list[FragmentRow] = []
-            events: list[EventRow] = []
-            batch_ids: set[str] = set()
-            for record, entity, nodes, at in resolved:
-                dataset = record.headers.get("itinera_dataset", "")
-                if record.topic == topics.EVENTS.name and isinstance(entity.get("_id"), str):
-                    if entity["_id"] not in batch_ids:  # sent twice in one batch: once
-                        batch_ids.add(entity["_id"])
-                        events.append((entity["_id"], dataset, nodes[0], at, entity))
-                elif record.topic == topics.RECORDS.name:
-                    ce_id = record.ce_id or f"{record.partition}:{record.offset}"
-                    fragments.append((dataset, nodes[0], entity, at, ce_id))
+            # Partitions split over concurrent transactions: a partition's records stay
+            # in order in one of them; two that touch the same graph conflict, and the
+            # graph's serializable retry settles it as if they had run one after another.
+            groups: dict[int, list[Pending]] = defaultdict(list)
+            for item in items:
+                groups[item[0].partition % self.concurrency].append(item)
+            done = await asyncio.gather(
+                *(self._store(sandbox, group, known) for _, group in sorted(groups.items())),
+                return_exceptions=True,
+            )
+            for outcome in done:
+                if isinstance(outcome, BaseException):
+                    raise outcome
 
-            async def store(
-                conn: asyncpg.Connection,
-                outcome: Outcome,
-                fragments: list[FragmentRow] = fragments,
-                events: list[EventRow] = events,
-                sandbox: str = sandbox,
-            ) -> None:
-                # In the graph's transaction: the graph, the store and what is
-                # published about them commit together.
-                await store_fragments(conn, sandbox, fragments)
-                added = await store_events(conn, sandbox, events)
-                await publish_updates(conn, sandbox, outcome, [e for e in events if e[0] in added])
+    async def _store(self, sandbox: str, items: list[Pending], known: list[ns.Namespace]) -> None:
+        resolved = [(record, entity, nodes_from(pairs, known), at) for record, entity, pairs, at in items]
+        fragments: list[FragmentRow] = []
+        events: list[EventRow] = []
+        batch_ids: set[str] = set()
+        for record, entity, nodes, at in resolved:
+            dataset = record.headers.get("itinera_dataset", "")
+            if record.topic == topics.EVENTS.name and isinstance(entity.get("_id"), str):
+                if entity["_id"] not in batch_ids:  # sent twice in one batch: once
+                    batch_ids.add(entity["_id"])
+                    events.append((entity["_id"], dataset, nodes[0], at, entity))
+            elif record.topic == topics.RECORDS.name:
+                ce_id = record.ce_id or f"{record.partition}:{record.offset}"
+                fragments.append((dataset, nodes[0], entity, at, ce_id))
 
-            await self.graph.observe(sandbox, [Observation(nodes, at) for _, _, nodes, at in resolved], store)
+        async def store(conn: asyncpg.Connection, outcome: Outcome) -> None:
+            # In the graph's transaction: the graph, the store and what is
+            # published about them commit together.
+            written = await store_fragments(conn, sandbox, fragments)
+            added = await store_events(conn, sandbox, events)
+            await publish_updates(conn, sandbox, outcome, written, [e for e in events if e[0] in added])
+
+        observations = [Observation(nodes, at) for _, _, nodes, at in resolved]
+        await self.graph.observe(sandbox, observations, store, known)

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Sequence
 
 import asyncpg
+import orjson
 from prometheus_client import Counter, Gauge
 
 from itinera.common.kafka.envelope import Envelope
@@ -51,28 +52,34 @@ def _permanent(error: BaseException) -> bool:
     )
 
 
-def _channel(schema: str) -> str:
+def _channel(schema: str) -> str:  # as enqueue names it in SQL
     return f"{schema}_outbox"
 
 
 async def enqueue(conn: asyncpg.Connection, topic: str, envelopes: Sequence[Envelope]) -> None:
-    """Add records to the outbox; call inside the transaction of the state change."""
+    """Add records to the outbox; call inside the transaction of the state change.
+    One statement, whatever the number of records, and it wakes the relay."""
     if not envelopes:
         return
-    await conn.executemany(
-        "INSERT INTO outbox (topic, key, value, headers) VALUES ($1, $2, $3, $4)",
-        [
-            (
-                topic,
-                e.key.encode() if e.key is not None else None,
-                e.value(),
-                [[k, v.decode()] for k, v in e.headers()],
-            )
-            for e in envelopes
-        ],
+    keys, values, headers = [], [], []
+    for e in envelopes:
+        keys.append(e.key.encode() if e.key is not None else None)
+        values.append(e.value())
+        # As JSON text: a list of pairs would be read as a second array dimension.
+        headers.append(orjson.dumps([[k, v.decode()] for k, v in e.headers()]).decode())
+    await conn.execute(
+        """WITH added AS (
+               INSERT INTO outbox (topic, key, value, headers)
+               SELECT $1, r.key, r.value, r.headers::jsonb
+               FROM unnest($2::bytea[], $3::bytea[], $4::text[]) WITH ORDINALITY AS r(key, value, headers, n)
+               ORDER BY r.n
+           )
+           SELECT pg_notify(current_schema() || '_outbox', '')""",
+        topic,
+        keys,
+        values,
+        headers,
     )
-    schema = await conn.fetchval("SELECT current_schema()")
-    await conn.execute("SELECT pg_notify($1, '')", _channel(schema))
 
 
 class OutboxRelay:
@@ -177,10 +184,7 @@ class OutboxRelay:
         return len(finished)
 
     async def _send(self, row: asyncpg.Record) -> None:
-        future = await self.producer.client.send(
-            row["topic"],
-            value=row["value"],
-            key=row["key"],
-            headers=[(k, v.encode()) for k, v in row["headers"]],
+        future = await self.producer.send(
+            row["topic"], row["value"], row["key"], [(k, v.encode()) for k, v in row["headers"]]
         )
         await future

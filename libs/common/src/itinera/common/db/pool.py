@@ -18,6 +18,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Returning a connection to the pool costs no round trip. asyncpg still rolls back
+    an open transaction and drops listener callbacks; its default reset would also run
+    ``RESET ALL``, ``UNLISTEN *`` and ``pg_advisory_unlock_all()``, which Itinera has no
+    use for: services take only transaction-scoped advisory locks (``*_xact_lock``),
+    set session settings only at connect (``server_settings``) or with ``SET LOCAL``,
+    and remove their listeners before releasing a connection."""
+
+
 async def create_pool(settings: CommonSettings, schema: str) -> asyncpg.Pool:
     """A pool whose connections see ``schema`` (the service's own) before ``public``."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
@@ -25,6 +34,7 @@ async def create_pool(settings: CommonSettings, schema: str) -> asyncpg.Pool:
         min_size=settings.database_pool_min,
         max_size=settings.database_pool_max,
         init=_init_connection,
+        reset=_keep_session,
         server_settings={
             "search_path": f"{schema},public",
             "application_name": f"itinera-{schema}",

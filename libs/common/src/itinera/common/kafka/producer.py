@@ -62,25 +62,33 @@ class Producer:
     def client(self) -> AIOKafkaProducer:
         return self._kafka
 
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[Any]:
+        """Queue one record on the partition Kafka's partitioner would choose (the hash
+        memoised); the returned future resolves when the broker acknowledges it."""
+        partitions = self._kafka.client.cluster.partitions_for_topic(topic)  # known metadata
+        if not partitions:
+            partitions = await self._kafka.partitions_for(topic)
+        ordered = sorted(partitions)
+        partition = ordered[partition_for(key, len(ordered))] if key is not None else random.choice(ordered)
+        future: asyncio.Future[Any] = await self._kafka.send(
+            topic, value=value, key=key, partition=partition, headers=headers
+        )
+        return future
+
     async def publish(self, topic: str, envelopes: Iterable[Envelope]) -> None:
         """Send every envelope and return once the broker has acknowledged all of them."""
-        pending: list[asyncio.Future[Any]] = []
-        partitions = sorted(await self._kafka.partitions_for(topic))
-        count = len(partitions)
         trace = inject_headers()
-        for envelope in envelopes:
-            key = envelope.key.encode() if envelope.key is not None else None
-            pending.append(
-                await self._kafka.send(
-                    topic,
-                    value=envelope.value(),
-                    key=key,
-                    partition=partitions[partition_for(key, count)]
-                    if key is not None
-                    else random.choice(partitions),
-                    headers=envelope.headers(trace),
-                )
+        pending = [
+            await self.send(
+                topic,
+                envelope.value(),
+                envelope.key.encode() if envelope.key is not None else None,
+                envelope.headers(trace),
             )
+            for envelope in envelopes
+        ]
         if pending:
             await asyncio.gather(*pending)
             PUBLISHED.labels(topic).inc(len(pending))

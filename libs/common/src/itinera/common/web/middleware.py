@@ -1,4 +1,10 @@
-"""Pure ASGI middleware: request ids and HTTP metrics (no per-request task overhead)."""
+"""Pure ASGI middleware: request ids, HTTP metrics and the request's server span, in one
+layer (no per-request task overhead).
+
+The span continues the caller's trace (``traceparent``), so what the request publishes
+on Kafka carries it on; it is named ``METHOD /route/template`` once routing has chosen
+the route. Liveness, readiness and metrics requests are not traced.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,12 @@ import time
 import uuid
 from contextvars import ContextVar
 
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="")
 
@@ -51,12 +61,41 @@ class RequestContext:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
+        method = scope["method"]
+        template = "unmatched"
+        span = None
+        if scope["path"] not in UNTRACED:
+            carrier = {
+                name.decode("latin-1"): value.decode("latin-1")
+                for name, value in scope["headers"]
+                if name in (b"traceparent", b"tracestate")
+            }
+            span = trace.get_tracer(__name__).start_span(
+                method, context=propagate.extract(carrier), kind=SpanKind.SERVER
+            )
         try:
-            await self.app(scope, receive, send_with_id)
+            if span is None:
+                await self.app(scope, receive, send_with_id)
+            else:
+                with trace.use_span(
+                    span, end_on_exit=False, record_exception=True, set_status_on_exception=True
+                ):
+                    await self.app(scope, receive, send_with_id)
         finally:
             REQUEST_ID.reset(token)
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            method = scope["method"]
+            template = getattr(route, "path", None) or template
             REQUESTS.labels(self.service, method, template, str(status)).inc()
             LATENCY.labels(self.service, method, template).observe(time.perf_counter() - started)
+            if span is not None:
+                span.update_name(f"{method} {template}")
+                span.set_attributes(
+                    {
+                        "http.request.method": method,
+                        "http.route": template,
+                        "http.response.status_code": status,
+                    }
+                )
+                if status >= 500:
+                    span.set_status(StatusCode.ERROR)
+                span.end()

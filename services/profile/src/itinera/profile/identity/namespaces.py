@@ -9,6 +9,7 @@ case-insensitively: values of Email-type namespaces are stored lower-cased.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from itinera.common.errors import Conflict, FieldError, NotFound, ValidationFailed
-from itinera.profile.identity.graph import Rules
+from itinera.profile.identity.graph import Node, Rules
 
 ID_TYPES = ("COOKIE", "CROSS_DEVICE", "DEVICE", "EMAIL", "MOBILE", "NON_PEOPLE", "PHONE")
 _EPOCH = datetime(2019, 1, 1, tzinfo=UTC)
@@ -110,6 +111,23 @@ async def all_of(conn: asyncpg.Connection, sandbox: str) -> list[Namespace]:
     return sorted(found, key=lambda n: n.id)
 
 
+_SEEN: dict[tuple[str, str], Namespace] = {}
+"""Custom namespaces found before, by (sandbox, lower-cased code). A namespace is never
+deleted and its code and type never change, which is all :func:`node_of` uses."""
+
+
+async def node_of(conn: asyncpg.Connection, sandbox: str, code: str, value: str) -> Node:
+    """The node of one identity, its value normalised by its namespace; the database is
+    asked only about a custom namespace not seen before."""
+    key = code.lower()
+    namespace = _STANDARD.get(key) or _SEEN.get((sandbox, key))
+    if namespace is None:
+        namespace = next((n for n in await all_of(conn, sandbox) if n.code.lower() == key), None)
+        if namespace is not None:
+            _SEEN[(sandbox, key)] = namespace
+    return Node(namespace.code if namespace else code, normalise(namespace, value))
+
+
 async def get(conn: asyncpg.Connection, sandbox: str, ref: str) -> Namespace:
     """By code (case-insensitive) or numeric id."""
     for namespace in await all_of(conn, sandbox):
@@ -118,7 +136,7 @@ async def get(conn: asyncpg.Connection, sandbox: str, ref: str) -> Namespace:
     raise NotFound(f"no identity namespace {ref!r} in sandbox {sandbox!r}")
 
 
-def rules(namespaces: list[Namespace], max_identities: int) -> Rules:
+def rules(namespaces: Sequence[Namespace], max_identities: int) -> Rules:
     return Rules(
         unique=frozenset(n.code for n in namespaces if n.unique_per_graph),
         priority={n.code: n.priority for n in namespaces},

@@ -44,6 +44,8 @@ class Outcome:
     profiles: dict[Node, str] = field(default_factory=dict)
     merged: dict[str, str] = field(default_factory=dict)
     """Profile ids that stopped existing -> the id they were merged into."""
+    changed: set[str] = field(default_factory=set)
+    """Live profiles whose identities changed (new ones included): their views are stale."""
 
 
 class IdentityGraph:
@@ -56,6 +58,7 @@ class IdentityGraph:
         sandbox: str,
         observations: Sequence[Observation],
         then: Callable[[asyncpg.Connection, Outcome], Awaitable[None]] | None = None,
+        known: Sequence[ns.Namespace] | None = None,
     ) -> Outcome:
         """Apply ``observations`` in one transaction, retried on serialization conflicts.
         ``then`` runs in the same transaction with the outcome (the profile store's
@@ -63,7 +66,7 @@ class IdentityGraph:
         for attempt in range(RETRIES):
             try:
                 async with self.pool.acquire() as conn, conn.transaction(isolation="serializable"):
-                    outcome = await self.apply(conn, sandbox, observations)
+                    outcome = await self.apply(conn, sandbox, observations, known)
                     if then is not None:
                         await then(conn, outcome)
                     return outcome
@@ -74,9 +77,14 @@ class IdentityGraph:
         raise AssertionError("unreachable")
 
     async def apply(
-        self, conn: asyncpg.Connection, sandbox: str, observations: Sequence[Observation]
+        self,
+        conn: asyncpg.Connection,
+        sandbox: str,
+        observations: Sequence[Observation],
+        known: Sequence[ns.Namespace] | None = None,
     ) -> Outcome:
-        """The work of :meth:`observe`, inside the caller's (serializable) transaction."""
+        """The work of :meth:`observe`, inside the caller's (serializable) transaction.
+        ``known``: the sandbox's namespaces, when the caller has just read them."""
         nodes: dict[Node, Seen] = {}
         links: dict[Link, datetime] = {}
         for observation in observations:
@@ -95,29 +103,35 @@ class IdentityGraph:
         if not nodes:
             return Outcome()
         await repository.observe(conn, sandbox, nodes, links)
-        known = await ns.all_of(conn, sandbox)
-        rules = ns.rules(known, self.max_identities)
-        reached, reached_links = await repository.reachable(conn, sandbox, nodes, MAX_REACH)
-        resolution = resolve(reached, reached_links, rules)
-        before = await repository.members_of(conn, sandbox, reached)
+        rules = ns.rules(known if known is not None else await ns.all_of(conn, sandbox), self.max_identities)
+        reach = await repository.reachable(conn, sandbox, nodes, MAX_REACH)
+        resolution = resolve(reach.nodes, reach.links, rules)
+        before = reach.members
         after: dict[Node, str] = {}
         for component in resolution.components:
-            pid = profile_id(sandbox, anchor(component, reached))
+            pid = profile_id(sandbox, anchor(component, reach.nodes))
             after.update(dict.fromkeys(component, pid))
         decisions = dict.fromkeys(resolution.refused, "refused")
         decisions.update(
             {
                 link: "evicted"
-                for link in reached_links
+                for link in reach.links
                 if link.a in resolution.evicted or link.b in resolution.evicted
             }
         )
-        await repository.rewrite(conn, sandbox, reached, after, decisions, resolution.evicted)
+        await repository.rewrite(conn, sandbox, reach, after, decisions, resolution.evicted)
         merged = _merges(before, after)
         if merged:
             await repository.record_merges(conn, sandbox, merged)
             await enqueue(conn, topics.IDENTITY_MERGES.name, _merge_events(sandbox, merged))
-        return Outcome({n: after[n] for n in nodes if n in after}, merged)
+        changed = {
+            pid
+            for node in reach.nodes
+            if before.get(node) != after.get(node)
+            for pid in (before.get(node), after.get(node))
+            if pid is not None
+        }
+        return Outcome({n: after[n] for n in nodes if n in after}, merged, changed - set(merged))
 
 
 def _merges(before: dict[Node, str], after: dict[Node, str]) -> dict[str, str]:

@@ -19,40 +19,63 @@ from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Query, Request, Security
+from pydantic import BaseModel, ConfigDict, Field
 
 from itinera.common.auth import Principal, require_scope
 from itinera.common.errors import BadRequest, FieldError, NotFound
 from itinera.common.service import Db
+from itinera.common.web.responses import Json
 from itinera.profile.identity import namespaces as ns
 from itinera.profile.identity import repository as graph
 from itinera.profile.identity.endpoints import from_xid
 from itinera.profile.identity.graph import Node
-from itinera.profile.identity.service import nodes_from
 from itinera.profile.profiles import policies, repository, service
 
 router = APIRouter(tags=["profiles"])
 Reader = Annotated[Principal, Security(require_scope("profiles:read"))]
 PROFILE = "_xdm.context.profile"
 EVENT = "_xdm.context.experienceevent"
-Text = Annotated[str | None, Query(max_length=1200)]
+
+
+async def _identity(db: Db, sandbox: str, entity_id: str, namespace: str | None) -> Node | None:
+    """The identity asked about: ``entityIdNS`` + ``entityId``, or an ``xid``; None
+    when ``entityId`` is a profile id."""
+    if namespace:
+        return await ns.node_of(db, sandbox, namespace, entity_id)
+    try:
+        code, value = from_xid(entity_id)
+    except BadRequest:
+        return None
+    return await ns.node_of(db, sandbox, code, value)
 
 
 async def _identity_or_profile(
     db: Db, sandbox: str, entity_id: str, namespace: str | None
 ) -> tuple[str, Node | None]:
     """(profile id, the identity asked about, if any)."""
-    if namespace:
-        (node,) = nodes_from([(namespace, entity_id)], await ns.all_of(db, sandbox))
-    else:
-        try:
-            node = Node(*from_xid(entity_id))
-        except BadRequest:
-            return entity_id, None  # a profile id
-        (node,) = nodes_from([(node.namespace, node.value)], await ns.all_of(db, sandbox))
+    node = await _identity(db, sandbox, entity_id, namespace)
+    if node is None:
+        return entity_id, None  # a profile id
     profile_id = await graph.profile_of(db, sandbox, node)
     if profile_id is None:
         raise NotFound(f"no profile with identity {node.key} in sandbox {sandbox!r}")
     return profile_id, node
+
+
+def _profile_answer(view: dict[str, Any], fields: str | None) -> dict[str, Any]:
+    entity = dict(view["entity"])
+    entity["identities"] = [
+        {"id": i["id"], "namespace": {"code": i["namespace"]}} for i in view["identities"]
+    ]
+    return {
+        view["profileId"]: {
+            "entityId": view["profileId"],
+            "mergePolicy": {"id": view["mergePolicyId"]},
+            "sources": view["sources"],
+            "entity": _narrow(entity, fields) if fields else entity,
+            "lastModifiedAt": view["lastModifiedAt"].isoformat() if view["lastModifiedAt"] else None,
+        }
+    }
 
 
 def _narrow(entity: dict[str, Any], fields: str) -> dict[str, Any]:
@@ -97,51 +120,66 @@ def _cursor(token: str) -> tuple[datetime, str]:
         ) from None
 
 
-@router.get("/data/core/ups/access/entities", summary="A profile, or a profile's events (AEP shape)")
+class EntitiesQuery(BaseModel):
+    """The look-up's query string, validated as one model (AEP's parameter names)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    schema_name: str = Field(alias="schema.name", max_length=64)
+    entityId: str | None = Field(default=None, max_length=1200)
+    entityIdNS: str | None = Field(default=None, max_length=128)
+    relatedSchema_name: str | None = Field(default=None, alias="relatedSchema.name", max_length=64)
+    relatedEntityId: str | None = Field(default=None, max_length=1200)
+    relatedEntityIdNS: str | None = Field(default=None, max_length=128)
+    mergePolicyId: str | None = Field(default=None, max_length=64)
+    fields: str | None = Field(default=None, max_length=2000)
+    startTime: int | None = Field(default=None, ge=0)
+    endTime: int | None = Field(default=None, ge=0)
+    limit: int = Field(default=1000, ge=1, le=1000)
+    orderby: str = Field(default="+timestamp", pattern=r"^[+-]?timestamp$")
+    start: str | None = Field(default=None, max_length=512)
+
+
+@router.get(
+    "/data/core/ups/access/entities",
+    summary="A profile, or a profile's events (AEP shape)",
+    response_class=Json,
+)
 async def entities(
-    request: Request,
-    caller: Reader,
-    db: Db,
-    schema_name: Annotated[str, Query(alias="schema.name", max_length=64)],
-    entityId: Text = None,
-    entityIdNS: Annotated[str | None, Query(max_length=128)] = None,
-    relatedSchema_name: Annotated[str | None, Query(alias="relatedSchema.name", max_length=64)] = None,
-    relatedEntityId: Text = None,
-    relatedEntityIdNS: Annotated[str | None, Query(max_length=128)] = None,
-    mergePolicyId: Annotated[str | None, Query(max_length=64)] = None,
-    fields: Annotated[str | None, Query(max_length=2000)] = None,
-    startTime: Annotated[int | None, Query(ge=0)] = None,
-    endTime: Annotated[int | None, Query(ge=0)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
-    orderby: Annotated[str, Query(pattern=r"^[+-]?timestamp$")] = "+timestamp",
-    start: Annotated[str | None, Query(max_length=512)] = None,
-) -> dict[str, Any]:
-    async with db.transaction():
-        policy = await policies.get(db, caller.sandbox, mergePolicyId)
+    request: Request, caller: Reader, db: Db, query: Annotated[EntitiesQuery, Query()]
+) -> Json:
+    return Json(await _entities(request, caller, db, query))
+
+
+async def _entities(request: Request, caller: Principal, db: Db, q: EntitiesQuery) -> dict[str, Any]:
+    schema_name, entityId, entityIdNS, mergePolicyId, fields = (
+        q.schema_name,
+        q.entityId,
+        q.entityIdNS,
+        q.mergePolicyId,
+        q.fields,
+    )
     if schema_name == PROFILE:
         if not entityId:
             raise BadRequest("entityId is required", [FieldError("/query/entityId", "required", "required")])
+        if mergePolicyId is None:  # the default policy's view, kept up to date: one statement
+            node = await _identity(db, caller.sandbox, entityId, entityIdNS)
+            stored = await service.default_view(db, caller.sandbox, node) if node else None
+            if stored is not None:
+                return _profile_answer(stored, fields)
+        async with db.transaction():
+            policy = await policies.get(db, caller.sandbox, mergePolicyId)
         profile_id, node = await _identity_or_profile(db, caller.sandbox, entityId, entityIdNS)
-        view = await service.view(db, caller.sandbox, profile_id, policy, identity=node)
-        entity = dict(view["entity"])
-        entity["identities"] = [
-            {"id": i["id"], "namespace": {"code": i["namespace"]}} for i in view["identities"]
-        ]
-        return {
-            view["profileId"]: {
-                "entityId": view["profileId"],
-                "mergePolicy": {"id": policy.id},
-                "sources": view["sources"],
-                "entity": _narrow(entity, fields) if fields else entity,
-                "lastModifiedAt": view["lastModifiedAt"].isoformat() if view["lastModifiedAt"] else None,
-            }
-        }
+        return _profile_answer(
+            await service.view(db, caller.sandbox, profile_id, policy, identity=node), fields
+        )
     if schema_name != EVENT:
         raise BadRequest(
             f"schema.name must be {PROFILE} or {EVENT}",
             [FieldError("/query/schema.name", "unsupported schema", "enum")],
         )
-    if relatedSchema_name != PROFILE or not relatedEntityId:
+    relatedEntityId, relatedEntityIdNS, start = q.relatedEntityId, q.relatedEntityIdNS, q.start
+    if q.relatedSchema_name != PROFILE or not relatedEntityId:
         raise BadRequest(
             "events are looked up by the profile they belong to",
             [
@@ -150,6 +188,8 @@ async def entities(
                 )
             ],
         )
+    async with db.transaction():
+        policy = await policies.get(db, caller.sandbox, mergePolicyId)
     profile_id, node = await _identity_or_profile(db, caller.sandbox, relatedEntityId, relatedEntityIdNS)
     live = await service.resolve_id(db, caller.sandbox, profile_id)
     members = [
@@ -160,20 +200,20 @@ async def entities(
         db,
         caller.sandbox,
         used,
-        start=_millis(startTime, "startTime"),
-        end=_millis(endTime, "endTime"),
+        start=_millis(q.startTime, "startTime"),
+        end=_millis(q.endTime, "endTime"),
         after=_cursor(start) if start else None,
-        descending=orderby.startswith("-"),
-        limit=limit,
+        descending=q.orderby.startswith("-"),
+        limit=q.limit,
     )
-    next_token = _token(rows[-1]["occurred_at"], rows[-1]["event_id"]) if len(rows) == limit else None
+    next_token = _token(rows[-1]["occurred_at"], rows[-1]["event_id"]) if len(rows) == q.limit else None
     next_href = None
     if next_token:
         query = dict(request.query_params) | {"start": next_token}
         next_href = f"{request.url.path}?{urlencode(query)}"
     return {
         "_page": {
-            "orderby": orderby,
+            "orderby": q.orderby,
             "start": rows[0]["event_id"] if rows else None,
             "count": len(rows),
             "next": next_token,

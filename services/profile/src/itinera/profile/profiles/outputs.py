@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,9 +25,10 @@ import orjson
 from itinera.common.db.outbox import enqueue
 from itinera.common.kafka import topics
 from itinera.common.kafka.envelope import Envelope
+from itinera.profile.identity.graph import Node
 from itinera.profile.identity.service import Outcome
-from itinera.profile.profiles import policies, repository, service
-from itinera.profile.profiles.merge import diff
+from itinera.profile.profiles import policies, repository
+from itinera.profile.profiles.merge import diff, merge
 from itinera.profile.profiles.repository import EventRow
 
 _IDS = uuid.UUID("0c7d9e2a-51b4-4f0e-8a3d-6b2f1e9c4a70")
@@ -38,15 +39,42 @@ def _id(*parts: str) -> str:
     return str(uuid.uuid5(_IDS, "|".join(parts)))
 
 
+async def refresh_views(
+    conn: asyncpg.Connection, sandbox: str, profile_ids: Iterable[str], policy: policies.MergePolicy
+) -> dict[str, repository.StoredView]:
+    """Merge the fragments of these profiles by ``policy`` and keep the views."""
+    fragments = await repository.fragments_of_profiles(conn, sandbox, profile_ids)
+    views = {
+        pid: repository.StoredView(
+            merge(found, policy.attribute_merge, policy.dataset_order),
+            sorted({f.dataset_id for f in found}),
+            max((f.record_time for f in found), default=None),
+        )
+        for pid, found in fragments.items()
+    }
+    await repository.save_views(conn, sandbox, policy.id, views)
+    return views
+
+
 async def publish_updates(
-    conn: asyncpg.Connection, sandbox: str, outcome: Outcome, added_events: Sequence[EventRow]
+    conn: asyncpg.Connection,
+    sandbox: str,
+    outcome: Outcome,
+    written: Iterable[Node],
+    added_events: Sequence[EventRow],
 ) -> None:
-    touched = set(outcome.profiles.values()) | set(outcome.merged.values())
-    if not touched:
+    """Refresh the default policy's view of every profile whose identities or fragments
+    changed (``written``: identities whose fragments were written), and publish what
+    changed and the events added. A profile whose identities and fragments did not
+    change keeps its view; its events carry the stored one."""
+    owners = {outcome.profiles[n] for _, _, n, _, _ in added_events if n in outcome.profiles}
+    stale = outcome.changed | {outcome.profiles[n] for n in written if n in outcome.profiles}
+    if not stale and not owners and not outcome.merged:
         return
+    before = await repository.views_of(conn, sandbox, stale | owners | set(outcome.merged))
+    stale |= {pid for pid in owners if pid not in before}  # never materialised yet
     policy = await policies.ensure_default(conn, sandbox)
-    before = await repository.views_of(conn, sandbox, touched | set(outcome.merged))
-    after = {pid: (await service.view(conn, sandbox, pid, policy))["entity"] for pid in sorted(touched)}
+    after = {pid: v.entity for pid, v in (await refresh_views(conn, sandbox, stale, policy)).items()}
     now = datetime.now(UTC)
     changes: list[Envelope] = []
     for profile, view in after.items():
@@ -78,7 +106,6 @@ async def publish_updates(
                 time=now,
             )
         )
-    await repository.save_views(conn, sandbox, after)
     await repository.drop_views(conn, sandbox, outcome.merged)
     await enqueue(conn, topics.PROFILE_CHANGES.name, changes)
     events = []
@@ -86,7 +113,8 @@ async def publish_updates(
         owner = outcome.profiles.get(node)
         if owner is None:  # the identity was evicted from its graph
             continue
-        snapshot = {"sandbox": sandbox, "profileId": owner, "event": body, "profile": after.get(owner, {})}
+        view = after[owner] if owner in after else before.get(owner, {})
+        snapshot = {"sandbox": sandbox, "profileId": owner, "event": body, "profile": view}
         events.append(
             Envelope(
                 type="com.itinera.profile.event.v1",

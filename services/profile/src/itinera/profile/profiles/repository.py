@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from itinera.profile.identity.graph import Node
 from itinera.profile.profiles.merge import Fragment
@@ -18,18 +20,36 @@ EventRow = tuple[str, str, Node, datetime, dict[str, Any]]
 """(event id, dataset id, identity, occurred at, body)"""
 
 
-async def store_fragments(conn: asyncpg.Connection, sandbox: str, rows: Sequence[FragmentRow]) -> None:
+async def store_fragments(conn: asyncpg.Connection, sandbox: str, rows: Sequence[FragmentRow]) -> set[Node]:
     """Keep the latest record per (dataset, identity), by the record's own time: the
-    outcome does not depend on the order records arrive in."""
-    await conn.executemany(
+    outcome does not depend on the order records arrive in. Returns the identities
+    whose fragments were written."""
+    latest: dict[tuple[str, Node], FragmentRow] = {}
+    for row in rows:  # one statement may not write a row twice: the batch's latest each
+        key = (row[0], row[1])
+        if key not in latest or (latest[key][3], latest[key][4]) < (row[3], row[4]):
+            latest[key] = row
+    if not latest:
+        return set()
+    listed = [latest[k] for k in sorted(latest)]
+    written = await conn.fetch(
         """INSERT INTO fragments (sandbox, dataset_id, namespace, value, record, record_time, ce_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)
+           SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[],
+                                    $7::text[])
            ON CONFLICT (sandbox, dataset_id, namespace, value) DO UPDATE
            SET record = EXCLUDED.record, record_time = EXCLUDED.record_time, ce_id = EXCLUDED.ce_id,
                updated_at = now()
-           WHERE (fragments.record_time, fragments.ce_id) < (EXCLUDED.record_time, EXCLUDED.ce_id)""",
-        [(sandbox, d, n.namespace, n.value, r, t, c) for d, n, r, t, c in rows],
+           WHERE (fragments.record_time, fragments.ce_id) < (EXCLUDED.record_time, EXCLUDED.ce_id)
+           RETURNING namespace, value""",
+        sandbox,
+        [d for d, *_ in listed],
+        [n.namespace for _, n, *_ in listed],
+        [n.value for _, n, *_ in listed],
+        [r for _, _, r, _, _ in listed],
+        [t for *_, t, _ in listed],
+        [c for *_, c in listed],
     )
+    return {Node(r["namespace"], r["value"]) for r in written}
 
 
 async def store_events(conn: asyncpg.Connection, sandbox: str, rows: Sequence[EventRow]) -> set[str]:
@@ -55,6 +75,15 @@ async def store_events(conn: asyncpg.Connection, sandbox: str, rows: Sequence[Ev
     return {r["event_id"] for r in added}
 
 
+@dataclass(frozen=True, slots=True)
+class StoredView:
+    """A profile's merged view as ``profile_views`` keeps it."""
+
+    entity: dict[str, Any]
+    sources: list[str]
+    last_modified: datetime | None
+
+
 async def views_of(
     conn: asyncpg.Connection, sandbox: str, profile_ids: Iterable[str]
 ) -> dict[str, dict[str, Any]]:
@@ -66,20 +95,53 @@ async def views_of(
     return {str(r["profile_id"]): r["entity"] for r in rows}
 
 
-async def save_views(conn: asyncpg.Connection, sandbox: str, views: dict[str, dict[str, Any]]) -> None:
-    await conn.executemany(
-        """INSERT INTO profile_views (sandbox, profile_id, entity) VALUES ($1, $2, $3)
-           ON CONFLICT (sandbox, profile_id) DO UPDATE SET entity = EXCLUDED.entity, updated_at = now()""",
-        [(sandbox, pid, entity) for pid, entity in sorted(views.items())],
+async def fragments_of_profiles(
+    conn: asyncpg.Connection, sandbox: str, profile_ids: Iterable[str]
+) -> dict[str, list[Fragment]]:
+    """The fragments of every member of each profile, in one query."""
+    listed = sorted(set(profile_ids))
+    found: dict[str, list[Fragment]] = {pid: [] for pid in listed}
+    rows = await conn.fetch(
+        """SELECT m.profile_id, f.dataset_id, f.record_time, f.record FROM members m
+           JOIN fragments f ON f.sandbox = m.sandbox AND f.namespace = m.namespace AND f.value = m.value
+           WHERE m.sandbox = $1 AND m.profile_id = ANY($2::uuid[])""",
+        sandbox,
+        listed,
+    )
+    for r in rows:
+        found[str(r["profile_id"])].append(Fragment(r["dataset_id"], r["record_time"], r["record"]))
+    return found
+
+
+async def save_views(
+    conn: asyncpg.Connection, sandbox: str, policy_id: str, views: dict[str, StoredView]
+) -> None:
+    if not views:
+        return
+    listed = sorted(views.items())
+    await conn.execute(
+        """INSERT INTO profile_views (sandbox, profile_id, entity, sources, last_modified, policy_id)
+           SELECT $1, v.profile_id, v.entity, v.sources::jsonb, v.last_modified, $6::uuid
+           FROM unnest($2::uuid[], $3::jsonb[], $4::text[], $5::timestamptz[])
+                AS v(profile_id, entity, sources, last_modified)
+           ON CONFLICT (sandbox, profile_id) DO UPDATE
+           SET entity = EXCLUDED.entity, sources = EXCLUDED.sources,
+               last_modified = EXCLUDED.last_modified, policy_id = EXCLUDED.policy_id, updated_at = now()""",
+        sandbox,
+        [pid for pid, _ in listed],
+        [v.entity for _, v in listed],
+        [orjson.dumps(v.sources).decode() for _, v in listed],  # a list would be an array dimension
+        [v.last_modified for _, v in listed],
+        policy_id,
     )
 
 
 async def drop_views(conn: asyncpg.Connection, sandbox: str, profile_ids: Iterable[str]) -> None:
-    await conn.execute(
-        "DELETE FROM profile_views WHERE sandbox = $1 AND profile_id = ANY($2::uuid[])",
-        sandbox,
-        list(profile_ids),
-    )
+    listed = list(profile_ids)
+    if listed:
+        await conn.execute(
+            "DELETE FROM profile_views WHERE sandbox = $1 AND profile_id = ANY($2::uuid[])", sandbox, listed
+        )
 
 
 async def fragments_of(conn: asyncpg.Connection, sandbox: str, nodes: Iterable[Node]) -> list[Fragment]:

@@ -43,3 +43,37 @@ async def view(
         "lastModifiedAt": max((f.record_time for f in fragments), default=None),
         "eventCount": await repository.event_count(conn, sandbox, used),
     }
+
+
+async def default_view(conn: asyncpg.Connection, sandbox: str, identity: Node) -> dict[str, Any] | None:
+    """The default policy's view of the profile holding ``identity``, as
+    ``profile_views`` keeps it, in one statement; None when the stored view cannot
+    answer (no default policy yet, a policy without identity stitching, a view older
+    than the policy's last change), so the caller merges on read instead."""
+    row = await conn.fetchrow(
+        """SELECT p.id AS policy_id, m.profile_id, v.entity, v.sources, v.last_modified,
+                  coalesce(v.policy_id = p.id AND v.updated_at >= p.updated_at, false) AS fresh,
+                  (SELECT jsonb_agg(jsonb_build_array(o.namespace, o.value) ORDER BY o.namespace, o.value)
+                   FROM members o WHERE o.sandbox = $1 AND o.profile_id = m.profile_id) AS identities
+           FROM merge_policies p
+           LEFT JOIN members m ON m.sandbox = $1 AND m.namespace = $2 AND m.value = $3
+           LEFT JOIN profile_views v ON v.sandbox = $1 AND v.profile_id = m.profile_id
+           WHERE p.sandbox = $1 AND p.is_default AND p.identity_graph = 'pdg'""",
+        sandbox,
+        identity.namespace,
+        identity.value,
+    )
+    if row is None:
+        return None
+    if row["profile_id"] is None:
+        raise NotFound(f"no profile with identity {identity.key} in sandbox {sandbox!r}")
+    if not row["fresh"]:
+        return None
+    return {
+        "profileId": str(row["profile_id"]),
+        "mergePolicyId": str(row["policy_id"]),
+        "identities": [{"namespace": n, "id": v} for n, v in row["identities"]],
+        "entity": row["entity"],
+        "sources": row["sources"],
+        "lastModifiedAt": row["last_modified"],
+    }

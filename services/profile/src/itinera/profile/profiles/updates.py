@@ -67,7 +67,7 @@ async def update_attributes(
     await repository.store_fragments(
         conn, sandbox, [(SYSTEM_DATASET, node, record, now, f"update:{now.isoformat()}")]
     )
-    await publish_updates(conn, sandbox, Outcome(profiles={node: live}), [])
+    await publish_updates(conn, sandbox, Outcome(profiles={node: live}), {node}, [])
     return {
         "profileId": live,
         "dataset": SYSTEM_DATASET,
