@@ -592,10 +592,21 @@ class KeepAlive:
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def get(self, path: str) -> tuple[int, bytes]:
-        if self._idle:
+        while self._idle:
             reader, writer = self._idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection(self._host, self._port)
+            try:
+                return await self._exchange(reader, writer, path)
+            except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+                    raise
+                # The server closed this idle connection (its keep-alive time-out ran
+                # out) before it read the request: what any HTTP client does, try again.
+        reader, writer = await asyncio.open_connection(self._host, self._port)
+        return await self._exchange(reader, writer, path)
+
+    async def _exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str
+    ) -> tuple[int, bytes]:
         try:
             writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\n" + self._head)
             head = await reader.readuntil(b"\r\n\r\n")
@@ -695,6 +706,8 @@ class Stack:
     infra: Infrastructure | None = None
     server: subprocess.Popen[bytes] | None = None
     server_log: Path | None = None
+    api: subprocess.Popen[bytes] | None = None
+    """The read API's processes (``--api-workers``), beside the one that consumes."""
     spy: subprocess.Popen[bytes] | None = None
 
     def start_infra(self) -> Infrastructure:
@@ -717,6 +730,21 @@ class Stack:
                 start_new_session=True,  # Ctrl-C reaches only us; we stop it in order
             )
         return self.server
+
+    def start_api(self, port: int, env: dict[str, str], workers: int) -> subprocess.Popen[bytes]:
+        assert self.state_dir is not None
+        with open(self.state_dir / "profile-api.log", "ab") as log:
+            self.api = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "itinera.common.cli", "serve", "profile"),
+                    *("--role", "api", "--workers", str(workers), "--port", str(port)),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        return self.api
 
     def server_log_tail(self, lines: int = 20) -> str:
         if self.server_log is None or not self.server_log.exists():
@@ -748,14 +776,15 @@ class Stack:
 
     def stop(self) -> None:
         self.stop_spy()
-        if self.server is not None and self.server.poll() is None:
-            self.server.send_signal(signal.SIGTERM)
-            try:
-                self.server.wait(timeout=25)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
-        self.server = None
+        for process in (self.api, self.server):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=25)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        self.api = self.server = None
         if self.infra is not None:
             self.infra.stop()
             self.infra = None
@@ -767,6 +796,8 @@ class Stack:
         pids: dict[str, int] = {}
         if self.server is not None:
             pids["profile"] = self.server.pid
+        if self.api is not None:
+            pids["profile api"] = self.api.pid  # the supervisor: its tree is the workers
         if self.infra is not None and self.infra.broker is not None and self.infra.broker.process:
             pids["broker"] = self.infra.broker.process.pid
         if self.infra is not None and self.infra.database is not None and self.infra.database.process:
@@ -976,11 +1007,13 @@ def _cpu_lines(phases: Sequence[tuple[str, CpuUse | None, float, str]]) -> list[
         lines.append(f"{name:<22}{cpu.wall_s:>8.2f}{num(cpu.machine, 2):>9}{num(cpu.steal, 2):>7}{cells}")
     for name, cpu, count, unit in measured:
         assert cpu is not None
-        service = cpu.processes.get("profile")
+        # Requests are the read API's work when it runs apart (--api-workers).
+        who = "profile api" if unit == "request" and cpu.processes.get("profile api") else "profile"
+        service = cpu.processes.get(who)
         if service and count:
             per = service * cpu.wall_s / count
             lines.append(
-                f"{name}: the profile process at {per * 1e6:,.0f} us of CPU per {unit} tops out near "
+                f"{name}: the {who} process(es) at {per * 1e6:,.0f} us of CPU per {unit} tops out near "
                 f"{1 / per:,.0f} {unit}s/s per core"
             )
     return lines
@@ -1056,6 +1089,7 @@ class Args:
     duration: float
     read_warmup: float
     max_in_flight: int
+    api_workers: int
     analyze: bool
     reuse: bool
     url: str
@@ -1076,7 +1110,7 @@ def parse_args(argv: Sequence[str] | None) -> Args:
     parser.add_argument("--profiles", type=int, default=10_000, help="distinct devices (ECIDs) of the events")
     parser.add_argument("--email-share", type=float, default=0.3, help="share of events that carry the Email")
     parser.add_argument("--window", type=int, default=1_000, help="sends between waits for acks")
-    parser.add_argument("--read-profiles", type=int, default=20_000, help="profile records seeded for (b)")
+    parser.add_argument("--read-profiles", type=int, default=100_000, help="profile records seeded for (b)")
     parser.add_argument(
         "--rate",
         type=float,
@@ -1086,6 +1120,12 @@ def parse_args(argv: Sequence[str] | None) -> Args:
     parser.add_argument("--duration", type=float, default=20, help="seconds of timed reads")
     parser.add_argument("--read-warmup", type=float, default=2, help="seconds of reads before timing")
     parser.add_argument("--max-in-flight", type=int, default=64, help="reads outstanding at most")
+    parser.add_argument(
+        "--api-workers",
+        type=int,
+        default=2,
+        help="reads go to `serve profile --role api --workers N` (0: to the one --role all process)",
+    )
     parser.add_argument(
         "--no-analyze",
         action="store_true",
@@ -1106,16 +1146,16 @@ def parse_args(argv: Sequence[str] | None) -> Args:
         "--sandbox", default=None, help="sandbox of the run's data (default: a new one, bench-<time>)"
     )
     parser.add_argument("--consume-limit", type=float, default=180, help="seconds for (a) at most")
-    parser.add_argument("--seed-limit", type=float, default=120, help="seconds of seeding at most")
+    parser.add_argument("--seed-limit", type=float, default=200, help="seconds of seeding at most")
     parser.add_argument("--outbox-limit", type=float, default=30, help="seconds to wait for the outbox")
-    parser.add_argument("--time-limit", type=float, default=480, help="seconds for the whole run at most")
+    parser.add_argument("--time-limit", type=float, default=600, help="seconds for the whole run at most")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--py-spy", type=Path, default=None, help="folder: record the service with py-spy during each phase"
     )
     ns = parser.parse_args(argv)
-    for name in ("events", "warmup", "profiles", "window", "read_profiles", "max_in_flight"):
-        if getattr(ns, name) < (0 if name == "warmup" else 1):
+    for name in ("events", "warmup", "profiles", "window", "read_profiles", "max_in_flight", "api_workers"):
+        if getattr(ns, name) < (0 if name in ("warmup", "api_workers") else 1):
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if not 0 <= ns.email_share <= 1:
         parser.error("--email-share is between 0 and 1")
@@ -1134,6 +1174,7 @@ def parse_args(argv: Sequence[str] | None) -> Args:
         duration=ns.duration,
         read_warmup=ns.read_warmup,
         max_in_flight=ns.max_in_flight,
+        api_workers=ns.api_workers,
         analyze=not ns.no_analyze,
         reuse=ns.reuse,
         url=ns.url.rstrip("/"),
@@ -1174,6 +1215,7 @@ def spied(
 
 
 async def bench(args: Args, stack: Stack, results: Results) -> int:
+    env = dict(os.environ)
     if args.reuse:
         settings = CommonSettings()
         url, metrics_url = args.url, args.metrics_url
@@ -1186,8 +1228,7 @@ async def bench(args: Args, stack: Stack, results: Results) -> int:
         await create_topics(settings)
         port = free_port()
         url = metrics_url = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
+        env |= {
             "ITINERA_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
             "ITINERA_DATABASE_URL": settings.database_url,
             "ITINERA_LOG_LEVEL": "WARNING",
@@ -1263,6 +1304,19 @@ async def bench(args: Args, stack: Stack, results: Results) -> int:
         if not emails:
             raise BenchError("no seeded profile was stored: nothing to read")
         results.readable = len(emails)
+        if args.api_workers and not args.reuse:
+            api_port = free_port()
+            stack.start_api(api_port, env, args.api_workers)
+            api_url = f"http://127.0.0.1:{api_port}"
+            say(f"(b) read API: {args.api_workers} processes at {api_url} (--role api --workers)")
+            await http.close()
+            http = KeepAlive(api_url, {"authorization": f"Bearer {token}"})
+            await client.aclose()
+            client = httpx.AsyncClient(
+                base_url=api_url, headers={"authorization": f"Bearer {token}"}, timeout=httpx.Timeout(5)
+            )
+            await wait_ready(client, stack, timeout_s=120)
+            watched = stack.watched()
         check = await client.get(LOOKUP + quote(emails[0], safe=""))
         if check.status_code != 200:
             raise BenchError(f"the check read got HTTP {check.status_code}: {check.text[:500]}")

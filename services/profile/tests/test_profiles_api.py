@@ -241,6 +241,13 @@ class TestProfiles:
             "/query/startTime",
         }
 
+    async def test_the_access_api_documents_its_query_parameters(self, profile_app: FastAPI) -> None:
+        operation = profile_app.openapi()["paths"]["/data/core/ups/access/entities"]["get"]
+        named = {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+        assert {"schema.name", "entityId", "entityIdNS", "mergePolicyId", "limit", "orderby"} <= set(named)
+        assert named["schema.name"]["required"] is True
+        assert named["limit"]["schema"]["maximum"] == 1000
+
     async def test_an_unknown_identity_or_profile_is_a_404(self, http: httpx.AsyncClient) -> None:
         assert (
             await http.get("/v1/profiles", params={"identity": "Email:nobody@example.com"})

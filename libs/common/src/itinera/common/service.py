@@ -158,13 +158,16 @@ class Service:
         return lifespan
 
 
-def runtime_of(request: Request) -> Runtime:
+async def runtime_of(request: Request) -> Runtime:
+    """A coroutine, not a plain function: FastAPI runs a synchronous dependency in a
+    worker thread, a hand-off that costs more than the whole look-up it serves."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
 async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    async with runtime_of(request).pool.acquire() as conn:
+    runtime: Runtime = request.app.state.runtime
+    async with runtime.pool.acquire() as conn:
         yield conn
 
 

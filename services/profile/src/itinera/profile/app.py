@@ -41,9 +41,7 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             settings=config,
             group=config.profile_consumer_group,
             topic_names=[topics.EVENTS.name, topics.RECORDS.name],
-            handler=StoreHandler(
-                runtime.state["graph"], config.default_sandbox, config.profile_consumer_concurrency
-            ),
+            handler=StoreHandler(runtime.state["graph"], config.default_sandbox),
             dead_letters=runtime.producer,
             service="profile",
         )

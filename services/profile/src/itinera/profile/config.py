@@ -16,8 +16,6 @@ class ProfileSettings(CommonSettings):
     profile_consumer_group: str = "itinera-profile"
     profile_max_identities_per_graph: int = Field(default=50, ge=2, le=1000)
     """AEP's guardrail: beyond it the identities seen least recently are evicted."""
-    profile_consumer_concurrency: int = Field(default=2, ge=1, le=16)
-    """Transactions a consumed batch is split into (by partition), run at once."""
 
 
 @cache

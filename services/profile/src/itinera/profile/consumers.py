@@ -11,7 +11,6 @@ CloudEvent's ``ce_time``), so the graph does not depend on when records arrive.
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -90,10 +89,9 @@ class StoreHandler:
     """Feeds the identity graph, then stores each record as a fragment (profile records)
     or an event (experience events) under its primary identity."""
 
-    def __init__(self, graph: IdentityGraph, default_sandbox: str, concurrency: int = 2) -> None:
+    def __init__(self, graph: IdentityGraph, default_sandbox: str) -> None:
         self.graph = graph
         self.default_sandbox = default_sandbox
-        self.concurrency = concurrency
 
     async def __call__(self, batch: list[Record]) -> None:
         pending: dict[str, list[Pending]] = defaultdict(list)
@@ -115,22 +113,11 @@ class StoreHandler:
         for sandbox, items in pending.items():
             async with self.graph.pool.acquire() as conn:
                 known = await ns.all_of(conn, sandbox)
-            # Partitions split over concurrent transactions: a partition's records stay
-            # in order in one of them; two that touch the same graph conflict, and the
-            # graph's serializable retry settles it as if they had run one after another.
-            groups: dict[int, list[Pending]] = defaultdict(list)
-            for item in items:
-                groups[item[0].partition % self.concurrency].append(item)
-            done = await asyncio.gather(
-                *(self._store(sandbox, group, known) for _, group in sorted(groups.items())),
-                return_exceptions=True,
-            )
-            for outcome in done:
-                if isinstance(outcome, BaseException):
-                    raise outcome
+            await self._store(sandbox, items, known)
 
     async def _store(self, sandbox: str, items: list[Pending], known: list[ns.Namespace]) -> None:
-        resolved = [(record, entity, nodes_from(pairs, known), at) for record, entity, pairs, at in items]
+        by_code = ns.by_code(known)
+        resolved = [(record, entity, nodes_from(pairs, by_code), at) for record, entity, pairs, at in items]
         fragments: list[FragmentRow] = []
         events: list[EventRow] = []
         batch_ids: set[str] = set()

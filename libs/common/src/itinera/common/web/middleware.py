@@ -18,6 +18,7 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
+_tracer = trace.get_tracer(__name__)  # follows the provider configured later
 
 REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="")
 
@@ -70,9 +71,7 @@ class RequestContext:
                 for name, value in scope["headers"]
                 if name in (b"traceparent", b"tracestate")
             }
-            span = trace.get_tracer(__name__).start_span(
-                method, context=propagate.extract(carrier), kind=SpanKind.SERVER
-            )
+            span = _tracer.start_span(method, context=propagate.extract(carrier), kind=SpanKind.SERVER)
         try:
             if span is None:
                 await self.app(scope, receive, send_with_id)

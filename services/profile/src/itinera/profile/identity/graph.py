@@ -29,13 +29,15 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
+from typing import NamedTuple
 
 PROFILE_NAMESPACE = uuid.UUID("6b1e5d0a-3c0f-4c52-9a43-1f0e2b7d9c11")
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class Node:
-    """One identity: a namespace code and a (normalised) value."""
+class Node(NamedTuple):
+    """One identity: a namespace code and a (normalised) value. (Tuples: hashed and
+    compared in C, which the graph does a great deal of.)"""
 
     namespace: str
     value: str
@@ -45,22 +47,20 @@ class Node:
         return f"{self.namespace}:{self.value}"
 
 
-@dataclass(frozen=True, slots=True)
-class Seen:
+class Seen(NamedTuple):
     first: datetime
     last: datetime
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class Link:
+class Link(NamedTuple):
     """An undirected link; ``a`` sorts before ``b``."""
 
     a: Node
     b: Node
 
-    @classmethod
-    def of(cls, x: Node, y: Node) -> Link:
-        return cls(x, y) if x <= y else cls(y, x)
+    @staticmethod
+    def of(x: Node, y: Node) -> Link:
+        return Link(x, y) if x <= y else Link(y, x)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,5 +168,6 @@ def anchor(component: Iterable[Node], nodes: Mapping[Node, Seen]) -> Node:
     return min(component, key=lambda n: (nodes[n].first, n))
 
 
+@lru_cache(maxsize=65_536)
 def profile_id(sandbox: str, anchor_node: Node) -> str:
     return str(uuid.uuid5(PROFILE_NAMESPACE, f"{sandbox}|{anchor_node.namespace}|{anchor_node.value}"))

@@ -9,7 +9,7 @@ case-insensitively: values of Email-type namespaces are stored lower-cased.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -109,6 +109,11 @@ async def all_of(conn: asyncpg.Connection, sandbox: str) -> list[Namespace]:
         )
     found.extend(_row(r) for r in stored.values())
     return sorted(found, key=lambda n: n.id)
+
+
+def by_code(namespaces: Iterable[Namespace]) -> dict[str, Namespace]:
+    """Namespaces by lower-cased code: codes match case-insensitively."""
+    return {n.code.lower(): n for n in namespaces}
 
 
 _SEEN: dict[tuple[str, str], Namespace] = {}

@@ -16,12 +16,11 @@ async def observe(
 ) -> None:
     """Record identities and links; times only ever widen (first earlier, last later).
     A row whose times would not change is not written again."""
-    listed = sorted(nodes.items())
-    joined = sorted(links.items())
     await conn.execute(
         """WITH i AS (
                INSERT INTO identities (sandbox, namespace, value, first_seen, last_seen)
-               SELECT $1, * FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[])
+               SELECT $1, r.n, r.v, r.f, r.l
+               FROM json_to_recordset($2::json) AS r(n text, v text, f timestamptz, l timestamptz)
                ON CONFLICT (sandbox, namespace, value) DO UPDATE
                SET first_seen = least(identities.first_seen, EXCLUDED.first_seen),
                    last_seen = greatest(identities.last_seen, EXCLUDED.last_seen)
@@ -29,22 +28,19 @@ async def observe(
                   OR identities.last_seen < EXCLUDED.last_seen
            ), l AS (
                INSERT INTO links (sandbox, a_namespace, a_value, b_namespace, b_value, last_seen)
-               SELECT $1, * FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[])
+               SELECT $1, r.an, r.av, r.bn, r.bv, r.t
+               FROM json_to_recordset($3::json) AS r(an text, av text, bn text, bv text, t timestamptz)
                ON CONFLICT (sandbox, a_namespace, a_value, b_namespace, b_value) DO UPDATE
                SET last_seen = EXCLUDED.last_seen
                WHERE links.last_seen < EXCLUDED.last_seen
            )
            SELECT 1""",
         sandbox,
-        [n.namespace for n, _ in listed],
-        [n.value for n, _ in listed],
-        [s.first for _, s in listed],
-        [s.last for _, s in listed],
-        [k.a.namespace for k, _ in joined],
-        [k.a.value for k, _ in joined],
-        [k.b.namespace for k, _ in joined],
-        [k.b.value for k, _ in joined],
-        [t for _, t in joined],
+        [{"n": n.namespace, "v": n.value, "f": s.first, "l": s.last} for n, s in sorted(nodes.items())],
+        [
+            {"an": k.a.namespace, "av": k.a.value, "bn": k.b.namespace, "bv": k.b.value, "t": t}
+            for k, t in sorted(links.items())
+        ],
     )
 
 
@@ -63,11 +59,13 @@ class Reach:
 async def reachable(conn: asyncpg.Connection, sandbox: str, start: Iterable[Node], limit: int) -> Reach:
     """Every identity linked to ``start`` through stored links (whatever the rules
     decided about them), with the links between them and their derived state; at most
-    ``limit`` identities."""
-    starts = sorted(set(start))
+    ``limit`` identities. One statement: identity rows (``kind`` n) and link rows (l).
+
+    Every look-up is a LATERAL probe of a primary key or index, so the plan does not
+    depend on the planner's idea of how large the tables are."""
     rows = await conn.fetch(
         """WITH RECURSIVE reach(namespace, value) AS (
-               SELECT * FROM unnest($2::text[], $3::text[])
+               SELECT r.n, r.v FROM json_to_recordset($2::json) AS r(n text, v text)
                UNION
                SELECT n.namespace, n.value
                FROM reach r
@@ -78,50 +76,71 @@ async def reachable(conn: asyncpg.Connection, sandbox: str, start: Iterable[Node
                    SELECT a_namespace, a_value FROM links
                    WHERE sandbox = $1 AND b_namespace = r.namespace AND b_value = r.value
                ) n
+           ), found AS MATERIALIZED (
+               SELECT * FROM reach LIMIT $3
            )
-           SELECT i.namespace, i.value, i.first_seen, i.last_seen, m.profile_id,
-                  e.namespace IS NOT NULL AS evicted
-           FROM (SELECT * FROM reach LIMIT $4) r
-           JOIN identities i ON i.sandbox = $1 AND i.namespace = r.namespace AND i.value = r.value
-           LEFT JOIN members m ON m.sandbox = $1 AND m.namespace = r.namespace AND m.value = r.value
-           LEFT JOIN evictions e ON e.sandbox = $1 AND e.namespace = r.namespace AND e.value = r.value""",
+           SELECT 'n' AS kind, f.namespace AS a_namespace, f.value AS a_value,
+                  NULL AS b_namespace, NULL AS b_value, i.first_seen, i.last_seen,
+                  m.profile_id, e.evicted IS NOT NULL AS evicted, NULL AS decision
+           FROM found f
+           CROSS JOIN LATERAL (
+               SELECT first_seen, last_seen FROM identities
+               WHERE sandbox = $1 AND namespace = f.namespace AND value = f.value
+           ) i
+           LEFT JOIN LATERAL (
+               SELECT profile_id FROM members
+               WHERE sandbox = $1 AND namespace = f.namespace AND value = f.value
+           ) m ON true
+           LEFT JOIN LATERAL (
+               SELECT true AS evicted FROM evictions
+               WHERE sandbox = $1 AND namespace = f.namespace AND value = f.value
+           ) e ON true
+           UNION ALL
+           SELECT 'l', l.a_namespace, l.a_value, l.b_namespace, l.b_value, NULL, l.last_seen,
+                  NULL, NULL, d.decision
+           FROM found f
+           JOIN LATERAL (
+               SELECT * FROM links WHERE sandbox = $1 AND a_namespace = f.namespace AND a_value = f.value
+           ) l ON true
+           LEFT JOIN LATERAL (
+               SELECT decision FROM link_decisions
+               WHERE sandbox = $1 AND a_namespace = l.a_namespace AND a_value = l.a_value
+                 AND b_namespace = l.b_namespace AND b_value = l.b_value
+           ) d ON true""",
         sandbox,
-        [n.namespace for n in starts],
-        [n.value for n in starts],
+        [{"n": n.namespace, "v": n.value} for n in sorted(set(start))],
         limit,
     )
     reach = Reach()
+    links = []
     for r in rows:
-        node = Node(r["namespace"], r["value"])
-        reach.nodes[node] = Seen(r["first_seen"], r["last_seen"])
-        if r["profile_id"] is not None:
-            reach.members[node] = str(r["profile_id"])
-        if r["evicted"]:
-            reach.evicted.add(node)
-    link_rows = await conn.fetch(
-        """SELECT l.a_namespace, l.a_value, l.b_namespace, l.b_value, l.last_seen, d.decision
-           FROM unnest($2::text[], $3::text[]) AS a(namespace, value)
-           JOIN links l ON l.sandbox = $1 AND l.a_namespace = a.namespace AND l.a_value = a.value
-           LEFT JOIN link_decisions d ON d.sandbox = $1
-               AND (d.a_namespace, d.a_value, d.b_namespace, d.b_value)
-                 = (l.a_namespace, l.a_value, l.b_namespace, l.b_value)""",
-        sandbox,
-        [n.namespace for n in reach.nodes],
-        [n.value for n in reach.nodes],
-    )
-    for r in link_rows:
-        link = Link(Node(r["a_namespace"], r["a_value"]), Node(r["b_namespace"], r["b_value"]))
-        if link.b not in reach.nodes:
-            continue
-        reach.links[link] = r["last_seen"]
-        if r["decision"] is not None:
-            reach.decisions[link] = r["decision"]
+        a = Node(r["a_namespace"], r["a_value"])
+        if r["kind"] == "n":
+            reach.nodes[a] = Seen(r["first_seen"], r["last_seen"])
+            if r["profile_id"] is not None:
+                reach.members[a] = str(r["profile_id"])
+            if r["evicted"]:
+                reach.evicted.add(a)
+        else:
+            links.append((Link(a, Node(r["b_namespace"], r["b_value"])), r["last_seen"], r["decision"]))
+    for link, seen, decision in links:
+        if link.b in reach.nodes:  # a link out of a partial reach is left out
+            reach.links[link] = seen
+            if decision is not None:
+                reach.decisions[link] = decision
     return reach
 
 
-def _columns(nodes: Iterable[Node]) -> tuple[list[str], list[str]]:
-    listed = sorted(nodes)
-    return [n.namespace for n in listed], [n.value for n in listed]
+def node_keys(nodes: Iterable[Node]) -> list[dict[str, str]]:
+    """Identities as rows for ``json_to_recordset($n::json) AS k(n text, v text)``: one
+    parameter, whatever the number (arrays cost asyncpg a type check per element)."""
+    return [{"n": n.namespace, "v": n.value} for n in sorted(nodes)]
+
+
+def _link_keys(links: Iterable[Link]) -> list[dict[str, str]]:
+    return [
+        {"an": k.a.namespace, "av": k.a.value, "bn": k.b.namespace, "bv": k.b.value} for k in sorted(links)
+    ]
 
 
 async def rewrite(
@@ -137,79 +156,81 @@ async def rewrite(
     moved = {n: p for n, p in members.items() if reach.members.get(n) != p}
     gone = [n for n in reach.members if n not in members]
     if moved:
-        listed = sorted(moved.items())
         await conn.execute(
             """INSERT INTO members (sandbox, namespace, value, profile_id)
-               SELECT $1, * FROM unnest($2::text[], $3::text[], $4::uuid[])
+               SELECT $1, r.n, r.v, r.p FROM json_to_recordset($2::json) AS r(n text, v text, p uuid)
                ON CONFLICT (sandbox, namespace, value) DO UPDATE SET profile_id = EXCLUDED.profile_id""",
             sandbox,
-            [n.namespace for n, _ in listed],
-            [n.value for n, _ in listed],
-            [p for _, p in listed],
+            [{"n": n.namespace, "v": n.value, "p": p} for n, p in sorted(moved.items())],
         )
     now_evicted = set(evicted)
     for table, rows in (("members", gone), ("evictions", reach.evicted - now_evicted)):
         if rows:
             await conn.execute(
-                f"""DELETE FROM {table} t USING unnest($2::text[], $3::text[]) AS n(namespace, value)
-                    WHERE t.sandbox = $1 AND t.namespace = n.namespace AND t.value = n.value""",
+                f"""DELETE FROM {table} t USING json_to_recordset($2::json) AS r(n text, v text)
+                    WHERE t.sandbox = $1 AND t.namespace = r.n AND t.value = r.v""",
                 sandbox,
-                *_columns(rows),
+                node_keys(rows),
             )
     if now_evicted - reach.evicted:
         await conn.execute(
             """INSERT INTO evictions (sandbox, namespace, value)
-               SELECT $1, * FROM unnest($2::text[], $3::text[]) ON CONFLICT DO NOTHING""",
+               SELECT $1, r.n, r.v FROM json_to_recordset($2::json) AS r(n text, v text)
+               ON CONFLICT DO NOTHING""",
             sandbox,
-            *_columns(now_evicted - reach.evicted),
+            node_keys(now_evicted - reach.evicted),
         )
-    undecided = sorted(link for link in reach.decisions if link not in decisions)
+    undecided = [link for link in reach.decisions if link not in decisions]
     if undecided:
         await conn.execute(
             """DELETE FROM link_decisions d
-               USING unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS l(an, av, bn, bv)
+               USING json_to_recordset($2::json) AS r(an text, av text, bn text, bv text)
                WHERE d.sandbox = $1 AND (d.a_namespace, d.a_value, d.b_namespace, d.b_value)
-                   = (l.an, l.av, l.bn, l.bv)""",
+                   = (r.an, r.av, r.bn, r.bv)""",
             sandbox,
-            [k.a.namespace for k in undecided],
-            [k.a.value for k in undecided],
-            [k.b.namespace for k in undecided],
-            [k.b.value for k in undecided],
+            _link_keys(undecided),
         )
     decided = sorted((k, d) for k, d in decisions.items() if reach.decisions.get(k) != d)
     if decided:
         await conn.execute(
             """INSERT INTO link_decisions (sandbox, a_namespace, a_value, b_namespace, b_value, decision)
-               SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+               SELECT $1, r.an, r.av, r.bn, r.bv, r.d
+               FROM json_to_recordset($2::json) AS r(an text, av text, bn text, bv text, d text)
                ON CONFLICT (sandbox, a_namespace, a_value, b_namespace, b_value) DO UPDATE
                SET decision = EXCLUDED.decision, decided_at = now()""",
             sandbox,
-            [k.a.namespace for k, _ in decided],
-            [k.a.value for k, _ in decided],
-            [k.b.namespace for k, _ in decided],
-            [k.b.value for k, _ in decided],
-            [d for _, d in decided],
+            [
+                {"an": k.a.namespace, "av": k.a.value, "bn": k.b.namespace, "bv": k.b.value, "d": d}
+                for k, d in decided
+            ],
         )
 
 
-async def record_merges(conn: asyncpg.Connection, sandbox: str, merged: Mapping[str, str]) -> None:
-    await conn.executemany(
-        """INSERT INTO merged_profiles (sandbox, profile_id, merged_into) VALUES ($1, $2, $3)
-           ON CONFLICT (sandbox, profile_id) DO UPDATE SET merged_into = EXCLUDED.merged_into,
-               merged_at = now()""",
-        [(sandbox, old, new) for old, new in sorted(merged.items())],
-    )
-    # An id merged earlier into one that is now merged itself follows it.
-    await conn.executemany(
-        "UPDATE merged_profiles SET merged_into = $3 WHERE sandbox = $1 AND merged_into = $2",
-        [(sandbox, old, new) for old, new in sorted(merged.items())],
-    )
-    # A profile that exists again (a split brought its anchor back) is not merged any more.
-    await conn.execute(
-        """DELETE FROM merged_profiles mp WHERE mp.sandbox = $1
-           AND EXISTS (SELECT 1 FROM members m WHERE m.sandbox = $1 AND m.profile_id = mp.profile_id)""",
-        sandbox,
-    )
+async def record_merges(
+    conn: asyncpg.Connection, sandbox: str, merged: Mapping[str, str], live: Iterable[str]
+) -> None:
+    """Record ``merged`` (old id -> surviving id); ids merged earlier into an old id
+    follow it. A ``live`` id (one that holds identities again, as when a split brings
+    its anchor back) is not merged any more."""
+    if merged:
+        await conn.execute(
+            """WITH m AS (SELECT * FROM json_to_recordset($2::json) AS r(old uuid, new uuid)),
+               recorded AS (
+                   INSERT INTO merged_profiles (sandbox, profile_id, merged_into)
+                   SELECT $1, old, new FROM m
+                   ON CONFLICT (sandbox, profile_id) DO UPDATE SET merged_into = EXCLUDED.merged_into,
+                       merged_at = now()
+               )
+               UPDATE merged_profiles mp SET merged_into = m.new FROM m
+               WHERE mp.sandbox = $1 AND mp.merged_into = m.old""",
+            sandbox,
+            [{"old": old, "new": new} for old, new in sorted(merged.items())],
+        )
+    listed = sorted(set(live))
+    if listed:
+        await conn.execute(
+            "DELETE FROM merged_profiles WHERE sandbox = $1 AND profile_id = ANY($2::uuid[])", sandbox, listed
+        )
 
 
 async def profile_of(conn: asyncpg.Connection, sandbox: str, node: Node) -> str | None:

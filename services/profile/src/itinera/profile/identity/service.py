@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -121,9 +121,6 @@ class IdentityGraph:
         )
         await repository.rewrite(conn, sandbox, reach, after, decisions, resolution.evicted)
         merged = _merges(before, after)
-        if merged:
-            await repository.record_merges(conn, sandbox, merged)
-            await enqueue(conn, topics.IDENTITY_MERGES.name, _merge_events(sandbox, merged))
         changed = {
             pid
             for node in reach.nodes
@@ -131,6 +128,9 @@ class IdentityGraph:
             for pid in (before.get(node), after.get(node))
             if pid is not None
         }
+        await repository.record_merges(conn, sandbox, merged, changed & set(after.values()))
+        if merged:
+            await enqueue(conn, topics.IDENTITY_MERGES.name, _merge_events(sandbox, merged))
         return Outcome({n: after[n] for n in nodes if n in after}, merged, changed - set(merged))
 
 
@@ -169,9 +169,11 @@ def _merge_events(sandbox: str, merged: dict[str, str]) -> list[Envelope]:
     ]
 
 
-def nodes_from(identities: Iterable[tuple[str, str]], known: Sequence[ns.Namespace]) -> tuple[Node, ...]:
-    """Nodes of (namespace code, value) pairs, values normalised by their namespace."""
-    by_code = {n.code.lower(): n for n in known}
+def nodes_from(
+    identities: Iterable[tuple[str, str]], by_code: Mapping[str, ns.Namespace]
+) -> tuple[Node, ...]:
+    """Nodes of (namespace code, value) pairs, values normalised by their namespace
+    (``by_code``: :func:`~itinera.profile.identity.namespaces.by_code`)."""
     found = []
     for code, value in identities:
         namespace = by_code.get(code.lower())

@@ -17,13 +17,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import asyncpg
 import orjson
-from fastapi import APIRouter, Query, Request, Security
+from fastapi import APIRouter, Request, Security
 from pydantic import BaseModel, ConfigDict, Field
 
 from itinera.common.auth import Principal, require_scope
 from itinera.common.errors import BadRequest, FieldError, NotFound
-from itinera.common.service import Db
+from itinera.common.service import Db, Runtime
+from itinera.common.web.query import parse_query, query_parameters
 from itinera.common.web.responses import Json
 from itinera.profile.identity import namespaces as ns
 from itinera.profile.identity import repository as graph
@@ -144,14 +146,18 @@ class EntitiesQuery(BaseModel):
     "/data/core/ups/access/entities",
     summary="A profile, or a profile's events (AEP shape)",
     response_class=Json,
+    openapi_extra=query_parameters(EntitiesQuery),
 )
-async def entities(
-    request: Request, caller: Reader, db: Db, query: Annotated[EntitiesQuery, Query()]
-) -> Json:
-    return Json(await _entities(request, caller, db, query))
+async def entities(request: Request, caller: Reader) -> Json:
+    query = parse_query(EntitiesQuery, request)
+    runtime: Runtime = request.app.state.runtime
+    async with runtime.pool.acquire() as db:  # not the Db dependency: this is the hot path
+        return Json(await _entities(request, caller, db, query))
 
 
-async def _entities(request: Request, caller: Principal, db: Db, q: EntitiesQuery) -> dict[str, Any]:
+async def _entities(
+    request: Request, caller: Principal, db: asyncpg.Connection, q: EntitiesQuery
+) -> dict[str, Any]:
     schema_name, entityId, entityIdNS, mergePolicyId, fields = (
         q.schema_name,
         q.entityId,

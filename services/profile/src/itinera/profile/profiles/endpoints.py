@@ -14,7 +14,6 @@ from itinera.common.service import Db
 from itinera.profile.identity import namespaces as ns
 from itinera.profile.identity import repository as graph
 from itinera.profile.identity.graph import Node
-from itinera.profile.identity.service import nodes_from
 from itinera.profile.profiles import policies, service, updates
 
 router = APIRouter(tags=["profiles"])
@@ -94,8 +93,7 @@ async def _identity(db: Db, sandbox: str, identity: str) -> Node:
         raise BadRequest(
             "identity is Namespace:value", [FieldError("/query/identity", "Namespace:value", "pattern")]
         )
-    (node,) = nodes_from([(namespace, value)], await ns.all_of(db, sandbox))
-    return node
+    return await ns.node_of(db, sandbox, namespace, value)
 
 
 @router.get("/v1/profiles", summary="The profile of an identity (identity=Namespace:value)")
@@ -105,12 +103,7 @@ async def find_profile(
     identity: Annotated[str, Query(min_length=3, max_length=1200)],
     mergePolicyId: PolicyId = None,
 ) -> dict[str, Any]:
-    namespace, sep, value = identity.partition(":")
-    if not sep or not namespace or not value:
-        raise BadRequest(
-            "identity is Namespace:value", [FieldError("/query/identity", "Namespace:value", "pattern")]
-        )
-    (node,) = nodes_from([(namespace, value)], await ns.all_of(db, caller.sandbox))
+    node = await _identity(db, caller.sandbox, identity)
     profile_id = await graph.profile_of(db, caller.sandbox, node)
     if profile_id is None:
         raise NotFound(f"no profile with identity {node.key} in sandbox {caller.sandbox!r}")

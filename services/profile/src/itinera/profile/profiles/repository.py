@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import orjson
 
 from itinera.profile.identity.graph import Node
+from itinera.profile.identity.repository import node_keys
 from itinera.profile.profiles.merge import Fragment
 
 FragmentRow = tuple[str, Node, dict[str, Any], datetime, str]
@@ -34,20 +34,15 @@ async def store_fragments(conn: asyncpg.Connection, sandbox: str, rows: Sequence
     listed = [latest[k] for k in sorted(latest)]
     written = await conn.fetch(
         """INSERT INTO fragments (sandbox, dataset_id, namespace, value, record, record_time, ce_id)
-           SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[],
-                                    $7::text[])
+           SELECT $1, r.d, r.n, r.v, r.r, r.t, r.c
+           FROM json_to_recordset($2::json) AS r(d text, n text, v text, r jsonb, t timestamptz, c text)
            ON CONFLICT (sandbox, dataset_id, namespace, value) DO UPDATE
            SET record = EXCLUDED.record, record_time = EXCLUDED.record_time, ce_id = EXCLUDED.ce_id,
                updated_at = now()
            WHERE (fragments.record_time, fragments.ce_id) < (EXCLUDED.record_time, EXCLUDED.ce_id)
            RETURNING namespace, value""",
         sandbox,
-        [d for d, *_ in listed],
-        [n.namespace for _, n, *_ in listed],
-        [n.value for _, n, *_ in listed],
-        [r for _, _, r, _, _ in listed],
-        [t for *_, t, _ in listed],
-        [c for *_, c in listed],
+        [{"d": d, "n": n.namespace, "v": n.value, "r": r, "t": t, "c": c} for d, n, r, t, c in listed],
     )
     return {Node(r["namespace"], r["value"]) for r in written}
 
@@ -59,18 +54,12 @@ async def store_events(conn: asyncpg.Connection, sandbox: str, rows: Sequence[Ev
         return set()
     added = await conn.fetch(
         """INSERT INTO events (sandbox, event_id, dataset_id, namespace, value, occurred_at, body)
-           SELECT $1, e.*
-           FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::jsonb[])
-                AS e(event_id, dataset_id, namespace, value, occurred_at, body)
+           SELECT $1, e.id, e.d, e.n, e.v, e.t, e.b
+           FROM json_to_recordset($2::json) AS e(id text, d text, n text, v text, t timestamptz, b jsonb)
            ON CONFLICT (sandbox, event_id) DO NOTHING
            RETURNING event_id""",
         sandbox,
-        [e for e, *_ in rows],
-        [d for _, d, *_ in rows],
-        [n.namespace for _, _, n, *_ in rows],
-        [n.value for _, _, n, *_ in rows],
-        [t for *_, t, _ in rows],
-        [b for *_, b in rows],
+        [{"id": e, "d": d, "n": n.namespace, "v": n.value, "t": t, "b": b} for e, d, n, t, b in rows],
     )
     return {r["event_id"] for r in added}
 
@@ -102,8 +91,12 @@ async def fragments_of_profiles(
     listed = sorted(set(profile_ids))
     found: dict[str, list[Fragment]] = {pid: [] for pid in listed}
     rows = await conn.fetch(
-        """SELECT m.profile_id, f.dataset_id, f.record_time, f.record FROM members m
-           JOIN fragments f ON f.sandbox = m.sandbox AND f.namespace = m.namespace AND f.value = m.value
+        """SELECT m.profile_id, f.dataset_id, f.record_time, f.record
+           FROM members m
+           CROSS JOIN LATERAL (
+               SELECT dataset_id, record_time, record FROM fragments
+               WHERE sandbox = $1 AND namespace = m.namespace AND value = m.value
+           ) f
            WHERE m.sandbox = $1 AND m.profile_id = ANY($2::uuid[])""",
         sandbox,
         listed,
@@ -118,20 +111,15 @@ async def save_views(
 ) -> None:
     if not views:
         return
-    listed = sorted(views.items())
     await conn.execute(
         """INSERT INTO profile_views (sandbox, profile_id, entity, sources, last_modified, policy_id)
-           SELECT $1, v.profile_id, v.entity, v.sources::jsonb, v.last_modified, $6::uuid
-           FROM unnest($2::uuid[], $3::jsonb[], $4::text[], $5::timestamptz[])
-                AS v(profile_id, entity, sources, last_modified)
+           SELECT $1, v.p, v.e, v.s, v.m, $3::uuid
+           FROM json_to_recordset($2::json) AS v(p uuid, e jsonb, s jsonb, m timestamptz)
            ON CONFLICT (sandbox, profile_id) DO UPDATE
            SET entity = EXCLUDED.entity, sources = EXCLUDED.sources,
                last_modified = EXCLUDED.last_modified, policy_id = EXCLUDED.policy_id, updated_at = now()""",
         sandbox,
-        [pid for pid, _ in listed],
-        [v.entity for _, v in listed],
-        [orjson.dumps(v.sources).decode() for _, v in listed],  # a list would be an array dimension
-        [v.last_modified for _, v in listed],
+        [{"p": pid, "e": v.entity, "s": v.sources, "m": v.last_modified} for pid, v in sorted(views.items())],
         policy_id,
     )
 
@@ -147,13 +135,14 @@ async def drop_views(conn: asyncpg.Connection, sandbox: str, profile_ids: Iterab
 async def fragments_of(conn: asyncpg.Connection, sandbox: str, nodes: Iterable[Node]) -> list[Fragment]:
     listed = list(nodes)
     rows = await conn.fetch(
-        """SELECT f.dataset_id, f.record_time, f.record FROM fragments f
-           JOIN unnest($2::text[], $3::text[]) AS n(namespace, value)
-             ON f.namespace = n.namespace AND f.value = n.value
-           WHERE f.sandbox = $1""",
+        """SELECT f.dataset_id, f.record_time, f.record
+           FROM json_to_recordset($2::json) AS k(n text, v text)
+           CROSS JOIN LATERAL (
+               SELECT dataset_id, record_time, record FROM fragments
+               WHERE sandbox = $1 AND namespace = k.n AND value = k.v
+           ) f""",
         sandbox,
-        [n.namespace for n in listed],
-        [n.value for n in listed],
+        node_keys(listed),
     )
     return [Fragment(r["dataset_id"], r["record_time"], r["record"]) for r in rows]
 
@@ -161,13 +150,12 @@ async def fragments_of(conn: asyncpg.Connection, sandbox: str, nodes: Iterable[N
 async def event_count(conn: asyncpg.Connection, sandbox: str, nodes: Iterable[Node]) -> int:
     listed = list(nodes)
     count: int = await conn.fetchval(
-        """SELECT count(*) FROM events e
-           JOIN unnest($2::text[], $3::text[]) AS n(namespace, value)
-             ON e.namespace = n.namespace AND e.value = n.value
-           WHERE e.sandbox = $1""",
+        """SELECT count(*) FROM json_to_recordset($2::json) AS k(n text, v text)
+           CROSS JOIN LATERAL (
+               SELECT 1 FROM events WHERE sandbox = $1 AND namespace = k.n AND value = k.v
+           ) e""",
         sandbox,
-        [n.namespace for n in listed],
-        [n.value for n in listed],
+        node_keys(listed),
     )
     return count
 
@@ -187,18 +175,21 @@ async def events_of(
     listed = list(nodes)
     direction, compare = ("DESC", "<") if descending else ("ASC", ">")
     rows: list[asyncpg.Record] = await conn.fetch(
-        f"""SELECT e.event_id, e.occurred_at, e.body FROM events e
-            JOIN unnest($2::text[], $3::text[]) AS n(namespace, value)
-              ON e.namespace = n.namespace AND e.value = n.value
-            WHERE e.sandbox = $1
-              AND ($4::timestamptz IS NULL OR e.occurred_at >= $4)
-              AND ($5::timestamptz IS NULL OR e.occurred_at < $5)
-              AND ($6::timestamptz IS NULL OR (e.occurred_at, e.event_id) {compare} ($6, $7))
+        f"""SELECT e.event_id, e.occurred_at, e.body
+            FROM json_to_recordset($2::json) AS k(n text, v text)
+            CROSS JOIN LATERAL (  -- the first page of each identity, then of all of them
+                SELECT event_id, occurred_at, body FROM events
+                WHERE sandbox = $1 AND namespace = k.n AND value = k.v
+                  AND ($3::timestamptz IS NULL OR occurred_at >= $3)
+                  AND ($4::timestamptz IS NULL OR occurred_at < $4)
+                  AND ($5::timestamptz IS NULL OR (occurred_at, event_id) {compare} ($5, $6))
+                ORDER BY occurred_at {direction}, event_id {direction}
+                LIMIT $7
+            ) e
             ORDER BY e.occurred_at {direction}, e.event_id {direction}
-            LIMIT $8""",
+            LIMIT $7""",
         sandbox,
-        [n.namespace for n in listed],
-        [n.value for n in listed],
+        node_keys(listed),
         start,
         end,
         after[0] if after else None,
