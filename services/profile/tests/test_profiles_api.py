@@ -7,34 +7,13 @@ from typing import Any
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from itinera.common.kafka import topics
 from itinera.common.testing import StackInfo, eventually
+from itinera.common.testing import publish_entity as send
 
 POLICIES = "/data/core/ups/config/mergePolicies"
-
-
-async def send(
-    infrastructure: StackInfo, sandbox: str, topic: str, key: str, dataset: str, body: dict[str, Any]
-) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            topic,
-            value=orjson.dumps(body),
-            key=key.encode(),
-            headers=[
-                ("itinera_sandbox", sandbox.encode()),
-                ("itinera_dataset", dataset.encode()),
-                ("ce_id", str(uuid.uuid4()).encode()),
-                ("ce_time", body.get("timestamp", "2026-11-28T12:00:00Z").encode()),
-            ],
-        )
-    finally:
-        await producer.stop()
 
 
 def policy(

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from fastapi import FastAPI
 
 from itinera.common.devstack import Infrastructure, free_port
@@ -175,6 +177,29 @@ def client_for(app: FastAPI, token: str | None = None, **headers: str) -> httpx.
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=headers
     )
+
+
+async def publish_entity(
+    infrastructure: StackInfo, sandbox: str, topic: str, key: str, dataset: str, body: dict[str, Any]
+) -> None:
+    """Publish one XDM entity as ingestion would (sandbox, dataset, ``ce_id`` and
+    ``ce_time`` headers), for the services downstream of it."""
+    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic,
+            value=orjson.dumps(body),
+            key=key.encode(),
+            headers=[
+                ("itinera_sandbox", sandbox.encode()),
+                ("itinera_dataset", dataset.encode()),
+                ("ce_id", str(uuid.uuid4()).encode()),
+                ("ce_time", str(body.get("timestamp", "2026-11-28T12:00:00Z")).encode()),
+            ],
+        )
+    finally:
+        await producer.stop()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 20.0) -> None:

@@ -17,14 +17,16 @@ from itinera.common.service import Runtime, Service, Worker
 from itinera.profile.config import ProfileSettings, settings
 from itinera.profile.consumers import StoreHandler
 from itinera.profile.identity.service import IdentityGraph
+from itinera.profile.retention.service import ExpirySweep
 
 
 def _routers() -> Sequence[APIRouter]:
     from itinera.profile.identity.endpoints import router as identity
     from itinera.profile.profiles.access import router as access
     from itinera.profile.profiles.endpoints import router as profiles
+    from itinera.profile.retention.endpoints import router as retention
 
-    return (access, profiles, identity)  # the hot look-up first: routes are matched in order
+    return (access, profiles, identity, retention)  # the hot look-up first: routes are matched in order
 
 
 async def _setup(runtime: Runtime) -> None:
@@ -44,7 +46,8 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             handler=StoreHandler(runtime.state["graph"], config.default_sandbox),
             dead_letters=runtime.producer,
             service="profile",
-        )
+        ),
+        ExpirySweep(runtime.pool, config.profile_expiry_interval_s),
     ]
 
 

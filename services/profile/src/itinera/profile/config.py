@@ -16,6 +16,8 @@ class ProfileSettings(CommonSettings):
     profile_consumer_group: str = "itinera-profile"
     profile_max_identities_per_graph: int = Field(default=50, ge=2, le=1000)
     """AEP's guardrail: beyond it the identities seen least recently are evicted."""
+    profile_expiry_interval_s: float = Field(default=300, gt=0)
+    """Seconds between sweeps deleting events past their dataset's time-to-live."""
 
 
 @cache

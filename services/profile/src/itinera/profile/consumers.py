@@ -12,7 +12,7 @@ CloudEvent's ``ce_time``), so the graph does not depend on when records arrive.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -26,6 +26,7 @@ from itinera.profile.identity import namespaces as ns
 from itinera.profile.identity.service import IdentityGraph, Observation, Outcome, nodes_from
 from itinera.profile.profiles.outputs import publish_updates
 from itinera.profile.profiles.repository import EventRow, FragmentRow, store_events, store_fragments
+from itinera.profile.retention import repository as retention
 
 
 def _time(entity: dict[str, Any], record: Record) -> datetime:
@@ -113,9 +114,13 @@ class StoreHandler:
         for sandbox, items in pending.items():
             async with self.graph.pool.acquire() as conn:
                 known = await ns.all_of(conn, sandbox)
-            await self._store(sandbox, items, known)
+                ttls = await retention.ttls_of(conn, sandbox)
+            await self._store(sandbox, items, known, ttls)
 
-    async def _store(self, sandbox: str, items: list[Pending], known: list[ns.Namespace]) -> None:
+    async def _store(
+        self, sandbox: str, items: list[Pending], known: list[ns.Namespace], ttls: dict[str, timedelta]
+    ) -> None:
+        now = datetime.now(UTC)
         by_code = ns.by_code(known)
         resolved = [(record, entity, nodes_from(pairs, by_code), at) for record, entity, pairs, at in items]
         fragments: list[FragmentRow] = []
@@ -124,6 +129,8 @@ class StoreHandler:
         for record, entity, nodes, at in resolved:
             dataset = record.headers.get("itinera_dataset", "")
             if record.topic == topics.EVENTS.name and isinstance(entity.get("_id"), str):
+                if dataset in ttls and at < now - ttls[dataset]:
+                    continue  # expired on arrival: its identities count, the event is not kept
                 if entity["_id"] not in batch_ids:  # sent twice in one batch: once
                     batch_ids.add(entity["_id"])
                     events.append((entity["_id"], dataset, nodes[0], at, entity))

@@ -152,7 +152,10 @@ async def event_count(conn: asyncpg.Connection, sandbox: str, nodes: Iterable[No
     count: int = await conn.fetchval(
         """SELECT count(*) FROM json_to_recordset($2::json) AS k(n text, v text)
            CROSS JOIN LATERAL (
-               SELECT 1 FROM events WHERE sandbox = $1 AND namespace = k.n AND value = k.v
+               SELECT 1 FROM events e WHERE e.sandbox = $1 AND e.namespace = k.n AND e.value = k.v
+                 AND NOT EXISTS (
+                     SELECT 1 FROM event_ttls t WHERE t.sandbox = $1 AND t.dataset_id = e.dataset_id
+                       AND e.occurred_at < now() - t.ttl_seconds * interval '1 second')
            ) e""",
         sandbox,
         node_keys(listed),
@@ -180,6 +183,9 @@ async def events_of(
             CROSS JOIN LATERAL (  -- the first page of each identity, then of all of them
                 SELECT event_id, occurred_at, body FROM events
                 WHERE sandbox = $1 AND namespace = k.n AND value = k.v
+                  AND NOT EXISTS (  -- expired by its dataset's time-to-live
+                      SELECT 1 FROM event_ttls t WHERE t.sandbox = $1 AND t.dataset_id = events.dataset_id
+                        AND events.occurred_at < now() - t.ttl_seconds * interval '1 second')
                   AND ($3::timestamptz IS NULL OR occurred_at >= $3)
                   AND ($4::timestamptz IS NULL OR occurred_at < $4)
                   AND ($5::timestamptz IS NULL OR (occurred_at, event_id) {compare} ($5, $6))
