@@ -31,6 +31,8 @@ ALL_SCOPES = (
     "identity:write",
     "profiles:read",
     "profiles:write",
+    "audiences:read",
+    "audiences:write",
 )
 
 

@@ -1,0 +1,546 @@
+"""What a rule reads and how it can be evaluated, without running it.
+
+``analyse`` reports the attribute paths a rule reads, the audiences it names, the
+longest look-back into the profile's events it needs, whether its value can change
+with the passing of time alone, and whether AEP's streaming segmentation rules allow
+it to be evaluated as events arrive.
+
+The streaming rules are AEP's current ones (since May 2025): a rule qualifies when it
+reads only profile attributes and audience memberships, or when its events sit in one
+condition (a single event, or several in one strictly ordered ``CHAIN``) constrained to
+a window of at most 24 hours. Rules that aggregate events (``count``, ``sum``...), read
+event values outside such a condition, combine separate event conditions, or consist of
+a negated event only are evaluated in batch. A rule combining an event with
+``inSegment`` streams only when every audience it names is profile-only, which the
+caller can vouch for with ``profile_only_segments``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from itinera.common.pql import ast
+from itinera.common.pql.compiler import METHODS, check
+from itinera.common.pql.errors import Problem
+from itinera.common.pql.functions import UNIT_UPPER_BOUND
+from itinera.common.pql.parser import parse_syntax, too_deep
+
+STREAMING_WINDOW = timedelta(hours=24)
+_EVENTS = "xEvent"
+_EVENT_TIME = "timestamp"
+_PASS_THROUGH_METHODS = frozenset({"filter", "distinct", "head", "topN", "bottomN"})
+_AGGREGATING_METHODS = frozenset({"count", "sum", "average", "min", "max", "groupBy", "map", "intersection"})
+
+Path = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    problems: list[Problem]
+    references: list[str]
+    segments: list[str]
+    streaming: bool
+    streaming_reasons: list[str]
+    lookback: timedelta | None
+    time_dependent: bool
+
+
+@dataclass
+class _EventUse:
+    kind: str
+    """``chain``, ``exists``, ``forall``, ``select``, ``filter``, ``aggregate`` or ``values``."""
+    window: timedelta | None
+    negated: bool
+
+
+@dataclass
+class _Findings:
+    references: set[Path] = field(default_factory=set)
+    segments: set[str] = field(default_factory=set)
+    named_segments_only: bool = True
+    in_segment: bool = False
+    time_dependent: bool = False
+    events: list[_EventUse] = field(default_factory=list)
+
+
+def analyse(text: str, *, profile_only_segments: Collection[str] = ()) -> Analysis:
+    """Analyses a rule; never raises, whatever ``text`` holds."""
+    try:
+        expression, problems = parse_syntax(text)
+        if expression is not None and not problems:
+            problems = check(expression)
+    except RecursionError:
+        expression, problems = None, [too_deep(text)]
+    if expression is None:
+        return Analysis(problems, [], [], False, ["the rule does not parse"], None, False)
+    findings = _Findings()
+    try:
+        _Walker(findings).root(expression)
+    except RecursionError:
+        problems = [*problems, too_deep(text)]
+    reasons = _streaming_reasons(findings, problems, set(profile_only_segments))
+    windows = [use.window for use in findings.events if use.window is not None]
+    lookback = max(windows) if findings.events and len(windows) == len(findings.events) else None
+    return Analysis(
+        problems=problems,
+        references=sorted(_render(path) for path in _leaves(findings.references)),
+        segments=sorted(findings.segments),
+        streaming=not reasons,
+        streaming_reasons=reasons,
+        lookback=lookback,
+        time_dependent=findings.time_dependent,
+    )
+
+
+def _render(path: Path) -> str:
+    return ".".join(path)
+
+
+def _leaves(paths: set[Path]) -> set[Path]:
+    """Drops the paths that only lead to longer ones also read."""
+    kept = {path for path in paths if path and path != (_EVENTS,)}
+    prefixes = {path[:end] for path in kept for end in range(1, len(path))}
+    return kept - prefixes
+
+
+def _streaming_reasons(findings: _Findings, problems: list[Problem], profile_only: set[str]) -> list[str]:
+    if problems:
+        return ["the rule has problems"]
+    reasons: list[str] = []
+    uses = findings.events
+    if any(use.kind in ("aggregate", "values") for use in uses):
+        reasons.append("it aggregates or reads values across events (count, sum, xEvent.x...)")
+    if len(uses) > 1:
+        reasons.append(
+            f"it has {len(uses)} separate event conditions; streaming needs them in one CHAIN, "
+            "ordered in time"
+        )
+    if len(uses) == 1:
+        use = uses[0]
+        if use.negated:
+            reasons.append("its only event condition is negated")
+        if use.window is None:
+            reasons.append("its event condition has no time window of 24 hours or less")
+        elif use.window > STREAMING_WINDOW:
+            reasons.append(f"its event condition looks back {_describe(use.window)}, more than 24 hours")
+    if uses and findings.in_segment:
+        if not findings.named_segments_only or not findings.segments <= profile_only:
+            reasons.append("it combines events with inSegment of audiences not known to be profile-only")
+    return reasons
+
+
+def _describe(window: timedelta) -> str:
+    if window % timedelta(days=1) == timedelta(0):
+        return f"{window.days} days"
+    if window % timedelta(hours=1) == timedelta(0):
+        return f"{int(window.total_seconds() // 3600)} hours"
+    return str(window)
+
+
+# Time windows: how far before now the events a condition accepts can lie.
+# ``None`` means unconstrained (or bounded only by absolute dates, which grow older).
+
+
+def _base_back(time: ast.Expression) -> timedelta | None:
+    """How long before now the period ``time`` can start."""
+    if isinstance(time, ast.TimeRef):
+        return {
+            "now": timedelta(0),
+            "today": timedelta(days=1),
+            "yesterday": timedelta(days=2),
+            "tomorrow": timedelta(0),
+        }[time.word]
+    if isinstance(time, ast.RelativePeriod):
+        unit = UNIT_UPPER_BOUND.get(time.unit)
+        if unit is None:
+            return None
+        return {"this": unit, "last": unit * 2, "next": timedelta(0)}[time.which]
+    return None
+
+
+def _spec_window(spec: ast.OccursSpec) -> timedelta | None:
+    match spec:
+        case ast.OccursRelative(op=op, amount=amount, unit=unit, direction=direction, time=time):
+            base = _base_back(time)
+            if base is None or unit not in UNIT_UPPER_BOUND:
+                return None
+            if direction == "before":
+                if op not in ("<", "<=", "="):
+                    return None
+                try:
+                    return base + UNIT_UPPER_BOUND[unit] * amount
+                except OverflowError:
+                    return None
+            return None if op == "!=" else base
+        case ast.OccursDirection(direction=direction, time=time):
+            return None if direction == "before" else _base_back(time)
+        case ast.OccursOn(time=time):
+            return _base_back(time)
+        case ast.OccursBetween(start=start):
+            return _base_back(start)
+
+
+def _both(first: timedelta | None, second: timedelta | None) -> timedelta | None:
+    if first is None:
+        return second
+    if second is None:
+        return first
+    return min(first, second)
+
+
+def _window(condition: ast.Expression | None, is_time: Any) -> timedelta | None:
+    """The look-back a condition imposes on the event whose time ``is_time`` recognises."""
+    match condition:
+        case ast.Binary(op="and", left=left, right=right):
+            return _both(_window(left, is_time), _window(right, is_time))
+        case ast.Binary(op="or", left=left, right=right):
+            first, second = _window(left, is_time), _window(right, is_time)
+            return None if first is None or second is None else max(first, second)
+        case ast.Occurs(subject=subject, spec=spec) if is_time(subject):
+            return _spec_window(spec)
+    return None
+
+
+class _Walker:
+    """Visits the tree once, tracking where each value comes from.
+
+    An origin is the attribute path a value was read from: ``("person", "name")`` in the
+    profile, or ``("xEvent", "commerce")`` in the events; ``None`` when it is computed.
+    """
+
+    def __init__(self, findings: _Findings) -> None:
+        self.found = findings
+
+    def root(self, expression: ast.Expression) -> None:
+        if isinstance(expression, ast.Lambda) and expression.params:
+            self.walk(expression.body, {expression.params[0]: ()}, ((),), False, False)
+        else:
+            self.walk(expression, {}, ((),), False, False)
+
+    def record(self, origin: Path | None) -> Path | None:
+        if origin is not None:
+            self.found.references.add(origin)
+        return origin
+
+    # Recognising event conditions
+
+    def _event_chain(
+        self, node: ast.Expression, scope: Mapping[str, Path | None]
+    ) -> list[ast.Expression] | None:
+        """The layers from ``node`` down to an unshadowed ``xEvent``, or ``None``."""
+        layers: list[ast.Expression] = []
+        current = node
+        while True:
+            layers.append(current)
+            match current:
+                case ast.Name(name=name):
+                    return layers if name == _EVENTS and name not in scope else None
+                case ast.Filter(target=target) | ast.Field(target=target):
+                    current = target
+                case ast.MethodCall(target=target, name=name) if name in _PASS_THROUGH_METHODS:
+                    current = target
+                case _:
+                    return None
+
+    def _layer_window(self, layers: list[ast.Expression]) -> tuple[timedelta | None, bool]:
+        """The window the filters of an event chain impose, and whether it projects values."""
+        window: timedelta | None = None
+        projects = False
+        for layer in layers:
+            match layer:
+                case ast.Filter(condition=condition):
+                    window = _both(window, _window(condition, _context_time))
+                case ast.MethodCall(name="filter", args=(argument,)):
+                    window = _both(window, _element_window(argument))
+                case ast.Field():
+                    projects = True
+        return window, projects
+
+    def _claim(self, node: ast.Expression, scope: Mapping[str, Path | None], negated: bool) -> bool:
+        """Records ``node`` as an event condition when it is one."""
+        match node:
+            case ast.Chain(source=source, time_field=time_field, steps=steps):
+                layers = self._event_chain(source, scope)
+                if layers is None:
+                    return False
+                window, _ = self._layer_window(layers)
+                self._use("chain", _both(window, _chain_window(steps, time_field)), negated)
+                return True
+            case ast.Quantifier(kind=kind, bindings=bindings):
+                return self._claim_bindings(kind, bindings, scope, negated != (kind == "forall"))
+            case ast.Select(binding=binding):
+                return self._claim_bindings("select", (binding,), scope, negated)
+            case ast.Aggregate(binding=binding):
+                return self._claim_bindings("aggregate", (binding,), scope, negated)
+            case ast.MethodCall(target=target, name=name, args=args) if name in ("exists", "forall"):
+                layers = self._event_chain(target, scope)
+                if layers is None:
+                    return False
+                window, projects = self._layer_window(layers)
+                window = _both(window, _element_window(args[0]) if args else None)
+                self._use("values" if projects else name, window, negated != (name == "forall"))
+                return True
+            case ast.MethodCall(target=target, name=name) if name in _AGGREGATING_METHODS:
+                layers = self._event_chain(target, scope)
+                if layers is None:
+                    return False
+                window, _ = self._layer_window(layers)
+                self._use("aggregate", window, negated)
+                return True
+        layers = self._event_chain(node, scope)
+        if layers is None:
+            return False
+        window, projects = self._layer_window(layers)
+        self._use("values" if projects else "filter", window, negated)
+        return True
+
+    def _claim_bindings(
+        self, kind: str, bindings: tuple[ast.Binding, ...], scope: Mapping[str, Path | None], negated: bool
+    ) -> bool:
+        for position, binding in enumerate(bindings):
+            layers = self._event_chain(binding.source, scope)
+            if layers is None:
+                continue
+            window, projects = self._layer_window(layers)
+
+            def is_time(node: ast.Expression, variable: str = binding.name) -> bool:
+                return _variable_time(node, variable)
+
+            for later in bindings[position:]:
+                window = _both(window, _window(later.condition, is_time))
+            self._use("values" if projects else kind, window, negated)
+            return True
+        return False
+
+    def _use(self, kind: str, window: timedelta | None, negated: bool) -> None:
+        self.found.events.append(_EventUse(kind, window, negated))
+
+    # The walk
+
+    def walk(
+        self,
+        node: ast.Expression,
+        scope: Mapping[str, Path | None],
+        contexts: tuple[Path | None, ...],
+        negated: bool,
+        claimed: bool,
+    ) -> Path | None:
+        if not claimed and self._claim(node, scope, negated):
+            claimed = True
+        match node:
+            case ast.Name(name=name):
+                if name in scope:
+                    return scope[name]
+                if name == _EVENTS:
+                    return (_EVENTS,)
+                context = contexts[-1]
+                return self.record((*context, name) if context is not None else None)
+            case ast.Field(target=target, name=name):
+                origin = self.walk(target, scope, contexts, negated, claimed)
+                return self.record((*origin, name) if origin is not None else None)
+            case ast.Parameter():
+                return ()
+            case ast.Up(levels=levels):
+                return contexts[-1 - levels] if levels < len(contexts) else None
+            case ast.TimeRef() | ast.RelativePeriod():
+                self.found.time_dependent = True
+                return None
+            case ast.ListExpr(items=items):
+                for item in items:
+                    self.walk(item, scope, contexts, negated, False)
+                return None
+            case ast.Call(name=name, args=args):
+                return self._call(name, args, scope, contexts, negated)
+            case ast.MethodCall():
+                return self._method(node, scope, contexts, negated, claimed)
+            case ast.Filter(target=target, condition=condition):
+                origin = self.walk(target, scope, contexts, negated, claimed)
+                self.walk(condition, scope, (*contexts, origin), negated, False)
+                return origin
+            case ast.Unary(op=op, operand=operand):
+                self.walk(operand, scope, contexts, negated != (op == "not"), False)
+                return None
+            case ast.Binary(left=left, right=right):
+                self.walk(left, scope, contexts, negated, False)
+                self.walk(right, scope, contexts, negated, False)
+                return None
+            case ast.Occurs(subject=subject, spec=spec):
+                self.walk(subject, scope, contexts, negated, False)
+                self._spec(spec, scope, contexts, negated)
+                return None
+            case ast.Quantifier(bindings=bindings):
+                self._bindings(bindings, scope, contexts, negated, claimed)
+                return None
+            case ast.Select(binding=binding):
+                self._bindings((binding,), scope, contexts, negated, claimed)
+                return None
+            case ast.Aggregate(value=value, binding=binding):
+                inner = self._bindings((binding,), scope, contexts, negated, claimed)
+                self.walk(value, inner, contexts, negated, False)
+                return None
+            case ast.Let(name=name, value=value, body=body):
+                origin = self.walk(value, scope, contexts, negated, False)
+                return self.walk(body, {**scope, name: origin}, contexts, negated, False)
+            case ast.Lambda(params=params, body=body):
+                self.walk(body, {**scope, **dict.fromkeys(params)}, contexts, negated, False)
+                return None
+            case ast.Chain():
+                self._chain(node, scope, contexts, negated, claimed)
+                return None
+        return None
+
+    def _call(
+        self,
+        name: str,
+        args: tuple[ast.Expression, ...],
+        scope: Mapping[str, Path | None],
+        contexts: tuple[Path | None, ...],
+        negated: bool,
+    ) -> Path | None:
+        if name == "inSegment":
+            self.found.in_segment = True
+            if args and isinstance(args[0], ast.Literal) and isinstance(args[0].value, str):
+                self.found.segments.add(args[0].value)
+            else:
+                self.found.named_segments_only = False
+        if name in ("currentMonth", "currentYear", "currentDayOfMonth"):
+            self.found.time_dependent = True
+        for arg in args:
+            self.walk(arg, scope, contexts, negated, False)
+        return None
+
+    def _method(
+        self,
+        node: ast.MethodCall,
+        scope: Mapping[str, Path | None],
+        contexts: tuple[Path | None, ...],
+        negated: bool,
+        claimed: bool,
+    ) -> Path | None:
+        origin = self.walk(node.target, scope, contexts, negated, claimed)
+        signature = METHODS.get(node.name)
+        elements = signature.element_arguments if signature is not None else ()
+        for index, arg in enumerate(node.args):
+            if index in elements:
+                self._element(arg, origin, scope, contexts, negated)
+            else:
+                self.walk(arg, scope, contexts, negated, False)
+        if node.name in _PASS_THROUGH_METHODS:
+            return origin
+        if node.name == "get" and origin is not None and node.args:
+            key = node.args[0]
+            if isinstance(key, ast.Literal) and isinstance(key.value, str):
+                if len(origin) == 2 and origin[0] == "segmentMembership":
+                    self.found.segments.add(key.value)
+                return self.record((*origin, key.value))
+        return None
+
+    def _element(
+        self,
+        node: ast.Expression,
+        origin: Path | None,
+        scope: Mapping[str, Path | None],
+        contexts: tuple[Path | None, ...],
+        negated: bool,
+    ) -> None:
+        if isinstance(node, ast.Lambda):
+            bound = {**scope, **dict.fromkeys(node.params)}
+            if node.params:
+                bound[node.params[0]] = origin
+            self.walk(node.body, bound, contexts, negated, False)
+        else:
+            self.walk(node, scope, (*contexts, origin), negated, False)
+
+    def _bindings(
+        self,
+        bindings: tuple[ast.Binding, ...],
+        scope: Mapping[str, Path | None],
+        contexts: tuple[Path | None, ...],
+        negated: bool,
+        claimed: bool,
+    ) -> Mapping[str, Path | None]:
+        inner = dict(scope)
+        for binding in bindings:
+            origin = self.walk(binding.source, inner, contexts, negated, claimed)
+            inner[binding.name] = origin
+            if binding.condition is not None:
+                self.walk(binding.condition, inner, contexts, negated, False)
+        return inner
+
+    def _spec(
+        self,
+        spec: ast.OccursSpec,
+        scope: Mapping[str, Path | None],
+        contexts: tuple[Path | None, ...],
+        negated: bool,
+    ) -> None:
+        match spec:
+            case ast.OccursRelative(time=time) | ast.OccursDirection(time=time) | ast.OccursOn(time=time):
+                self.walk(time, scope, contexts, negated, False)
+            case ast.OccursBetween(start=start, end=end):
+                self.walk(start, scope, contexts, negated, False)
+                self.walk(end, scope, contexts, negated, False)
+
+    def _chain(
+        self,
+        node: ast.Chain,
+        scope: Mapping[str, Path | None],
+        contexts: tuple[Path | None, ...],
+        negated: bool,
+        claimed: bool,
+    ) -> None:
+        origin = self.walk(node.source, scope, contexts, negated, claimed)
+        if origin is not None:
+            self.record(origin + node.time_field)
+        inner = dict(scope)
+        for step in node.steps:
+            for clause in (step.what, step.where):
+                if clause is not None:
+                    self.walk(clause, inner, (*contexts, origin), negated, False)
+            if step.when is not None:
+                self._spec(step.when, inner, contexts, negated)
+            inner[step.label] = origin
+
+
+def _context_time(node: ast.Expression) -> bool:
+    return isinstance(node, ast.Name) and node.name == _EVENT_TIME
+
+
+def _variable_time(node: ast.Expression, variable: str) -> bool:
+    return (
+        isinstance(node, ast.Field)
+        and node.name == _EVENT_TIME
+        and isinstance(node.target, ast.Name)
+        and node.target.name == variable
+    )
+
+
+def _element_window(argument: ast.Expression) -> timedelta | None:
+    if isinstance(argument, ast.Lambda) and argument.params:
+        parameter = argument.params[0]
+        return _window(argument.body, lambda node: _variable_time(node, parameter))
+    return _window(argument, _context_time)
+
+
+def _chain_window(steps: tuple[ast.ChainStep, ...], time_field: Path) -> timedelta | None:
+    def is_time(node: ast.Expression) -> bool:
+        names: list[str] = []
+        while isinstance(node, ast.Field):
+            names.append(node.name)
+            node = node.target
+        if not isinstance(node, ast.Name):
+            return False
+        return (node.name, *reversed(names)) == time_field
+
+    windows: list[timedelta] = []
+    for step in steps:
+        window = _spec_window(step.when) if step.when is not None else None
+        window = _both(window, _window(step.what, is_time))
+        window = _both(window, _window(step.where, is_time))
+        if window is None:
+            return None
+        windows.append(window)
+    return max(windows) if windows else None

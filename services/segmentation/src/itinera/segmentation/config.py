@@ -1,0 +1,22 @@
+"""Segmentation service settings (``ITINERA_SEGMENTATION_*``) on top of the common ones."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from itinera.common.settings import CommonSettings
+
+
+class SegmentationSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="ITINERA_", extra="ignore")
+
+    segmentation_max_expression_length: int = Field(default=64 * 1024, ge=1024)
+    """The longest PQL expression accepted, in characters."""
+
+
+@cache
+def settings() -> SegmentationSettings:
+    return SegmentationSettings()

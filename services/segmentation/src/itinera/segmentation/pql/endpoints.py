@@ -1,0 +1,115 @@
+"""PQL for rule editors and tests: evaluate an expression against a given profile, or
+validate it (problems with positions, attributes read, streaming eligibility).
+
+- ``POST /v1/pql/evaluate``: ``{expression, profile, events?, now?}``; the profile may
+  carry its events as ``xEvent``. The answer is ``{result, qualifies}`` (the value, and
+  whether it makes the profile a member: true, or a non-empty list); an expression that is not
+  valid PQL is a 400 listing every problem with its line, column and offsets.
+- ``POST /v1/pql/validate``: ``{expression}``; always 200 for a string, with ``valid``
+  and the analysis.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request, Security
+from pydantic import AwareDatetime, BaseModel, Field
+
+from itinera.common import pql
+from itinera.common.auth import Principal, require_scope
+from itinera.common.errors import FieldError, ValidationFailed
+from itinera.common.web.responses import Json
+from itinera.segmentation.config import SegmentationSettings
+
+router = APIRouter(tags=["pql"])
+Reader = Annotated[Principal, Security(require_scope("audiences:read"))]
+
+
+class Evaluation(BaseModel):
+    expression: str = Field(min_length=1, description="A PQL expression")
+    profile: dict[str, Any] = Field(
+        default_factory=dict, description="An XDM profile; its events may be given as `xEvent`"
+    )
+    events: list[dict[str, Any]] | None = Field(
+        default=None, description="The profile's experience events (default: the profile's `xEvent`)"
+    )
+    now: AwareDatetime | None = Field(default=None, description="The moment of evaluation (default: now)")
+
+
+class Validation(BaseModel):
+    expression: str = Field(min_length=1, description="A PQL expression")
+
+
+def _problem(problem: pql.Problem) -> dict[str, Any]:
+    return {
+        "message": problem.message,
+        "line": problem.line,
+        "column": problem.column,
+        "offset": problem.offset,
+        "endOffset": problem.end_offset,
+        "construct": problem.construct,
+    }
+
+
+def _checked_length(request: Request, expression: str) -> None:
+    settings: SegmentationSettings = request.app.state.settings
+    limit = settings.segmentation_max_expression_length
+    if len(expression) > limit:
+        raise ValidationFailed(
+            "the expression is too long",
+            [FieldError("/expression", f"{len(expression)} characters; at most {limit}", "maxLength")],
+        )
+
+
+def _json(value: Any) -> Any:
+    """A result as JSON: times as ISO-8601, exact decimals as numbers."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): _json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json(v) for v in value]
+    return value
+
+
+@router.post("/v1/pql/evaluate", summary="Evaluate a PQL expression against a profile", response_class=Json)
+async def evaluate(request: Request, caller: Reader, body: Evaluation) -> Json:
+    _checked_length(request, body.expression)
+    try:
+        rule = pql.compile_rule(body.expression)
+    except pql.PqlError as exc:
+        raise ValidationFailed(
+            "the expression is not valid PQL",
+            [FieldError("/expression", str(problem), "pql") for problem in exc.problems],
+            extra={"problems": [_problem(p) for p in exc.problems]},
+        ) from None
+    result = rule.evaluate(body.profile, now=body.now, events=body.events)
+    return Json({"result": _json(result), "qualifies": pql.truthy(result)})
+
+
+@router.post(
+    "/v1/pql/validate", summary="Problems, attributes read and streaming eligibility", response_class=Json
+)
+async def validate(request: Request, caller: Reader, body: Validation) -> Json:
+    _checked_length(request, body.expression)
+    found = pql.analyse(body.expression)
+    return Json(
+        {
+            "valid": not found.problems,
+            "problems": [_problem(p) for p in found.problems],
+            "references": found.references,
+            "audiences": found.segments,
+            "streaming": {"eligible": found.streaming, "reasons": found.streaming_reasons},
+            "lookbackSeconds": found.lookback.total_seconds() if found.lookback is not None else None,
+            "timeDependent": found.time_dependent,
+        }
+    )

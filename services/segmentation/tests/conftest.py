@@ -1,0 +1,33 @@
+"""The segmentation service, running once per test session on the real broker and database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from itinera.common.auth import ALL_SCOPES, mint_token
+from itinera.common.testing import StackInfo, client_for, running, settings_for
+from itinera.segmentation.app import SERVICE
+from itinera.segmentation.config import SegmentationSettings
+
+
+@pytest.fixture(scope="session")
+def segmentation_settings(topics_created: StackInfo) -> SegmentationSettings:
+    return settings_for(topics_created, SegmentationSettings, segmentation_max_expression_length=4096)
+
+
+@pytest.fixture(scope="session")
+async def segmentation_app(segmentation_settings: SegmentationSettings) -> AsyncIterator[FastAPI]:
+    async with running(SERVICE.create_app("all", segmentation_settings)) as started:
+        yield started
+
+
+@pytest.fixture
+async def http(
+    segmentation_app: FastAPI, segmentation_settings: SegmentationSettings
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(segmentation_app, mint_token(segmentation_settings, scopes=ALL_SCOPES)) as client:
+        yield client
