@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from fastapi import FastAPI
 
@@ -9,7 +11,7 @@ from itinera.common.auth import mint_token
 from itinera.common.testing import client_for
 from itinera.segmentation.config import SegmentationSettings
 
-JANE = {
+JANE: dict[str, Any] = {
     "person": {"name": {"firstName": "Jane", "lastName": "Doe"}},
     "homeAddress": {"countryCode": "FR"},
     "xEvent": [
