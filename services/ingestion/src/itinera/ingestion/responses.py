@@ -4,44 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-_PROBLEM = {
-    "application/problem+json": {
-        "schema": {
-            "type": "object",
-            "properties": {
-                "type": {"type": "string"},
-                "title": {"type": "string"},
-                "status": {"type": "integer"},
-                "detail": {"type": "string"},
-                "instance": {"type": "string"},
-                "errors": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "path": {"type": "string"},
-                            "message": {"type": "string"},
-                            "code": {"type": "string"},
-                        },
-                    },
-                },
-            },
-        }
-    }
-}
+from itinera.common.web.problems import documented
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Invalid input, with every reason and its path", "content": _PROBLEM},
-    401: {"description": "Missing or invalid bearer token", "content": _PROBLEM},
-    403: {
-        "description": "Missing scope, or the sandbox differs from the token's",
-        "content": _PROBLEM,
-    },
-    404: {"description": "Unknown resource in this sandbox", "content": _PROBLEM},
-    422: {"description": "The request does not have the expected shape", "content": _PROBLEM},
-    503: {
-        "description": "The database or the broker is unavailable; retry with backoff",
-        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-        "content": _PROBLEM,
-    },
+    400: documented("Invalid input, with every reason and its path"),
+    401: documented("Missing or invalid bearer token"),
+    403: documented("Missing scope, or the sandbox differs from the token's"),
+    404: documented("Unknown resource in this sandbox"),
+    422: documented("The request does not have the expected shape"),
+    503: documented(
+        "The database or the broker is unavailable; retry with backoff",
+        headers={"Retry-After": {"schema": {"type": "integer"}}},
+    ),
 }

@@ -1,5 +1,6 @@
 """The segmentation service: audiences defined in PQL, evaluated as data streams in and
-in batch. So far it serves the PQL engine to rule editors (``/v1/pql``).
+in batch. So far: AEP-shaped audience definitions (``/data/core/ups/segment/definitions``)
+and the PQL engine for rule editors (``/v1/pql``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from itinera.segmentation.config import settings
 
 
 def _routers() -> Sequence[APIRouter]:
+    from itinera.segmentation.definitions.endpoints import router as definitions
     from itinera.segmentation.pql.endpoints import router as pql
 
-    return (pql,)
+    return (definitions, pql)
 
 
 SERVICE = Service(
@@ -27,7 +29,8 @@ SERVICE = Service(
     routers=_routers,
     title="Itinera segmentation",
     description=(
-        "Audiences in AEP's Profile Query Language (PQL): evaluation and validation of "
-        "expressions (/v1/pql), for rule editors and tests."
+        "Audiences in AEP's Profile Query Language (PQL): audience definitions "
+        "(/data/core/ups/segment/definitions), and evaluation and validation of "
+        "expressions (/v1/pql) for rule editors and tests."
     ),
 )

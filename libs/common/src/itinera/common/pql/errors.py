@@ -9,6 +9,7 @@ editor can say what is not supported rather than only where.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,17 @@ class Problem:
     def __str__(self) -> str:
         where = f"line {self.line}, column {self.column}"
         return f"{where}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The problem as the APIs answer it."""
+        return {
+            "message": self.message,
+            "line": self.line,
+            "column": self.column,
+            "offset": self.offset,
+            "endOffset": self.end_offset,
+            "construct": self.construct,
+        }
 
 
 @dataclass

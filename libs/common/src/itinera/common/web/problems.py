@@ -25,6 +25,38 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 
 
+_PROBLEM_CONTENT: dict[str, Any] = {
+    PROBLEM_JSON: {
+        "schema": {
+            "type": "object",
+            "properties": {
+                "type": {"type": "string"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "instance": {"type": "string"},
+                "errors": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "path": {"type": "string"},
+                            "message": {"type": "string"},
+                            "code": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        }
+    }
+}
+
+
+def documented(description: str, **extra: Any) -> dict[str, Any]:
+    """An OpenAPI response that is an RFC 9457 problem (for ``responses=``)."""
+    return {"description": description, "content": _PROBLEM_CONTENT, **extra}
+
+
 def problem_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     all_headers = dict(headers or {})
     if status == 401:

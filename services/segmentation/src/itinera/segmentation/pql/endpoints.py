@@ -43,17 +43,6 @@ class Validation(BaseModel):
     expression: str = Field(min_length=1, description="A PQL expression")
 
 
-def _problem(problem: pql.Problem) -> dict[str, Any]:
-    return {
-        "message": problem.message,
-        "line": problem.line,
-        "column": problem.column,
-        "offset": problem.offset,
-        "endOffset": problem.end_offset,
-        "construct": problem.construct,
-    }
-
-
 def _checked_length(request: Request, expression: str) -> None:
     settings: SegmentationSettings = request.app.state.settings
     limit = settings.segmentation_max_expression_length
@@ -90,7 +79,7 @@ async def evaluate(request: Request, caller: Reader, body: Evaluation) -> Json:
         raise ValidationFailed(
             "the expression is not valid PQL",
             [FieldError("/expression", str(problem), "pql") for problem in exc.problems],
-            extra={"problems": [_problem(p) for p in exc.problems]},
+            extra={"problems": [p.as_dict() for p in exc.problems]},
         ) from None
     result = rule.evaluate(body.profile, now=body.now, events=body.events)
     return Json({"result": _json(result), "qualifies": pql.truthy(result)})
@@ -105,7 +94,7 @@ async def validate(request: Request, caller: Reader, body: Validation) -> Json:
     return Json(
         {
             "valid": not found.problems,
-            "problems": [_problem(p) for p in found.problems],
+            "problems": [p.as_dict() for p in found.problems],
             "references": found.references,
             "audiences": found.segments,
             "streaming": {"eligible": found.streaming, "reasons": found.streaming_reasons},
