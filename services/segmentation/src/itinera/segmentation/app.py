@@ -9,15 +9,34 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter
 
-from itinera.common.service import Service
-from itinera.segmentation.config import settings
+from itinera.common.kafka import topics
+from itinera.common.kafka.consumer import ConsumerLoop
+from itinera.common.service import Runtime, Service, Worker
+from itinera.segmentation.config import SegmentationSettings, settings
+from itinera.segmentation.consumers import ProjectionHandler
 
 
 def _routers() -> Sequence[APIRouter]:
     from itinera.segmentation.definitions.endpoints import router as definitions
     from itinera.segmentation.pql.endpoints import router as pql
+    from itinera.segmentation.projection.endpoints import router as projection
 
-    return (definitions, pql)
+    return (definitions, pql, projection)
+
+
+def _workers(runtime: Runtime) -> Sequence[Worker]:
+    config = runtime.settings
+    assert isinstance(config, SegmentationSettings)
+    return [
+        ConsumerLoop(
+            settings=config,
+            group=config.segmentation_consumer_group,
+            topic_names=[topics.PROFILE_CHANGES.name, topics.PROFILE_EVENTS.name],
+            handler=ProjectionHandler(runtime.pool, config.default_sandbox),
+            dead_letters=runtime.producer,
+            service="segmentation",
+        )
+    ]
 
 
 SERVICE = Service(
@@ -27,6 +46,7 @@ SERVICE = Service(
     migrations="itinera.segmentation.migrations",
     settings=settings,
     routers=_routers,
+    workers=_workers,
     title="Itinera segmentation",
     description=(
         "Audiences in AEP's Profile Query Language (PQL): audience definitions "

@@ -13,6 +13,9 @@ from itinera.common.settings import CommonSettings
 class SegmentationSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="ITINERA_", extra="ignore")
 
+    segmentation_consumer_group: str = "itinera-segmentation"
+    segmentation_evaluation_events: int = Field(default=10_000, ge=1)
+    """The most recent events of a profile an evaluation reads at most."""
     segmentation_max_expression_length: int = Field(default=64 * 1024, ge=1024)
     """The longest PQL expression accepted, in characters."""
 

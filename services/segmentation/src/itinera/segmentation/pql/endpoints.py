@@ -2,7 +2,8 @@
 validate it (problems with positions, attributes read, streaming eligibility).
 
 - ``POST /v1/pql/evaluate``: ``{expression, profile, events?, now?}``; the profile may
-  carry its events as ``xEvent``. The answer is ``{result, qualifies}`` (the value, and
+  carry its events as ``xEvent``; or ``{expression, profileId, now?}`` for a profile of
+  the projection, with its most recent events. The answer is ``{result, qualifies}`` (the value, and
   whether it makes the profile a member: true, or a non-empty list); an expression that is not
   valid PQL is a 400 listing every problem with its line, column and offsets.
 - ``POST /v1/pql/validate``: ``{expression}``; always 200 for a string, with ``valid``
@@ -11,6 +12,7 @@ validate it (problems with positions, attributes read, streaming eligibility).
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
@@ -20,9 +22,11 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from itinera.common import pql
 from itinera.common.auth import Principal, require_scope
-from itinera.common.errors import FieldError, ValidationFailed
+from itinera.common.errors import FieldError, NotFound, ValidationFailed
+from itinera.common.service import Db
 from itinera.common.web.responses import Json
 from itinera.segmentation.config import SegmentationSettings
+from itinera.segmentation.projection import repository as projection
 
 router = APIRouter(tags=["pql"])
 Reader = Annotated[Principal, Security(require_scope("audiences:read"))]
@@ -30,8 +34,11 @@ Reader = Annotated[Principal, Security(require_scope("audiences:read"))]
 
 class Evaluation(BaseModel):
     expression: str = Field(min_length=1, description="A PQL expression")
-    profile: dict[str, Any] = Field(
-        default_factory=dict, description="An XDM profile; its events may be given as `xEvent`"
+    profile: dict[str, Any] | None = Field(
+        default=None, description="An XDM profile; its events may be given as `xEvent`"
+    )
+    profileId: uuid.UUID | None = Field(
+        default=None, description="Instead of `profile`: a profile of the projection, with its events"
     )
     events: list[dict[str, Any]] | None = Field(
         default=None, description="The profile's experience events (default: the profile's `xEvent`)"
@@ -71,8 +78,22 @@ def _json(value: Any) -> Any:
 
 
 @router.post("/v1/pql/evaluate", summary="Evaluate a PQL expression against a profile", response_class=Json)
-async def evaluate(request: Request, caller: Reader, body: Evaluation) -> Json:
+async def evaluate(request: Request, caller: Reader, body: Evaluation, db: Db) -> Json:
     _checked_length(request, body.expression)
+    profile, events = body.profile or {}, body.events
+    if body.profileId is not None:
+        if body.profile is not None or body.events is not None:
+            raise ValidationFailed(
+                "give a profile or a profile id, not both",
+                [FieldError("/profileId", "not with `profile` or `events`", "exclusive")],
+            )
+        settings: SegmentationSettings = request.app.state.settings
+        found = await projection.profile(
+            db, caller.sandbox, str(body.profileId), settings.segmentation_evaluation_events
+        )
+        if found is None:
+            raise NotFound(f"profile {body.profileId} is not in the projection of sandbox {caller.sandbox!r}")
+        profile, events = found
     try:
         rule = pql.compile_rule(body.expression)
     except pql.PqlError as exc:
@@ -81,7 +102,7 @@ async def evaluate(request: Request, caller: Reader, body: Evaluation) -> Json:
             [FieldError("/expression", str(problem), "pql") for problem in exc.problems],
             extra={"problems": [p.as_dict() for p in exc.problems]},
         ) from None
-    result = rule.evaluate(body.profile, now=body.now, events=body.events)
+    result = rule.evaluate(profile, now=body.now, events=events)
     return Json({"result": _json(result), "qualifies": pql.truthy(result)})
 
 
