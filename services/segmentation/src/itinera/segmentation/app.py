@@ -18,10 +18,11 @@ from itinera.segmentation.consumers import ProjectionHandler
 
 def _routers() -> Sequence[APIRouter]:
     from itinera.segmentation.definitions.endpoints import router as definitions
+    from itinera.segmentation.membership.endpoints import router as memberships
     from itinera.segmentation.pql.endpoints import router as pql
     from itinera.segmentation.projection.endpoints import router as projection
 
-    return (definitions, pql, projection)
+    return (definitions, memberships, pql, projection)
 
 
 def _workers(runtime: Runtime) -> Sequence[Worker]:
@@ -32,7 +33,9 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             settings=config,
             group=config.segmentation_consumer_group,
             topic_names=[topics.PROFILE_CHANGES.name, topics.PROFILE_EVENTS.name],
-            handler=ProjectionHandler(runtime.pool, config.default_sandbox),
+            handler=ProjectionHandler(
+                runtime.pool, config.default_sandbox, config.segmentation_evaluation_events
+            ),
             dead_letters=runtime.producer,
             service="segmentation",
         )

@@ -1,5 +1,6 @@
 """Kafka input: the profile service's changes and events, kept as the projection the
-rules of audiences read (see ``projection.changes``)."""
+rules of audiences read (see ``projection.changes``), then evaluated against the
+streaming audiences in the same transaction (see ``membership.service``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import asyncpg
 from itinera.common.errors import FieldError
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import PermanentError, Record
+from itinera.segmentation.membership.service import evaluate_streaming
 from itinera.segmentation.projection import repository
 from itinera.segmentation.projection.changes import plan
 
@@ -49,9 +51,10 @@ class ProjectionHandler:
     profiles it names are locked first, so workers on other partitions (a merge
     names profiles of any partition) wait for each other."""
 
-    def __init__(self, pool: asyncpg.Pool, default_sandbox: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, default_sandbox: str, event_limit: int) -> None:
         self.pool = pool
         self.default_sandbox = default_sandbox
+        self.event_limit = event_limit
 
     async def __call__(self, batch: list[Record]) -> None:
         by_sandbox: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
@@ -64,4 +67,6 @@ class ProjectionHandler:
             named |= {str(m) for _, data in records for m in data.get("mergedProfileIds") or ()}
             async with self.pool.acquire() as conn, conn.transaction():
                 known = await repository.attributes_of(conn, sandbox, named)
-                await repository.apply(conn, sandbox, plan(known, records))
+                planned = plan(known, records)
+                await repository.apply(conn, sandbox, planned)
+                await evaluate_streaming(conn, sandbox, planned, self.event_limit)

@@ -91,6 +91,16 @@ PROFILE_CHANGES = Topic(
     payload_schema="topics/profile-changes.v1.schema.json",
 )
 
+AUDIENCES = Topic(
+    name="itinera.audiences.v1",
+    description=(
+        "Audience membership changes: a profile entered (realized) or exited an audience, "
+        "from streaming or batch evaluation."
+    ),
+    key="profile id",
+    payload_schema="topics/audiences.v1.schema.json",
+)
+
 CATALOGUE: tuple[Topic, ...] = (
     INBOUND,
     EVENTS,
@@ -99,6 +109,7 @@ CATALOGUE: tuple[Topic, ...] = (
     IDENTITY_MERGES,
     PROFILE_EVENTS,
     PROFILE_CHANGES,
+    AUDIENCES,
 )
 
 

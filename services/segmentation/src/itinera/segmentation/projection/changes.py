@@ -78,6 +78,13 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     changed: set[str] = field(default_factory=set)
     """Profiles whose attributes or events changed (to re-evaluate)."""
+    touched: dict[str, set[str] | None] = field(default_factory=dict)
+    """Per changed profile, the attribute paths that changed (``xEvent`` for a new
+    event); None when anything may have (seeded, merged, deleted)."""
+
+    def touch(self, profile_id: str, paths: Iterable[str] | None) -> None:
+        found = self.touched.get(profile_id, set())
+        self.touched[profile_id] = None if paths is None or found is None else found | set(paths)
 
 
 def occurred_at(event: Mapping[str, Any]) -> datetime | None:
@@ -103,6 +110,7 @@ def plan(known: Mapping[str, dict[str, Any]], records: Iterable[tuple[str, Mappi
         profile_id = str(data["profileId"])
         result.changed.add(profile_id)
         if kind == "change" and data.get("deleted"):
+            result.touch(profile_id, None)
             state[profile_id] = None
             result.deleted.add(profile_id)
             result.profiles.pop(profile_id, None)
@@ -110,7 +118,9 @@ def plan(known: Mapping[str, dict[str, Any]], records: Iterable[tuple[str, Mappi
             continue
         if kind == "change":
             attributes: dict[str, Any] = {}
+            result.touch(profile_id, [str(c["path"]) for c in data.get("changes") or ()])
             for old in map(str, data.get("mergedProfileIds") or ()):
+                result.touch(profile_id, None)
                 attributes = deep_merge(attributes, state.get(old) or {})
                 state[old] = None
                 result.merged[old] = profile_id
@@ -124,7 +134,9 @@ def plan(known: Mapping[str, dict[str, Any]], records: Iterable[tuple[str, Mappi
             at = occurred_at(event)
             if at is not None and isinstance(event.get("_id"), str):
                 result.events.append(Event(profile_id, event["_id"], at, dict(event)))
+            result.touch(profile_id, ["xEvent"])
             if state.get(profile_id) is None:
+                result.touch(profile_id, None)
                 snapshot = data.get("profile")
                 state[profile_id] = dict(snapshot) if isinstance(snapshot, Mapping) else {}
         result.profiles[profile_id] = state[profile_id] or {}

@@ -1,0 +1,175 @@
+"""SQL of memberships and of what streaming evaluation reads."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    id: str
+    expression: str
+    references: tuple[str, ...]
+    audiences: tuple[str, ...]
+    lookback: timedelta | None
+    updated_at: datetime
+
+
+async def streaming_audiences(conn: asyncpg.Connection, sandbox: str) -> list[Audience]:
+    rows = await conn.fetch(
+        """SELECT id, expression, paths_read, audiences, lookback, updated_at FROM segment_definitions
+           WHERE sandbox = $1 AND continuous_enabled ORDER BY id""",
+        sandbox,
+    )
+    return [
+        Audience(
+            str(r["id"]),
+            r["expression"],
+            tuple(r["paths_read"]),
+            tuple(r["audiences"]),
+            r["lookback"],
+            r["updated_at"],
+        )
+        for r in rows
+    ]
+
+
+async def memberships_of(
+    conn: asyncpg.Connection, sandbox: str, profile_ids: Iterable[str]
+) -> dict[str, dict[str, str]]:
+    """profile id -> audience id -> status, locked until the transaction ends."""
+    rows = await conn.fetch(
+        """SELECT profile_id, audience_id, status FROM memberships
+           WHERE sandbox = $1 AND profile_id = ANY($2::uuid[])
+           ORDER BY audience_id, profile_id FOR UPDATE""",
+        sandbox,
+        sorted(set(profile_ids)),
+    )
+    found: dict[str, dict[str, str]] = defaultdict(dict)
+    for r in rows:
+        found[str(r["profile_id"])][str(r["audience_id"])] = r["status"]
+    return found
+
+
+async def events_of(
+    conn: asyncpg.Connection, sandbox: str, profile_ids: Iterable[str], since: datetime | None, limit: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Each profile's events since ``since`` (all when None), at most ``limit`` each,
+    newest first."""
+    rows = await conn.fetch(
+        """SELECT p.id AS profile_id, e.body
+           FROM unnest($2::uuid[]) AS p(id)
+           CROSS JOIN LATERAL (
+               SELECT body FROM profile_events
+               WHERE sandbox = $1 AND profile_id = p.id AND ($3::timestamptz IS NULL OR occurred_at >= $3)
+               ORDER BY occurred_at DESC LIMIT $4
+           ) e""",
+        sandbox,
+        sorted(set(profile_ids)),
+        since,
+        limit,
+    )
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        found[str(r["profile_id"])].append(r["body"])
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    audience_id: str
+    profile_id: str
+    status: str
+    announced: str | None
+    previous: str | None
+
+
+async def save(conn: asyncpg.Connection, sandbox: str, changes: Sequence[Change], at: datetime) -> None:
+    if not changes:
+        return
+    await conn.execute(
+        """INSERT INTO memberships
+               (sandbox, audience_id, profile_id, status, entered_at, exited_at, evaluated_at)
+           SELECT $1, c.a, c.p, c.s,
+                  CASE WHEN c.s = 'realized' THEN $3::timestamptz END,
+                  CASE WHEN c.s = 'exited' THEN $3::timestamptz END, $3
+           FROM json_to_recordset($2::json) AS c(a uuid, p uuid, s text)
+           ON CONFLICT (sandbox, audience_id, profile_id) DO UPDATE
+           SET status = EXCLUDED.status,
+               entered_at = CASE WHEN EXCLUDED.status = 'realized' THEN $3 ELSE memberships.entered_at END,
+               exited_at = CASE WHEN EXCLUDED.status = 'exited' THEN $3
+                                WHEN EXCLUDED.status = 'realized' THEN NULL ELSE memberships.exited_at END,
+               evaluated_at = $3""",
+        sandbox,
+        [{"a": c.audience_id, "p": c.profile_id, "s": c.status} for c in changes],
+        at,
+    )
+
+
+async def exit_all(
+    conn: asyncpg.Connection, sandbox: str, profile_ids: Iterable[str]
+) -> list[tuple[str, str, str]]:
+    """Exit every membership of profiles that no longer exist; (audience, profile,
+    previous status) of each."""
+    rows = await conn.fetch(
+        """WITH old AS (
+               SELECT audience_id, profile_id, status FROM memberships
+               WHERE sandbox = $1 AND profile_id = ANY($2::uuid[]) AND status <> 'exited'
+               FOR UPDATE
+           )
+           UPDATE memberships m SET status = 'exited', exited_at = now(), evaluated_at = now()
+           FROM old WHERE m.sandbox = $1 AND m.audience_id = old.audience_id AND m.profile_id = old.profile_id
+           RETURNING m.audience_id, m.profile_id, old.status""",
+        sandbox,
+        sorted(set(profile_ids)),
+    )
+    return [(str(r["audience_id"]), str(r["profile_id"]), r["status"]) for r in rows]
+
+
+async def members(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    audience_id: str,
+    statuses: Sequence[str],
+    after: str | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """An audience's memberships of ``statuses``, by profile id, after the cursor."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT profile_id, status, entered_at, exited_at FROM memberships
+           WHERE sandbox = $1 AND audience_id = $2 AND status = ANY($3::text[])
+             AND ($4::uuid IS NULL OR profile_id > $4)
+           ORDER BY profile_id LIMIT $5""",
+        sandbox,
+        audience_id,
+        list(statuses),
+        after,
+        limit,
+    )
+    return rows
+
+
+async def audiences_of(conn: asyncpg.Connection, sandbox: str, profile_id: str) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT m.audience_id, d.name, m.status, m.entered_at, m.exited_at FROM memberships m
+           JOIN segment_definitions d ON d.sandbox = m.sandbox AND d.id = m.audience_id
+           WHERE m.sandbox = $1 AND m.profile_id = $2 ORDER BY d.name, m.audience_id""",
+        sandbox,
+        profile_id,
+    )
+    return rows
+
+
+async def audience_exists(conn: asyncpg.Connection, sandbox: str, audience_id: str) -> bool:
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM segment_definitions WHERE sandbox = $1 AND id = $2)",
+        sandbox,
+        audience_id,
+    )
+    return found

@@ -1,0 +1,151 @@
+"""Streaming audiences: each profile change or event re-evaluates the streaming
+audiences whose rules read what changed; entries and exits are recorded and announced
+on itinera.audiences.v1, keyed by profile id."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from itinera.common.kafka import topics
+from itinera.common.kafka.consumer import Record
+from itinera.common.kafka.envelope import Envelope
+from itinera.common.kafka.producer import Producer
+from itinera.common.testing import StackInfo, eventually, topic_reader
+from itinera.segmentation.config import SegmentationSettings
+
+DEFINITIONS = "/data/core/ups/segment/definitions"
+
+
+@pytest.fixture
+async def producer(segmentation_settings: SegmentationSettings) -> AsyncIterator[Producer]:
+    started = Producer(segmentation_settings)
+    await started.start()
+    yield started
+    await started.stop()
+
+
+async def streaming_audience(http: httpx.AsyncClient, rule: str) -> str:
+    response = await http.post(
+        DEFINITIONS,
+        json={
+            "name": f"streaming {uuid.uuid4().hex[:8]}",
+            "expression": {"type": "PQL", "format": "pql/text", "value": rule},
+            "schema": {"name": "_xdm.context.profile"},
+            "evaluationInfo": {"batch": {"enabled": False}, "continuous": {"enabled": True}},
+        },
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["id"])
+
+
+async def change(producer: Producer, profile: str, **paths: Any) -> None:
+    data = {
+        "sandbox": "prod",
+        "profileId": profile,
+        "changes": [{"path": p.replace("__", "."), "old": None, "new": v} for p, v in paths.items()],
+        "mergedProfileIds": [],
+        "changedAt": datetime.now(UTC).isoformat(),
+    }
+    envelope = Envelope(
+        type="com.itinera.profile.change.v1", source="/t", data=data, sandbox="prod", key=profile
+    )
+    await producer.publish(topics.PROFILE_CHANGES.name, [envelope])
+
+
+def announced(records: list[Record], audience: str, profile: str) -> list[str]:
+    found = []
+    for record in records:
+        data = orjson.loads(record.value or b"{}")
+        if data["audienceId"] == audience and data["profileId"] == profile:
+            assert record.key == profile
+            found.append(data["status"])
+    return found
+
+
+class TestStreamingAudiences:
+    async def test_a_profile_enters_when_it_qualifies_and_exits_when_it_no_longer_does(
+        self, http: httpx.AsyncClient, producer: Producer, infrastructure: StackInfo
+    ) -> None:
+        audience = await streaming_audience(http, 'homeAddress.countryCode = "FR"')
+        profile = str(uuid.uuid4())
+        async with topic_reader(infrastructure, topics.AUDIENCES.name) as reader:
+            await change(producer, profile, homeAddress__countryCode="FR")
+            await reader.wait_for(lambda r: announced(r, audience, profile) == ["realized"], timeout_s=30)
+            await change(producer, profile, person__name__firstName="Ann")  # not read by the rule
+            await change(producer, profile, homeAddress__countryCode="DE")
+            await reader.wait_for(
+                lambda r: announced(r, audience, profile) == ["realized", "exited"], timeout_s=30
+            )
+        listed = (await http.get(f"/v1/profiles/{profile}/audiences")).json()["audiences"]
+        assert [(a["audienceId"], a["status"]) for a in listed] == [(audience, "exited")]
+
+    async def test_members_are_listed_by_audience_and_page(
+        self, http: httpx.AsyncClient, producer: Producer
+    ) -> None:
+        audience = await streaming_audience(http, 'loyalty.tier = "gold"')
+        profiles = sorted(str(uuid.uuid4()) for _ in range(3))
+        for profile in profiles:
+            await change(producer, profile, loyalty__tier="gold")
+
+        async def all_in() -> bool:
+            page = (await http.get(f"/v1/audiences/{audience}/members", params={"limit": 10})).json()
+            return [c["profileId"] for c in page["children"]] == profiles
+
+        await eventually(all_in, timeout_s=30)
+        first = (await http.get(f"/v1/audiences/{audience}/members", params={"limit": 2})).json()
+        assert [c["status"] for c in first["children"]] == ["realized", "realized"]
+        rest = await http.get(
+            f"/v1/audiences/{audience}/members", params={"limit": 2, "after": first["_page"]["next"]}
+        )
+        assert [c["profileId"] for c in rest.json()["children"]] == profiles[2:]
+        assert (await http.get(f"/v1/audiences/{uuid.uuid4()}/members")).status_code == 404
+
+    async def test_an_event_within_the_window_qualifies_the_profile(
+        self, http: httpx.AsyncClient, producer: Producer, infrastructure: StackInfo
+    ) -> None:
+        rule = 'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 24 hours before now]'
+        audience = await streaming_audience(http, rule)
+        profile = str(uuid.uuid4())
+        body = {
+            "_id": f"{profile}-p",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "eventType": "commerce.purchases",
+        }
+        data = {"sandbox": "prod", "profileId": profile, "event": body, "profile": {}}
+        envelope = Envelope(
+            type="com.itinera.profile.event.v1", source="/t", data=data, sandbox="prod", key=profile
+        )
+        async with topic_reader(infrastructure, topics.AUDIENCES.name) as reader:
+            await producer.publish(topics.PROFILE_EVENTS.name, [envelope])
+            await reader.wait_for(lambda r: announced(r, audience, profile) == ["realized"], timeout_s=30)
+
+    async def test_a_deleted_profile_exits_its_audiences(
+        self, http: httpx.AsyncClient, producer: Producer, infrastructure: StackInfo
+    ) -> None:
+        audience = await streaming_audience(http, 'person.gender = "female"')
+        profile = str(uuid.uuid4())
+        async with topic_reader(infrastructure, topics.AUDIENCES.name) as reader:
+            await change(producer, profile, person__gender="female")
+            await reader.wait_for(lambda r: announced(r, audience, profile) == ["realized"], timeout_s=30)
+            data = {
+                "sandbox": "prod",
+                "profileId": profile,
+                "changes": [],
+                "mergedProfileIds": [],
+                "changedAt": datetime.now(UTC).isoformat(),
+                "deleted": True,
+            }
+            envelope = Envelope(
+                type="com.itinera.profile.change.v1", source="/t", data=data, sandbox="prod", key=profile
+            )
+            await producer.publish(topics.PROFILE_CHANGES.name, [envelope])
+            await reader.wait_for(
+                lambda r: announced(r, audience, profile) == ["realized", "exited"], timeout_s=30
+            )
