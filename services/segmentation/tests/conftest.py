@@ -16,7 +16,12 @@ from itinera.segmentation.config import SegmentationSettings
 
 @pytest.fixture(scope="session")
 def segmentation_settings(topics_created: StackInfo) -> SegmentationSettings:
-    return settings_for(topics_created, SegmentationSettings, segmentation_max_expression_length=4096)
+    return settings_for(
+        topics_created,
+        SegmentationSettings,
+        segmentation_max_expression_length=4096,
+        segmentation_schedule_interval_s=0.5,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -149,3 +149,26 @@ class TestStreamingAudiences:
             await reader.wait_for(
                 lambda r: announced(r, audience, profile) == ["realized", "exited"], timeout_s=30
             )
+
+
+class TestTimeAlone:
+    async def test_a_profile_exits_when_its_event_leaves_the_window_without_any_new_event(
+        self, http: httpx.AsyncClient, producer: Producer, infrastructure: StackInfo
+    ) -> None:
+        rule = 'xEvent[eventType = "web.visit" and timestamp occurs <= 24 hours before now]'
+        audience = await streaming_audience(http, rule)
+        profile = str(uuid.uuid4())
+        leaves = datetime.now(UTC) - timedelta(hours=24) + timedelta(seconds=4)
+        body = {"_id": f"{profile}-v", "timestamp": leaves.isoformat(), "eventType": "web.visit"}
+        data = {"sandbox": "prod", "profileId": profile, "event": body, "profile": {}}
+        envelope = Envelope(
+            type="com.itinera.profile.event.v1", source="/t", data=data, sandbox="prod", key=profile
+        )
+        async with topic_reader(infrastructure, topics.AUDIENCES.name) as reader:
+            await producer.publish(topics.PROFILE_EVENTS.name, [envelope])
+            await reader.wait_for(lambda r: announced(r, audience, profile) == ["realized"], timeout_s=30)
+            records = await reader.wait_for(
+                lambda r: announced(r, audience, profile) == ["realized", "exited"], timeout_s=30
+            )
+        exits = [orjson.loads(r.value or b"{}") for r in records]
+        assert [e["evaluation"] for e in exits if e["profileId"] == profile] == ["streaming", "scheduled"]

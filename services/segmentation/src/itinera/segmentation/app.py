@@ -14,6 +14,7 @@ from itinera.common.kafka.consumer import ConsumerLoop
 from itinera.common.service import Runtime, Service, Worker
 from itinera.segmentation.config import SegmentationSettings, settings
 from itinera.segmentation.consumers import ProjectionHandler
+from itinera.segmentation.membership.service import ScheduledEvaluation
 
 
 def _routers() -> Sequence[APIRouter]:
@@ -38,7 +39,10 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             ),
             dead_letters=runtime.producer,
             service="segmentation",
-        )
+        ),
+        ScheduledEvaluation(
+            runtime.pool, config.segmentation_schedule_interval_s, config.segmentation_evaluation_events
+        ),
     ]
 
 

@@ -16,6 +16,8 @@ class SegmentationSettings(CommonSettings):
     segmentation_consumer_group: str = "itinera-segmentation"
     segmentation_evaluation_events: int = Field(default=10_000, ge=1)
     """The most recent events of a profile an evaluation reads at most."""
+    segmentation_schedule_interval_s: float = Field(default=5.0, gt=0)
+    """Seconds between looks for profiles whose answer time alone has changed."""
     segmentation_max_expression_length: int = Field(default=64 * 1024, ge=1024)
     """The longest PQL expression accepted, in characters."""
 

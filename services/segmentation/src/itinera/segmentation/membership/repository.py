@@ -18,26 +18,88 @@ class Audience:
     references: tuple[str, ...]
     audiences: tuple[str, ...]
     lookback: timedelta | None
+    time_dependent: bool
     updated_at: datetime
+
+
+def _audience(r: asyncpg.Record) -> Audience:
+    return Audience(
+        str(r["id"]),
+        r["expression"],
+        tuple(r["paths_read"]),
+        tuple(r["audiences"]),
+        r["lookback"],
+        r["time_dependent"],
+        r["updated_at"],
+    )
+
+
+_AUDIENCE = "id, expression, paths_read, audiences, lookback, time_dependent, updated_at"
 
 
 async def streaming_audiences(conn: asyncpg.Connection, sandbox: str) -> list[Audience]:
     rows = await conn.fetch(
-        """SELECT id, expression, paths_read, audiences, lookback, updated_at FROM segment_definitions
-           WHERE sandbox = $1 AND continuous_enabled ORDER BY id""",
+        f"SELECT {_AUDIENCE} FROM segment_definitions WHERE sandbox = $1 AND continuous_enabled ORDER BY id",
         sandbox,
     )
-    return [
-        Audience(
-            str(r["id"]),
-            r["expression"],
-            tuple(r["paths_read"]),
-            tuple(r["audiences"]),
-            r["lookback"],
-            r["updated_at"],
+    return [_audience(r) for r in rows]
+
+
+async def audiences_by_id(conn: asyncpg.Connection, sandbox: str, ids: Iterable[str]) -> dict[str, Audience]:
+    rows = await conn.fetch(
+        f"SELECT {_AUDIENCE} FROM segment_definitions WHERE sandbox = $1 AND id = ANY($2::uuid[])",
+        sandbox,
+        sorted(set(ids)),
+    )
+    return {str(r["id"]): _audience(r) for r in rows}
+
+
+async def schedule(
+    conn: asyncpg.Connection, sandbox: str, due: Iterable[tuple[str, str, datetime | None]]
+) -> None:
+    """Set (audience, profile, when) re-evaluations; None clears one."""
+    listed = sorted(due, key=lambda d: (d[0], d[1]))
+    later = [{"a": a, "p": p, "t": t} for a, p, t in listed if t is not None]
+    never = [{"a": a, "p": p} for a, p, t in listed if t is None]
+    if later:
+        await conn.execute(
+            """INSERT INTO reevaluations (sandbox, audience_id, profile_id, due_at)
+               SELECT $1, r.a, r.p, r.t FROM json_to_recordset($2::json) AS r(a uuid, p uuid, t timestamptz)
+               ON CONFLICT (sandbox, audience_id, profile_id) DO UPDATE SET due_at = EXCLUDED.due_at""",
+            sandbox,
+            later,
         )
-        for r in rows
-    ]
+    if never:
+        await conn.execute(
+            """DELETE FROM reevaluations t USING json_to_recordset($2::json) AS r(a uuid, p uuid)
+               WHERE t.sandbox = $1 AND t.audience_id = r.a AND t.profile_id = r.p""",
+            sandbox,
+            never,
+        )
+
+
+async def take_due(conn: asyncpg.Connection, limit: int) -> list[tuple[str, str, str]]:
+    """Due re-evaluations, locked and removed (the caller's transaction may re-add
+    them): (sandbox, audience, profile)."""
+    rows = await conn.fetch(
+        """DELETE FROM reevaluations t WHERE (t.sandbox, t.audience_id, t.profile_id) IN (
+               SELECT sandbox, audience_id, profile_id FROM reevaluations
+               WHERE due_at <= now() ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+           RETURNING t.sandbox, t.audience_id, t.profile_id""",
+        limit,
+    )
+    return [(r["sandbox"], str(r["audience_id"]), str(r["profile_id"])) for r in rows]
+
+
+async def profiles_of(
+    conn: asyncpg.Connection, sandbox: str, profile_ids: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT profile_id, attributes FROM profiles WHERE sandbox = $1 AND profile_id = ANY($2::uuid[])",
+        sandbox,
+        sorted(set(profile_ids)),
+    )
+    return {str(r["profile_id"]): r["attributes"] for r in rows}
 
 
 async def memberships_of(

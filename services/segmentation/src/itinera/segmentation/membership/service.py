@@ -12,10 +12,15 @@ another, and deleted ones, exit every audience.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
@@ -27,7 +32,9 @@ from itinera.common.kafka.envelope import Envelope
 from itinera.segmentation.membership import repository
 from itinera.segmentation.membership.repository import Audience, Change
 from itinera.segmentation.membership.rules import relevant, transition
-from itinera.segmentation.projection.changes import Plan
+from itinera.segmentation.projection.changes import Plan, occurred_at
+
+log = logging.getLogger(__name__)
 
 SOURCE = "/itinera/segmentation"
 TYPE = "com.itinera.audience.membership.v1"
@@ -76,6 +83,33 @@ def announcements(sandbox: str, changes: Iterable[Change], at: datetime, evaluat
     return found
 
 
+def next_check(audience: Audience, events: Sequence[Mapping[str, Any]], now: datetime) -> datetime | None:
+    """When time alone can next change the rule's answer for a profile with ``events``:
+    an event leaving the look-back window (or a future-dated one reaching now); the
+    next UTC midnight for a rule on calendar time (``today``, ``this month``...)."""
+    if not audience.time_dependent:
+        return None
+    if audience.lookback is None:
+        return datetime.combine(now.date() + timedelta(days=1), time(), UTC)
+    candidates = []
+    for event in events:
+        at = occurred_at(event)
+        if at is None:
+            continue
+        if at > now:
+            candidates.append(at)
+        elif at >= now - audience.lookback:
+            candidates.append(at + audience.lookback)
+    return min(candidates) + timedelta(milliseconds=1) if candidates else None
+
+
+@dataclass
+class Outcome:
+    changes: list[Change] = field(default_factory=list)
+    schedule: list[tuple[str, str, datetime | None]] = field(default_factory=list)
+    """(audience, profile, next check or None) of every time-dependent rule evaluated."""
+
+
 def evaluate(
     audiences: Sequence[Audience],
     profiles: Mapping[str, dict[str, Any]],
@@ -83,22 +117,28 @@ def evaluate(
     events: Mapping[str, list[dict[str, Any]]],
     memberships: Mapping[str, Mapping[str, str]],
     now: datetime,
-) -> list[Change]:
-    """The membership changes of evaluating the relevant audiences for each profile."""
-    changes = []
+    only: set[tuple[str, str]] | None = None,
+) -> Outcome:
+    """The membership changes of evaluating the relevant audiences for each profile
+    (``only``: just these (audience, profile) pairs), and when to look again."""
+    outcome = Outcome()
     for profile_id, attributes in profiles.items():
         held = memberships.get(profile_id, {})
+        own = events.get(profile_id, [])
         for audience in audiences:
-            if not relevant(audience.references, touched.get(profile_id)):
+            if only is not None:
+                if (audience.id, profile_id) not in only:
+                    continue
+            elif not relevant(audience.references, touched.get(profile_id)):
                 continue
-            qualifies = rule_of(audience).qualifies(
-                attributes, now=now, events=events.get(profile_id, []), segments=held
-            )
+            qualifies = rule_of(audience).qualifies(attributes, now=now, events=own, segments=held)
             previous = held.get(audience.id)
             status, announced = transition(previous, qualifies)
             if status is not None and status != previous:
-                changes.append(Change(audience.id, profile_id, status, announced, previous))
-    return changes
+                outcome.changes.append(Change(audience.id, profile_id, status, announced, previous))
+            if audience.time_dependent:
+                outcome.schedule.append((audience.id, profile_id, next_check(audience, own, now)))
+    return outcome
 
 
 async def evaluate_streaming(
@@ -120,7 +160,9 @@ async def evaluate_streaming(
         if readers:
             since = window_start(now, (a.lookback for a in readers))
             events = await repository.events_of(conn, sandbox, alive, since, event_limit)
-        changes = evaluate(wanted, alive, plan.touched, events, memberships, now)
+        outcome = evaluate(wanted, alive, plan.touched, events, memberships, now)
+        changes = outcome.changes
+        await repository.schedule(conn, sandbox, outcome.schedule)
     await repository.save(conn, sandbox, changes, now)
     announced = announcements(sandbox, [*gone_changes, *changes], now, "streaming")
     await enqueue(conn, topics.AUDIENCES.name, announced)
@@ -133,3 +175,58 @@ def window_start(now: datetime, lookbacks: Iterable[timedelta | None]) -> dateti
     if not listed or any(w is None for w in listed):
         return None
     return now - max(w for w in listed if w is not None)
+
+
+async def evaluate_due(conn: asyncpg.Connection, limit: int, event_limit: int) -> int:
+    """Re-evaluate due (audience, profile) pairs, in the caller's transaction; how many."""
+    now = datetime.now(UTC)
+    due = await repository.take_due(conn, limit)
+    by_sandbox: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for sandbox, audience_id, profile_id in due:
+        by_sandbox[sandbox].add((audience_id, profile_id))
+    for sandbox, pairs in by_sandbox.items():
+        audiences = await repository.audiences_by_id(conn, sandbox, {a for a, _ in pairs})
+        profiles = await repository.profiles_of(conn, sandbox, {p for _, p in pairs})
+        memberships = await repository.memberships_of(conn, sandbox, profiles)
+        since = window_start(now, (a.lookback for a in audiences.values()))
+        events = await repository.events_of(conn, sandbox, profiles, since, event_limit)
+        outcome = evaluate(list(audiences.values()), profiles, {}, events, memberships, now, only=pairs)
+        await repository.schedule(conn, sandbox, outcome.schedule)
+        await repository.save(conn, sandbox, outcome.changes, now)
+        await enqueue(conn, topics.AUDIENCES.name, announcements(sandbox, outcome.changes, now, "scheduled"))
+    return len(due)
+
+
+class ScheduledEvaluation:
+    """Re-evaluates profiles whose answer time alone can change, when it can. Any
+    number of workers share the due rows (``FOR UPDATE SKIP LOCKED``); a crashed
+    worker's rows come back when its transaction is rolled back."""
+
+    def __init__(self, pool: asyncpg.Pool, interval_s: float, event_limit: int, batch: int = 500) -> None:
+        self.pool = pool
+        self.interval_s = interval_s
+        self.event_limit = event_limit
+        self.batch = batch
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="segmentation:scheduled")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    done = await evaluate_due(conn, self.batch, self.event_limit)
+            except Exception:
+                log.exception("scheduled evaluation failed")
+                done = 0
+            if done >= self.batch:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval_s)
