@@ -44,10 +44,13 @@ bench-ingest: install ## measure ingestion throughput against raw Kafka producti
 bench-profile: install ## measure the profile service: events applied per second, read latency
 	$(BIN)/python benchmarks/profile.py $(BENCH_ARGS)
 
+bench-segmentation: install ## measure streaming qualification: event to audience entry latency
+	$(BIN)/python benchmarks/segmentation.py $(BENCH_ARGS)
+
 token: install ## print a development bearer token
 	@$(BIN)/itinera token
 
 clean: ## remove the virtualenv and local state
 	rm -rf $(VENV) .stack .cache
 
-.PHONY: help install run test lint typecheck check bench-ingest bench-profile token clean
+.PHONY: help install run test lint typecheck check bench-ingest bench-profile bench-segmentation token clean

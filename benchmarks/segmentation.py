@@ -1,0 +1,346 @@
+"""Segmentation: streaming qualification latency, from an event on ``itinera.events.v1``
+to its profile's entry on ``itinera.audiences.v1``, through the profile service.
+
+The profile and segmentation services run in their own processes (``itinera serve X
+--role all``) on a broker and PostgreSQL this run starts. One streaming audience is
+created over HTTP (``xEvent[eventType = "commerce.purchases" and timestamp occurs <= 24
+hours before now]``), then experience events of new devices (ECIDs), one per device,
+are produced open-loop at ``--rate`` per second, keyed and with the headers ingestion
+sets: each event makes a new profile, which qualifies, so each has exactly one
+``realized`` record on ``itinera.audiences.v1``. Its latency is counted from when the
+event was due to be sent (open loop: the schedule does not wait for answers) to when a
+consumer of ``itinera.audiences.v1`` in this process received the record.
+
+"Accepted by ingestion" is, here, the record on ``itinera.events.v1``: what ingestion
+publishes once it has accepted an event, produced by this process the same way (the
+HTTP hop in front of it is measured by ``benchmarks/ingest.py``). The benchmark reports;
+it never asserts. Every phase is bounded in time, and whatever it started is stopped.
+
+    .venv/bin/python benchmarks/segmentation.py [--rate 1000] [--duration 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import uvloop
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from machine import CpuUse, cpu_sample, cpu_use, machine_line, num
+
+from itinera.common.auth import mint_token
+from itinera.common.devstack import Infrastructure, free_port
+from itinera.common.kafka import topics
+from itinera.common.kafka.admin import create_topics
+from itinera.common.kafka.envelope import Envelope
+from itinera.common.kafka.producer import Producer
+from itinera.common.settings import CommonSettings
+
+TARGET_P99_MS = 500.0
+TARGET_RATE = 1_000
+RULE = 'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 24 hours before now]'
+PROFILE_NAMESPACE = uuid.UUID("6b1e5d0a-3c0f-4c52-9a43-1f0e2b7d9c11")  # the profile service's
+
+
+def say(text: str) -> None:
+    print(f"bench | {text}", flush=True)
+
+
+def profile_id(sandbox: str, ecid: str) -> str:
+    """The id the profile service gives a graph anchored on this ECID."""
+    return str(uuid.uuid5(PROFILE_NAMESPACE, f"{sandbox}|ECID|{ecid}"))
+
+
+def event_record(sandbox: str, ecid: str, n: int) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    entity = {
+        "_id": str(uuid.uuid4()),
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "eventType": "commerce.purchases",
+        "identityMap": {"ECID": [{"id": ecid, "primary": True}]},
+        "commerce": {"purchases": {"value": 1}, "order": {"priceTotal": 42.5, "currencyCode": "EUR"}},
+        "productListItems": [{"SKU": "TRS-1042-BLU-44", "quantity": 1, "priceTotal": 42.5}],
+    }
+    envelope = Envelope(
+        type="com.itinera.ingestion.event.v1",
+        source="/itinera/ingestion/connections/bench",
+        data=entity,
+        sandbox=sandbox,
+        key=f"ECID:{ecid}",
+        id=f"bench-seg-{n}",
+        extensions={"itinera_dataset": "bench-events", "itinera_connection": "bench"},
+    )
+    return envelope.key.encode() if envelope.key else b"", envelope.value(), envelope.headers(trace={})
+
+
+@dataclass
+class Run:
+    planned: int
+    sent: int = 0
+    not_sent: int = 0
+    due: dict[str, float] = field(default_factory=dict)
+    latencies_s: list[float] = field(default_factory=list)
+    cpu: CpuUse | None = None
+    sent_all: asyncio.Event = field(default_factory=asyncio.Event)
+    answered_all: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def percentile_ms(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1)] * 1000
+
+
+@dataclass
+class Stack:
+    state_dir: Path | None = None
+    infra: Infrastructure | None = None
+    servers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, settings: CommonSettings, env: dict[str, str]) -> dict[str, str]:
+        urls = {}
+        assert self.state_dir is not None
+        for name in ("profile", "segmentation"):
+            port = free_port()
+            with open(self.state_dir / f"{name}.log", "ab") as log:
+                self.servers[name] = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "itinera.common.cli",
+                        "serve",
+                        name,
+                        "--role",
+                        "all",
+                        "--port",
+                        str(port),
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                )
+            urls[name] = f"http://127.0.0.1:{port}"
+        return urls
+
+    def watched(self) -> dict[str, int]:
+        pids = {name: p.pid for name, p in self.servers.items()}
+        if self.infra is not None and self.infra.broker is not None and self.infra.broker.process:
+            pids["broker"] = self.infra.broker.process.pid
+        if self.infra is not None and self.infra.database is not None and self.infra.database.process:
+            pids["postgres"] = self.infra.database.process.pid
+        return pids
+
+    def stop(self) -> None:
+        for process in self.servers.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.servers.values():
+            try:
+                process.wait(timeout=25)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.servers.clear()
+        if self.infra is not None:
+            self.infra.stop()
+            self.infra = None
+
+
+async def ready(client: httpx.AsyncClient, url: str, stack: Stack, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in stack.servers.values()):
+            raise RuntimeError("a service exited; see its log in the run's folder")
+        with contextlib.suppress(httpx.HTTPError):
+            if (await client.get(f"{url}/readyz", timeout=2)).status_code == 200:
+                return
+        await asyncio.sleep(0.25)
+    raise TimeoutError(f"{url} was not ready in time")
+
+
+async def collect(consumer: AIOKafkaConsumer, run: Run, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        batch = await consumer.getmany(timeout_ms=100)
+        now = time.perf_counter()
+        for messages in batch.values():
+            for message in messages:
+                data = orjson.loads(message.value)
+                due = run.due.pop(data.get("profileId"), None)
+                if due is not None and data.get("status") == "realized":
+                    run.latencies_s.append(now - due)
+        if run.sent_all.is_set() and not run.due:
+            run.answered_all.set()
+
+
+async def bench(args: argparse.Namespace, stack: Stack) -> Run:
+    stack.state_dir = Path(tempfile.mkdtemp(prefix="itinera-bench-seg-"))
+    say("starting the broker and PostgreSQL")
+    stack.infra = Infrastructure.start(stack.state_dir, kafka_port=free_port(), pg_port=free_port())
+    settings = CommonSettings(
+        kafka_bootstrap=stack.infra.kafka_bootstrap, database_url=stack.infra.database_url
+    )
+    await create_topics(settings)
+    env = {
+        **os.environ,
+        "ITINERA_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "ITINERA_DATABASE_URL": settings.database_url,
+        "ITINERA_LOG_LEVEL": "WARNING",
+    }
+    urls = stack.start(settings, env)
+    sandbox = f"bench-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    token = mint_token(settings, sandbox=sandbox)
+    headers = {"authorization": f"Bearer {token}"}
+    producer = Producer(settings, client_id="itinera-bench-segmentation")
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    run = Run(planned=int(args.rate * args.duration))
+    async with httpx.AsyncClient(headers=headers) as client:
+        deadline = time.monotonic() + 120
+        for url in urls.values():
+            await ready(client, url, stack, deadline)
+        created = await client.post(
+            f"{urls['segmentation']}/data/core/ups/segment/definitions",
+            json={
+                "name": "bench purchasers",
+                "expression": {"type": "PQL", "format": "pql/text", "value": RULE},
+                "schema": {"name": "_xdm.context.profile"},
+                "evaluationInfo": {"batch": {"enabled": False}, "continuous": {"enabled": True}},
+            },
+        )
+        created.raise_for_status()
+        say(f"streaming audience {created.json()['id']}; sandbox {sandbox}")
+        await producer.start()
+        await consumer.start()
+        try:
+            assigned = [TopicPartition(topics.AUDIENCES.name, p) for p in range(topics.AUDIENCES.partitions)]
+            consumer.assign(assigned)
+            await consumer.seek_to_beginning(*assigned)
+            stop = asyncio.Event()
+            collecting = asyncio.create_task(collect(consumer, run, stop))
+            rng = random.Random(args.seed)
+            records = []
+            for n in range(args.warmup + run.planned):
+                ecid = "".join(rng.choices("0123456789", k=38))
+                records.append((profile_id(sandbox, ecid), event_record(sandbox, ecid, n)))
+            say(f"warm-up: {args.warmup} events, then {run.planned:,} at {args.rate:,.0f}/s")
+            await send(producer, records[: args.warmup], args.rate, Run(args.warmup), args.max_in_flight)
+            await asyncio.sleep(3)
+            run.latencies_s.clear()
+            before = cpu_sample(stack.watched())
+            await send(producer, records[args.warmup :], args.rate, run, args.max_in_flight)
+            run.sent_all.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(run.answered_all.wait(), args.drain)
+            run.cpu = cpu_use(before, cpu_sample(stack.watched()))
+            stop.set()
+            await collecting
+        finally:
+            await consumer.stop()
+            await producer.stop()
+    return run
+
+
+async def send(
+    producer: Producer, records: list[tuple[str, Any]], rate: float, run: Run, max_in_flight: int
+) -> None:
+    """Open loop: record i is due at start + i / rate, whatever was acknowledged."""
+    started = time.perf_counter() + 0.01
+    pending: set[asyncio.Future[Any]] = set()
+    for i, (pid, (key, value, headers)) in enumerate(records):
+        due = started + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        pending = {f for f in pending if not f.done()}
+        if len(pending) >= max_in_flight:
+            run.not_sent += 1
+            continue
+        run.due[pid] = due
+        pending.add(await producer.client.send(topics.EVENTS.name, value=value, key=key, headers=headers))
+        run.sent += 1
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+def report(run: Run, args: argparse.Namespace) -> str:
+    got = len(run.latencies_s)
+    p99 = percentile_ms(run.latencies_s, 99)
+    verdict = "meets" if got == run.sent and p99 < TARGET_P99_MS else "BELOW"
+    lines = [
+        "",
+        machine_line(),
+        f"streaming qualification at {args.rate:,.0f} events/s for {args.duration:.0f} s "
+        f"(events produced to {topics.EVENTS.name}, one new profile each, each qualifying)",
+        f"{'':<26}{'sent':>8}{'answered':>10}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}   target",
+        f"{'event -> audience entry':<26}{run.sent:>8,}{got:>10,}"
+        + "".join(f"{percentile_ms(run.latencies_s, q):>9.1f}" for q in (50, 90, 99, 100))
+        + f"   p99 < {TARGET_P99_MS:.0f} ms at {TARGET_RATE:,}/s: {verdict}",
+    ]
+    if run.not_sent:
+        lines.append(f"not sent (more than {args.max_in_flight} unacknowledged): {run.not_sent:,}")
+    if run.due:
+        lines.append(f"no audience entry within {args.drain:.0f} s of the last send: {len(run.due):,}")
+    if run.cpu is not None:
+        names = sorted(run.cpu.processes)
+        lines.append("CPU, cores busy (CPU s / wall s) / CPU us per event:")
+        lines.append(f"{'wall s':>8}{'machine':>9}{'client':>15}" + "".join(f"{n:>15}" for n in names))
+        cells = ""
+        for name in names:
+            value = run.cpu.processes.get(name)
+            per = value * run.cpu.wall_s / max(1, run.sent) * 1e6 if value is not None else math.nan
+            cells += f"{'n/a' if value is None else f'{value:.2f} / {num(per)}':>15}"
+        client = run.cpu.client * run.cpu.wall_s / max(1, run.sent) * 1e6
+        lines.append(
+            f"{run.cpu.wall_s:>8.2f}{num(run.cpu.machine, 2):>9}{f'{run.cpu.client:.2f} / {num(client)}':>15}"
+            + cells
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=TARGET_RATE, help="events per second, open loop")
+    parser.add_argument("--duration", type=float, default=20, help="seconds of timed sending")
+    parser.add_argument("--warmup", type=int, default=500, help="events before timing")
+    parser.add_argument("--drain", type=float, default=30, help="seconds to wait for the last entries")
+    parser.add_argument("--max-in-flight", type=int, default=5_000, help="unacknowledged sends at most")
+    parser.add_argument("--time-limit", type=float, default=300, help="seconds for the whole run at most")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    if args.rate <= 0 or args.duration <= 0:
+        parser.error("--rate and --duration must be positive")
+    stack = Stack()
+
+    async def bounded() -> Run:
+        async with asyncio.timeout(args.time_limit):
+            return await bench(args, stack)
+
+    try:
+        run = uvloop.run(bounded())
+    except (TimeoutError, KeyboardInterrupt) as exc:
+        say(f"stopped: {type(exc).__name__}")
+        return 3
+    finally:
+        say("stopping what the benchmark started")
+        stack.stop()
+    print(report(run, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
