@@ -194,7 +194,7 @@ async def bench(args: argparse.Namespace, stack: Stack) -> Run:
     stack.infra = Infrastructure.start(stack.state_dir, kafka_port=free_port(), pg_port=free_port())
     settings = CommonSettings(
         kafka_bootstrap=stack.infra.kafka_bootstrap, database_url=stack.infra.database_url
-    )
+    )  # other settings (ITINERA_CONSUMER_*) from the environment, as the services take them
     await create_topics(settings)
     env = {
         **os.environ,
@@ -207,7 +207,11 @@ async def bench(args: argparse.Namespace, stack: Stack) -> Run:
     token = mint_token(settings, sandbox=sandbox)
     headers = {"authorization": f"Bearer {token}"}
     producer = Producer(settings, client_id="itinera-bench-segmentation")
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+    )
     run = Run(planned=int(args.rate * args.duration))
     async with httpx.AsyncClient(headers=headers) as client:
         deadline = time.monotonic() + 120

@@ -53,6 +53,11 @@ class CommonSettings(BaseSettings):
     consumer_backoff_initial_ms: int = Field(default=100, ge=0)
     consumer_backoff_max_ms: int = Field(default=5_000, ge=0)
     consumer_batch_max: int = Field(default=500, ge=1)
+    consumer_fetch_max_wait_ms: int = Field(default=50, ge=0)
+    """How long the broker may hold a fetch. Kafka answers as soon as a record is there;
+    Tansu (the local broker) holds every fetch this long, so it bounds each consumer
+    hop's latency there: at 500 ms (Kafka's default) an event took 1.2 s (p50) from
+    itinera.events.v1 to itinera.audiences.v1, at 50 ms 0.46 s."""
     outbox_batch_max: int = Field(default=500, ge=1)
     outbox_poll_interval_ms: int = Field(default=500, ge=10)
 

@@ -146,6 +146,7 @@ class ConsumerLoop:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self.settings.consumer_batch_max,
+            fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
             isolation_level="read_uncommitted",
         )
         self._consumer.subscribe(list(self.topic_names), listener=_Listener(self))
