@@ -21,6 +21,7 @@ def segmentation_settings(topics_created: StackInfo) -> SegmentationSettings:
         SegmentationSettings,
         segmentation_max_expression_length=4096,
         segmentation_schedule_interval_s=0.5,
+        segmentation_job_interval_s=0.05,
     )
 
 

@@ -151,6 +151,29 @@ class TestStreamingAudiences:
             )
 
 
+class TestAudiencesOfAudiences:
+    async def test_an_audience_naming_another_follows_it_in_the_same_pass(
+        self, http: httpx.AsyncClient, producer: Producer, infrastructure: StackInfo
+    ) -> None:
+        gold = await streaming_audience(http, 'loyalty.tier = "gold"')
+        french_gold = await streaming_audience(
+            http, f'inSegment("{gold}") and homeAddress.countryCode = "FR"'
+        )
+        profile = str(uuid.uuid4())
+        async with topic_reader(infrastructure, topics.AUDIENCES.name) as reader:
+            await change(producer, profile, homeAddress__countryCode="FR")
+            await change(producer, profile, loyalty__tier="gold")  # read by `gold` only
+            await reader.wait_for(
+                lambda r: (
+                    announced(r, gold, profile) == ["realized"]
+                    and announced(r, french_gold, profile) == ["realized"]
+                ),
+                timeout_s=30,
+            )
+            await change(producer, profile, loyalty__tier="silver")
+            await reader.wait_for(lambda r: announced(r, french_gold, profile) == ["realized", "exited"])
+
+
 class TestTimeAlone:
     async def test_a_profile_exits_when_its_event_leaves_the_window_without_any_new_event(
         self, http: httpx.AsyncClient, producer: Producer, infrastructure: StackInfo

@@ -14,16 +14,18 @@ from itinera.common.kafka.consumer import ConsumerLoop
 from itinera.common.service import Runtime, Service, Worker
 from itinera.segmentation.config import SegmentationSettings, settings
 from itinera.segmentation.consumers import ProjectionHandler
+from itinera.segmentation.jobs.service import SegmentJobRunner
 from itinera.segmentation.membership.service import ScheduledEvaluation
 
 
 def _routers() -> Sequence[APIRouter]:
     from itinera.segmentation.definitions.endpoints import router as definitions
+    from itinera.segmentation.jobs.endpoints import router as jobs
     from itinera.segmentation.membership.endpoints import router as memberships
     from itinera.segmentation.pql.endpoints import router as pql
     from itinera.segmentation.projection.endpoints import router as projection
 
-    return (definitions, memberships, pql, projection)
+    return (definitions, jobs, memberships, pql, projection)
 
 
 def _workers(runtime: Runtime) -> Sequence[Worker]:
@@ -42,6 +44,9 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
         ),
         ScheduledEvaluation(
             runtime.pool, config.segmentation_schedule_interval_s, config.segmentation_evaluation_events
+        ),
+        SegmentJobRunner(
+            runtime.pool, config.segmentation_job_interval_s, config.segmentation_evaluation_events
         ),
     ]
 

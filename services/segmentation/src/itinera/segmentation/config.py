@@ -18,6 +18,8 @@ class SegmentationSettings(CommonSettings):
     """The most recent events of a profile an evaluation reads at most."""
     segmentation_schedule_interval_s: float = Field(default=5.0, gt=0)
     """Seconds between looks for profiles whose answer time alone has changed."""
+    segmentation_job_interval_s: float = Field(default=1.0, gt=0)
+    """Seconds between looks for segment jobs to run, when there are none."""
     segmentation_max_expression_length: int = Field(default=64 * 1024, ge=1024)
     """The longest PQL expression accepted, in characters."""
 

@@ -9,13 +9,12 @@ the event's own ``timestamp``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 import asyncpg
 from prometheus_client import Counter
 
+from itinera.common.periodic import Periodic
 from itinera.profile.retention import repository
 
 log = logging.getLogger(__name__)
@@ -24,32 +23,17 @@ EXPIRED = Counter("itinera_profile_events_expired", "Experience events deleted b
 CHUNK = 5_000
 
 
-class ExpirySweep:
+class ExpirySweep(Periodic):
     """Deletes expired events; any number of replicas may run it (a chunk's rows are
     deleted once, by whichever gets them)."""
 
     def __init__(self, pool: asyncpg.Pool, interval_s: float) -> None:
+        super().__init__("profile:expiry", interval_s)
         self.pool = pool
-        self.interval_s = interval_s
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="profile:expiry")
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("event expiry sweep failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.interval_s)
+    async def tick(self) -> bool:
+        await self.sweep()
+        return False
 
     async def sweep(self) -> int:
         """One pass over every dataset with a time-to-live; how many events were deleted."""
@@ -57,7 +41,7 @@ class ExpirySweep:
             ttls = await repository.all_ttls(conn)
         deleted = 0
         for sandbox, dataset_id, ttl in ttls:
-            while not self._stopping.is_set():
+            while not self.stopping:
                 async with self.pool.acquire() as conn:
                     count = await repository.delete_expired(conn, sandbox, dataset_id, ttl, CHUNK)
                 deleted += count

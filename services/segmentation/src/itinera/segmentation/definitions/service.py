@@ -150,7 +150,7 @@ def view(row: Row, sandbox: str) -> dict[str, Any]:
 # Checks that need no database
 
 
-def _parse_id(text: str) -> uuid.UUID | None:
+def parse_id(text: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(text)
     except ValueError:
@@ -158,7 +158,7 @@ def _parse_id(text: str) -> uuid.UUID | None:
 
 
 def _known_id(text: str, sandbox: str) -> uuid.UUID:
-    found = _parse_id(text)
+    found = parse_id(text)
     if found is None:
         raise NotFound(f"no segment definition {text!r} in sandbox {sandbox!r}")
     return found
@@ -271,7 +271,7 @@ async def _referenced(db: asyncpg.Connection, sandbox: str, findings: Findings) 
     ids: dict[str, uuid.UUID] = {}
     unknown: list[str] = []
     for name in findings.audiences:
-        parsed = _parse_id(name)
+        parsed = parse_id(name)
         if parsed is None:
             unknown.append(name)
         else:
@@ -384,7 +384,7 @@ async def update(
     given = patch.model_fields_set
     errors: list[FieldError] = []
     extra: dict[str, Any] = {}
-    if patch.id is not None and _parse_id(patch.id) != definition_id:
+    if patch.id is not None and parse_id(patch.id) != definition_id:
         errors.append(FieldError("/id", f"this is definition {definition_id}; the id cannot change", "const"))
     for field in ("name", "expression", "evaluationInfo"):
         if field in given and getattr(patch, field) is None:
@@ -483,7 +483,7 @@ async def bulk_get(db: asyncpg.Connection, sandbox: str, ids: list[str], request
             [FieldError("/ids", f"1 to {MAX_BULK} ids", "minItems" if not ids else "maxItems")],
         )
     asked = list(dict.fromkeys(ids))
-    parsed = {text: _parse_id(text) for text in asked}
+    parsed = {text: parse_id(text) for text in asked}
     wanted = [key for key in parsed.values() if key is not None]
     rows = {row["id"]: row for row in await repository.get_many(db, sandbox, wanted)} if wanted else {}
     results: dict[str, Any] = {}

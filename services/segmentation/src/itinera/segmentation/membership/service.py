@@ -12,8 +12,6 @@ another, and deleted ones, exit every audience.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
 import uuid
@@ -29,6 +27,7 @@ from itinera.common import pql
 from itinera.common.db.outbox import enqueue
 from itinera.common.kafka import topics
 from itinera.common.kafka.envelope import Envelope
+from itinera.common.periodic import Periodic
 from itinera.segmentation.membership import repository
 from itinera.segmentation.membership.repository import Audience, Change
 from itinera.segmentation.membership.rules import relevant, transition
@@ -141,6 +140,16 @@ def evaluate(
     return outcome
 
 
+def _affected(audiences: Sequence[Audience], touched: Sequence[set[str] | None]) -> list[Audience]:
+    """The audiences whose rules read something ``touched``, and those naming them."""
+    ids = {a.id for a in audiences if any(relevant(a.references, t) for t in touched)}
+    while True:
+        more = {a.id for a in audiences if a.id not in ids and set(a.audiences) & ids}
+        if not more:
+            return [a for a in audiences if a.id in ids]
+        ids |= more
+
+
 async def evaluate_streaming(
     conn: asyncpg.Connection, sandbox: str, plan: Plan, event_limit: int, now: datetime | None = None
 ) -> list[Change]:
@@ -152,15 +161,11 @@ async def evaluate_streaming(
     changes: list[Change] = []
     audiences = await repository.streaming_audiences(conn, sandbox)
     alive = {pid: attrs for pid, attrs in plan.profiles.items() if pid not in gone}
-    wanted = [a for a in audiences if any(relevant(a.references, plan.touched.get(p)) for p in alive)]
+    wanted = _affected(audiences, [plan.touched.get(p) for p in alive])
     if wanted and alive:
         memberships = await repository.memberships_of(conn, sandbox, alive)
-        events: Mapping[str, list[dict[str, Any]]] = {}
-        readers = [a for a in wanted if any(r.startswith("xEvent") for r in a.references)]
-        if readers:
-            since = window_start(now, (a.lookback for a in readers))
-            events = await repository.events_of(conn, sandbox, alive, since, event_limit)
-        outcome = evaluate(wanted, alive, plan.touched, events, memberships, now)
+        events = await events_for(conn, sandbox, wanted, alive, now, event_limit)
+        outcome = evaluate_in_order(wanted, alive, plan.touched, events, memberships, now)
         changes = outcome.changes
         await repository.schedule(conn, sandbox, outcome.schedule)
     await repository.save(conn, sandbox, changes, now)
@@ -177,6 +182,67 @@ def window_start(now: datetime, lookbacks: Iterable[timedelta | None]) -> dateti
     return now - max(w for w in listed if w is not None)
 
 
+async def events_for(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    audiences: Iterable[Audience],
+    profiles: Iterable[str],
+    now: datetime,
+    limit: int,
+) -> Mapping[str, list[dict[str, Any]]]:
+    """The profiles' events the audiences' rules read: none when no rule reads events,
+    else those within the longest look-back of the rules that do (at most ``limit``
+    each, the most recent)."""
+    readers = [a for a in audiences if any(r.startswith("xEvent") for r in a.references)]
+    if not readers:
+        return {}
+    since = window_start(now, (a.lookback for a in readers))
+    return await repository.events_of(conn, sandbox, profiles, since, limit)
+
+
+def in_order(audiences: Iterable[Audience]) -> list[list[Audience]]:
+    """The audiences in rounds, each after the audiences it names with ``inSegment``
+    (definitions allow no cycle; were there one, its audiences would share a round)."""
+    waiting = {a.id: a for a in audiences}
+    rounds: list[list[Audience]] = []
+    while waiting:
+        ready = [a for a in waiting.values() if not any(n != a.id and n in waiting for n in a.audiences)]
+        rounds.append(ready or list(waiting.values()))
+        for audience in rounds[-1]:
+            del waiting[audience.id]
+    return rounds
+
+
+def evaluate_in_order(
+    audiences: Sequence[Audience],
+    profiles: Mapping[str, dict[str, Any]],
+    touched: Mapping[str, set[str] | None],
+    events: Mapping[str, list[dict[str, Any]]],
+    memberships: dict[str, dict[str, str]],
+    now: datetime,
+    only: set[tuple[str, str]] | None = None,
+) -> Outcome:
+    """:func:`evaluate`, audiences named by others first: a profile entering or leaving
+    one is seen by the rules that name it (``inSegment``) in the same pass, and counts as
+    a change for them. ``memberships`` is updated as it goes."""
+    total = Outcome()
+    moved: dict[str, set[str]] = {}
+    for round_ in in_order(audiences):
+        more_touched: dict[str, set[str] | None] = dict(touched)
+        for profile_id, left_or_joined in moved.items():
+            named = [a for a in round_ if set(a.audiences) & left_or_joined]
+            if named:
+                more_touched[profile_id] = None
+        outcome = evaluate(round_, profiles, more_touched, events, memberships, now, only)
+        for change in outcome.changes:
+            memberships.setdefault(change.profile_id, {})[change.audience_id] = change.status
+            if change.announced is not None:
+                moved.setdefault(change.profile_id, set()).add(change.audience_id)
+        total.changes += outcome.changes
+        total.schedule += outcome.schedule
+    return total
+
+
 async def evaluate_due(conn: asyncpg.Connection, limit: int, event_limit: int) -> int:
     """Re-evaluate due (audience, profile) pairs, in the caller's transaction; how many."""
     now = datetime.now(UTC)
@@ -188,45 +254,25 @@ async def evaluate_due(conn: asyncpg.Connection, limit: int, event_limit: int) -
         audiences = await repository.audiences_by_id(conn, sandbox, {a for a, _ in pairs})
         profiles = await repository.profiles_of(conn, sandbox, {p for _, p in pairs})
         memberships = await repository.memberships_of(conn, sandbox, profiles)
-        since = window_start(now, (a.lookback for a in audiences.values()))
-        events = await repository.events_of(conn, sandbox, profiles, since, event_limit)
-        outcome = evaluate(list(audiences.values()), profiles, {}, events, memberships, now, only=pairs)
+        events = await events_for(conn, sandbox, audiences.values(), profiles, now, event_limit)
+        outcome = evaluate_in_order(list(audiences.values()), profiles, {}, events, memberships, now, pairs)
         await repository.schedule(conn, sandbox, outcome.schedule)
         await repository.save(conn, sandbox, outcome.changes, now)
         await enqueue(conn, topics.AUDIENCES.name, announcements(sandbox, outcome.changes, now, "scheduled"))
     return len(due)
 
 
-class ScheduledEvaluation:
+class ScheduledEvaluation(Periodic):
     """Re-evaluates profiles whose answer time alone can change, when it can. Any
     number of workers share the due rows (``FOR UPDATE SKIP LOCKED``); a crashed
     worker's rows come back when its transaction is rolled back."""
 
     def __init__(self, pool: asyncpg.Pool, interval_s: float, event_limit: int, batch: int = 500) -> None:
+        super().__init__("segmentation:scheduled", interval_s)
         self.pool = pool
-        self.interval_s = interval_s
         self.event_limit = event_limit
         self.batch = batch
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="segmentation:scheduled")
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    done = await evaluate_due(conn, self.batch, self.event_limit)
-            except Exception:
-                log.exception("scheduled evaluation failed")
-                done = 0
-            if done >= self.batch:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.interval_s)
+    async def tick(self) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await evaluate_due(conn, self.batch, self.event_limit) >= self.batch

@@ -1,0 +1,314 @@
+"""Segment jobs, AEP's batch evaluation: every profile of the sandbox's projection
+evaluated against some audiences, memberships recorded and entries and exits announced
+on ``itinera.audiences.v1`` (``evaluation: "batch"``), whatever the audiences'
+``evaluationInfo`` says.
+
+A job goes NEW -> PROCESSING -> SUCCEEDED, or FAILED (with the reason) or CANCELLED.
+Workers (:class:`SegmentJobRunner`) take it one chunk of :data:`CHUNK` profiles (by
+profile id) at a time, each chunk in one transaction that holds the job row
+(``FOR NO KEY UPDATE SKIP LOCKED``) and does everything the chunk causes: the
+memberships, the time-dependent re-evaluations, the announcements (outbox) and the
+job's cursor, progress and counters. A crash rolls back only the chunk in flight, and
+whichever worker next takes the job resumes from its cursor. A cancellation is a row of
+its own (asking never waits for a chunk); the job ends CANCELLED before its next chunk.
+
+Evaluation is the membership engine's (:func:`membership.service.evaluate`), which
+never raises on a profile of the wrong shape. A job fails when one of its audiences is
+deleted, or when the same chunk has failed :data:`ATTEMPTS` times in a row; it never
+retries forever. An audience edited while a job runs is evaluated as it stands at each
+chunk; a profile that enters the projection while a job runs is evaluated by it if its id
+comes after the cursor, and by the next job otherwise. An audience of the job named by
+another of the job (``inSegment``) is evaluated first, so that the other reads its new
+memberships.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import asyncpg
+from asyncpg import Record as Row
+
+from itinera.common.db.outbox import enqueue
+from itinera.common.errors import Conflict, FieldError, NotFound, ValidationFailed
+from itinera.common.kafka import topics
+from itinera.common.periodic import Periodic
+from itinera.segmentation.definitions import repository as definitions
+from itinera.segmentation.definitions.schemas import PROFILE_CLASS
+from itinera.segmentation.definitions.service import parse_id
+from itinera.segmentation.jobs import repository
+from itinera.segmentation.jobs.schemas import PROPERTY_PREFIX, ListQuery
+from itinera.segmentation.membership import repository as memberships
+from itinera.segmentation.membership.repository import Audience, Change
+from itinera.segmentation.membership.rules import MEMBER
+from itinera.segmentation.membership.service import announcements, evaluate_in_order, events_for
+
+log = logging.getLogger(__name__)
+
+JOBS = "/data/core/ups/segment/jobs"
+CHUNK = 2_000
+"""Profiles evaluated in one transaction."""
+MAX_SEGMENTS = 100
+ATTEMPTS = 5
+"""Failed attempts in a row at one chunk after which the job FAILS."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_STATUSES = ("realized", "existing", "exited")
+
+
+# Views
+
+
+def _millis(at: datetime | None) -> int | None:
+    return None if at is None else (at - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _span(start: datetime | None, end: datetime | None) -> dict[str, int | None]:
+    started, ended = _millis(start), _millis(end)
+    total = ended - started if started is not None and ended is not None else None
+    return {"startTimeInMs": started, "endTimeInMs": ended, "totalTimeInMs": total}
+
+
+def view(row: Row, sandbox: str) -> dict[str, Any]:
+    """A stored job as AEP's ``SegmentJob``, plus its progress (``itinera``)."""
+    link = f"{JOBS}/{row['id']}"
+    counters: dict[str, dict[str, int]] = row["counters"]
+    updated = _millis(row["updated_at"]) or 0
+    body: dict[str, Any] = {
+        "id": str(row["id"]),
+        "imsOrgId": sandbox,
+        "sandbox": {"sandboxName": sandbox},
+        "profileInstanceId": "ups",
+        "status": row["shown_status"],
+        "segments": [
+            {
+                "segmentId": segment["id"],
+                "segment": {
+                    "id": segment["id"],
+                    "expression": {"type": "PQL", "format": "pql/text", "value": segment["expression"]},
+                    "mergePolicyId": segment["mergePolicyId"],
+                },
+            }
+            for segment in row["segments"]
+        ],
+        "metrics": {
+            "totalTime": _span(row["created_at"], row["finished_at"]),
+            "profileSegmentationTime": _span(row["started_at"], row["finished_at"]),
+            "totalProfiles": row["profiles_done"],
+            "segmentedProfileCounter": {a: c["realized"] + c["existing"] for a, c in counters.items()},
+            "segmentedProfileByStatusCounter": counters,
+        },
+        "schema": {"name": PROFILE_CLASS},
+        "creationTime": _millis(row["created_at"]),
+        "updateTime": updated,
+        "updateEpoch": updated // 1000,
+        "_links": {
+            "cancel": {"href": link, "method": "DELETE"},
+            "checkStatus": {"href": link, "method": "GET"},
+        },
+        "itinera": {
+            "progress": {"profilesDone": row["profiles_done"], "profilesTotal": row["profiles_total"]}
+        },
+    }
+    if row["status"] == "FAILED":
+        body["errors"] = [{"code": "failed", "msg": row["error"] or "the job failed"}]
+    return body
+
+
+# Requests
+
+
+async def create(db: asyncpg.Connection, sandbox: str, segment_ids: Sequence[str]) -> dict[str, Any]:
+    """A NEW job over the audiences named (each once, in the order given); every one must
+    exist in the sandbox, and there are 1 to :data:`MAX_SEGMENTS` of them."""
+    if not segment_ids or len(segment_ids) > MAX_SEGMENTS:
+        raise ValidationFailed(
+            f"a segment job evaluates 1 to {MAX_SEGMENTS} segment definitions, not {len(segment_ids)}",
+            [FieldError("", f"1 to {MAX_SEGMENTS} items", "minItems" if not segment_ids else "maxItems")],
+        )
+    parsed = [parse_id(text) for text in segment_ids]
+    rows = await definitions.get_many(db, sandbox, [p for p in parsed if p is not None])
+    found = {row["id"]: row for row in rows}
+    unknown = [
+        FieldError(f"/{i}/segmentId", f"no segment definition {text!r} in this sandbox", "exists")
+        for i, (text, key) in enumerate(zip(segment_ids, parsed, strict=True))
+        if key not in found
+    ]
+    if unknown:
+        raise ValidationFailed(
+            f"the job names segment definitions that do not exist in sandbox {sandbox!r}: "
+            + ", ".join(e.path for e in unknown),
+            unknown,
+        )
+    ordered = [found[key] for key in dict.fromkeys(p for p in parsed if p is not None)]
+    segments = [
+        {"id": str(row["id"]), "expression": row["expression"], "mergePolicyId": row["merge_policy_id"]}
+        for row in ordered
+    ]
+    job_id = uuid.uuid4()
+    counters = {s["id"]: dict.fromkeys(_STATUSES, 0) for s in segments}
+    await repository.insert(db, sandbox, job_id, segments, counters)
+    return await get(db, sandbox, str(job_id))
+
+
+async def get(db: asyncpg.Connection, sandbox: str, job_id: str) -> dict[str, Any]:
+    key = parse_id(job_id)
+    row = await repository.get(db, sandbox, key) if key is not None else None
+    if row is None:
+        raise NotFound(f"no segment job {job_id!r} in sandbox {sandbox!r}")
+    return view(row, sandbox)
+
+
+async def listing(db: asyncpg.Connection, sandbox: str, query: ListQuery) -> dict[str, Any]:
+    segment_id = query.property.removeprefix(PROPERTY_PREFIX) if query.property is not None else None
+    field, _, direction = query.sort.partition(":")
+    total = await repository.count(db, sandbox, query.status, segment_id)
+    rows = await repository.page(
+        db,
+        sandbox,
+        status=query.status,
+        segment_id=segment_id,
+        column="created_at" if field == "creationTime" else "updated_at",
+        descending=direction == "desc",
+        offset=query.start,
+        limit=query.limit,
+    )
+    links: dict[str, Any] = {}
+    if query.start + len(rows) < total:
+        params = query.model_dump(exclude_none=True) | {"start": query.start + query.limit}
+        links["next"] = {"href": f"{JOBS}?{urlencode(params)}", "method": "GET"}
+    return {
+        "_page": {"totalCount": total, "pageSize": len(rows)},
+        "children": [view(row, sandbox) for row in rows],
+        "_links": links,
+    }
+
+
+async def cancel(db: asyncpg.Connection, sandbox: str, job_id: str) -> None:
+    """Ask a running job to stop. One that no worker holds right now is CANCELLED at
+    once; otherwise the worker ends it when the chunk in progress is done. Cancelling a
+    cancelled job again changes nothing; a finished one cannot be cancelled (409)."""
+    key = parse_id(job_id)
+    row = await repository.get(db, sandbox, key) if key is not None else None
+    if key is None or row is None:
+        raise NotFound(f"no segment job {job_id!r} in sandbox {sandbox!r}")
+    if row["status"] in ("SUCCEEDED", "FAILED"):
+        raise Conflict(
+            f"segment job {job_id} has already finished ({row['status']})", extra={"status": row["status"]}
+        )
+    if row["status"] == "CANCELLED":
+        return
+    await repository.request_cancel(db, sandbox, key)
+    if await repository.take_if_idle(db, sandbox, key):
+        await repository.finish(db, sandbox, key, "CANCELLED")
+
+
+# Evaluation
+
+
+def _count(
+    counters: dict[str, dict[str, int]],
+    profiles: Iterable[str],
+    held: Mapping[str, Mapping[str, str]],
+    changes: Iterable[Change],
+) -> dict[str, dict[str, int]]:
+    """The job's counters after a chunk: every profile now a member, as realized or
+    existing, and the exits of this chunk."""
+    counted = {a: dict(c) for a, c in counters.items()}
+    for profile_id in profiles:
+        for audience_id, status in held.get(profile_id, {}).items():
+            if status in MEMBER and audience_id in counted:
+                counted[audience_id][status] += 1
+    for change in changes:
+        if change.status == "exited":
+            counted[change.audience_id]["exited"] += 1
+    return counted
+
+
+async def _evaluate_chunk(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    audiences: Sequence[Audience],
+    profiles: dict[str, dict[str, Any]],
+    event_limit: int,
+    now: datetime,
+) -> tuple[dict[str, dict[str, str]], list[Change]]:
+    """Evaluate every audience for every profile of the chunk, and record what changed;
+    (the memberships after, the changes)."""
+    held = await memberships.memberships_of(conn, sandbox, profiles)
+    events = await events_for(conn, sandbox, audiences, profiles, now, event_limit)
+    pairs = {(a.id, p) for a in audiences for p in profiles}
+    outcome = evaluate_in_order(audiences, profiles, {}, events, held, now, pairs)
+    changes = outcome.changes
+    await memberships.schedule(conn, sandbox, outcome.schedule)
+    await memberships.save(conn, sandbox, changes, now)
+    await enqueue(conn, topics.AUDIENCES.name, announcements(sandbox, changes, now, "batch"))
+    return held, changes
+
+
+async def step(conn: asyncpg.Connection, job: Row, chunk: int, event_limit: int) -> None:
+    """Carry a claimed job one chunk further, in the caller's transaction: start it,
+    evaluate its next chunk, or end it (SUCCEEDED, CANCELLED, or FAILED when one of its
+    audiences is gone)."""
+    sandbox, job_id = job["sandbox"], job["id"]
+    if job["cancelling"]:
+        await repository.finish(conn, sandbox, job_id, "CANCELLED")
+        return
+    if job["status"] == "NEW":
+        await repository.start(conn, sandbox, job_id)
+    profiles = await repository.profiles_after(conn, sandbox, job["last_profile_id"], chunk)
+    ids = [s["id"] for s in job["segments"]]
+    audiences = await memberships.audiences_by_id(conn, sandbox, ids)
+    gone = [i for i in ids if i not in audiences]
+    if gone:
+        reason = f"segment definitions deleted while the job ran: {', '.join(gone)}"
+        await repository.finish(conn, sandbox, job_id, "FAILED", reason)
+        return
+    if profiles:
+        now = datetime.now(UTC)
+        ordered = [audiences[i] for i in ids]
+        held, changes = await _evaluate_chunk(conn, sandbox, ordered, profiles, event_limit, now)
+        counters = _count(job["counters"], profiles, held, changes)
+        last = next(reversed(profiles))  # they come in id order
+        await repository.advance(conn, sandbox, job_id, last, len(profiles), counters)
+    if len(profiles) < chunk:
+        await repository.finish(conn, sandbox, job_id, "SUCCEEDED")
+
+
+class SegmentJobRunner(Periodic):
+    """Runs segment jobs, oldest first, one chunk per transaction. Any number of
+    runners share the jobs (``SKIP LOCKED``); between two chunks a job may pass from one
+    to another. After a failed chunk the runner waits ``interval_s`` before trying again."""
+
+    def __init__(self, pool: asyncpg.Pool, interval_s: float, event_limit: int, chunk: int = CHUNK) -> None:
+        super().__init__("segmentation:jobs", interval_s)
+        self.pool = pool
+        self.event_limit = event_limit
+        self.chunk = chunk
+
+    async def tick(self) -> bool:
+        """Take a job one chunk further; whether a chunk committed (more may be waiting).
+        A failed chunk counts against its job (see :data:`ATTEMPTS`)."""
+        taken: tuple[str, uuid.UUID] | None = None
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                job = await repository.claim(conn)
+                if job is None:
+                    return False
+                taken = (job["sandbox"], job["id"])
+                await step(conn, job, self.chunk, self.event_limit)
+            return True
+        except Exception as exc:
+            if taken is None:
+                raise
+            sandbox, job_id = taken
+            log.exception("segment job chunk failed", extra={"job": str(job_id)})
+            reason = f"{type(exc).__name__}: {exc}"[:2000]
+            async with self.pool.acquire() as conn, conn.transaction():
+                if await repository.failed_attempt(conn, sandbox, job_id, reason, ATTEMPTS):
+                    log.error("segment job failed", extra={"job": str(job_id), "reason": reason})
+            return False
