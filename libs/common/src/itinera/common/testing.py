@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -161,6 +163,78 @@ class TopicReader:
 
 def topic_reader(infrastructure: StackInfo, topic: str) -> AbstractAsyncContextManager[TopicReader]:
     return TopicReader(infrastructure.kafka_bootstrap, topic)
+
+
+@contextmanager
+def serving(
+    infrastructure: StackInfo, service: str, role: str = "api", timeout_s: float = 60
+) -> Iterator[str]:
+    """A service's server in a process of its own (``itinera serve``), ready; its URL."""
+    port = free_port()
+    env = environment_for(infrastructure, ITINERA_LOG_LEVEL="ERROR")
+    command = [
+        sys.executable,
+        "-m",
+        "itinera.common.cli",
+        "serve",
+        service,
+        "--role",
+        role,
+        "--port",
+        str(port),
+    ]
+    process = subprocess.Popen(command, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the {service} server did not start")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def no_server_errors(
+    url: str,
+    token: str,
+    *,
+    at_least: int,
+    examples: int = 25,
+    path_parameters: dict[str, str] | None = None,
+) -> None:
+    """Schemathesis sends every operation of the server's OpenAPI document ``examples``
+    generated requests (bodies, parameters, headers) and fails on any 5xx answer.
+    ``path_parameters`` replaces generated ones (a real resource, so bodies get past the
+    look-up); ``at_least`` guards against a document that lost operations."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import not_a_server_error
+
+    headers = {"Authorization": f"Bearer {token}"}
+    api: Any = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    operations = [result.ok() for result in api.get_all_operations()]
+    assert len(operations) >= at_least, "the OpenAPI document lost operations"
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
+        def call(case: Any) -> None:
+            for name, value in (path_parameters or {}).items():
+                if case.path_parameters and name in case.path_parameters:
+                    case.path_parameters[name] = value
+            case.call_and_validate(headers=headers, checks=[not_a_server_error], timeout=30)
+
+        call()
 
 
 @asynccontextmanager
