@@ -21,7 +21,8 @@ from itinera.common.service import Db
 from itinera.common.web.problems import documented
 from itinera.common.web.query import parse_query, query_parameters
 from itinera.segmentation.config import SegmentationSettings
-from itinera.segmentation.definitions import service
+from itinera.segmentation.definitions import compositions, service
+from itinera.segmentation.definitions.compositions import CompositionIn
 from itinera.segmentation.definitions.schemas import (
     PROBLEMS,
     BulkGet,
@@ -76,6 +77,22 @@ async def create_definition(
 ) -> dict[str, Any]:
     async with db.transaction():
         created = await service.create(db, caller.sandbox, body, _max_length(request))
+    response.headers["X-Location"] = f"{DEFINITIONS}/{created['id']}"
+    return created
+
+
+@router.post(
+    "/v1/audiences/compositions",
+    summary="An audience of other audiences: union, intersection or exclusion",
+    response_model=DefinitionOut,
+    response_model_exclude_unset=True,
+    responses={422: documented("A definition of that name exists, or the body is malformed")},
+)
+async def create_composition(
+    request: Request, response: Response, body: CompositionIn, caller: Writer, db: Db
+) -> dict[str, Any]:
+    async with db.transaction():
+        created = await compositions.create(db, caller.sandbox, body, _max_length(request))
     response.headers["X-Location"] = f"{DEFINITIONS}/{created['id']}"
     return created
 
