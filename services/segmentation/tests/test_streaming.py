@@ -84,7 +84,8 @@ class TestStreamingAudiences:
                 lambda r: announced(r, audience, profile) == ["realized", "exited"], timeout_s=30
             )
         listed = (await http.get(f"/v1/profiles/{profile}/audiences")).json()["audiences"]
-        assert [(a["audienceId"], a["status"]) for a in listed] == [(audience, "exited")]
+        # Other tests' audiences in the sandbox may share the rule: this one's entry.
+        assert [a["status"] for a in listed if a["audienceId"] == audience] == ["exited"]
 
     async def test_members_are_listed_by_audience_and_page(
         self, http: httpx.AsyncClient, producer: Producer

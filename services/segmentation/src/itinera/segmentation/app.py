@@ -19,13 +19,14 @@ from itinera.segmentation.membership.service import ScheduledEvaluation
 
 
 def _routers() -> Sequence[APIRouter]:
+    from itinera.segmentation.audiences.endpoints import router as audiences
     from itinera.segmentation.definitions.endpoints import router as definitions
     from itinera.segmentation.jobs.endpoints import router as jobs
     from itinera.segmentation.membership.endpoints import router as memberships
     from itinera.segmentation.pql.endpoints import router as pql
     from itinera.segmentation.projection.endpoints import router as projection
 
-    return (definitions, jobs, memberships, pql, projection)
+    return (definitions, jobs, memberships, pql, projection, audiences)
 
 
 def _workers(runtime: Runtime) -> Sequence[Worker]:

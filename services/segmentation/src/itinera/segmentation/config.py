@@ -22,6 +22,10 @@ class SegmentationSettings(CommonSettings):
     """Seconds between looks for segment jobs to run, when there are none."""
     segmentation_max_expression_length: int = Field(default=64 * 1024, ge=1024)
     """The longest PQL expression accepted, in characters."""
+    segmentation_preview_max_profiles: int = Field(default=100_000, ge=1)
+    """The most profiles a preview evaluates; beyond it, a deterministic sample of this size."""
+    segmentation_preview_ttl_s: float = Field(default=3600.0, gt=0)
+    """Seconds a preview (and its estimate) is kept."""
 
 
 @cache

@@ -266,7 +266,7 @@ def _raise_if_any(errors: list[FieldError], extra: dict[str, Any]) -> None:
 # Checks of the reference graph
 
 
-async def _referenced(db: asyncpg.Connection, sandbox: str, findings: Findings) -> list[uuid.UUID]:
+async def referenced_audiences(db: asyncpg.Connection, sandbox: str, findings: Findings) -> list[uuid.UUID]:
     """The audiences the rule names, which must all exist in the sandbox."""
     ids: dict[str, uuid.UUID] = {}
     unknown: list[str] = []
@@ -358,7 +358,7 @@ async def create(db: asyncpg.Connection, sandbox: str, body: DefinitionIn, max_l
     assert modes is not None
     assert found is not None
     await repository.lock_sandbox(db, sandbox)
-    referenced = await _referenced(db, sandbox, found)
+    referenced = await referenced_audiences(db, sandbox, found)
     definition_id = uuid.uuid4()
     columns = _columns(body.name, body.description, body.expression.value, body.mergePolicyId, modes, found)
     row = await _saved(sandbox, body.name, repository.insert(db, sandbox, definition_id, columns))
@@ -409,7 +409,7 @@ async def update(
     assert found is not None
     referenced = None
     if patch.expression is not None:
-        referenced = await _referenced(db, sandbox, found)
+        referenced = await referenced_audiences(db, sandbox, found)
         await _check_acyclic(db, sandbox, definition_id, referenced)
     name = patch.name if patch.name is not None else current["name"]
     columns = _columns(
@@ -441,6 +441,20 @@ async def delete(db: asyncpg.Connection, sandbox: str, segment_id: str) -> None:
     await repository.delete(db, sandbox, definition_id)
 
 
+def page_of(keys: list[tuple[str, bool]], total: int, limit: int, start: int, size: int) -> dict[str, Any]:
+    """AEP's page summary of a listing sorted by ``keys`` (the first one is named)."""
+    first_field, first_descending = keys[0]
+    return {
+        "totalCount": total,
+        "totalPages": math.ceil(total / limit),
+        "sortField": first_field,
+        "sort": "desc" if first_descending else "asc",
+        "pageSize": size,
+        "limit": limit,
+        "start": start,
+    }
+
+
 async def listing(db: asyncpg.Connection, sandbox: str, query: ListQuery) -> dict[str, Any]:
     keys = order_by(query.sort)
     offset = query.start + query.page * query.limit
@@ -459,18 +473,9 @@ async def listing(db: asyncpg.Connection, sandbox: str, query: ListQuery) -> dic
         if query.continuous is not None:
             params["evaluationInfo.continuous.enabled"] = str(query.continuous).lower()
         link["next"] = f"{DEFINITIONS}?{urlencode(params)}"
-    first_field, first_descending = keys[0]
     return {
         "segments": [view(row, sandbox) for row in rows],
-        "page": {
-            "totalCount": total,
-            "totalPages": math.ceil(total / query.limit),
-            "sortField": first_field,
-            "sort": "desc" if first_descending else "asc",
-            "pageSize": len(rows),
-            "limit": query.limit,
-            "start": offset,
-        },
+        "page": page_of(keys, total, query.limit, offset, len(rows)),
         "link": link,
     }
 
