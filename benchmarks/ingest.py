@@ -41,7 +41,8 @@ from typing import Any
 import httpx
 import orjson
 import uvloop
-from machine import CpuUse, cpu_sample, cpu_use, listening_pid, machine_line, num
+from machine import CpuUse, cpu_sample, cpu_use, listening_pid, machine_line, num, percentile_ms, say
+from shop import PAGES, PRODUCTS, USER_AGENTS
 
 from itinera.common.auth import mint_token
 from itinera.common.devstack import Infrastructure, free_port
@@ -61,27 +62,6 @@ EVENT_TYPE = "com.itinera.ingestion.event.v1"  # what ingestion puts in ce_type
 
 TARGET_EVENTS_PER_S = 20_000
 TARGET_RATIO = 0.35
-
-PAGES = (
-    ("Trail running shoes | Men | Outdoor shop", "https://shop.example.com/men/shoes/trail-running"),
-    ("Waterproof hiking jacket | Women", "https://shop.example.com/women/jackets/waterproof-hiking"),
-    ("Ultralight tent, 2 people | Camping", "https://shop.example.com/camping/tents/ultralight-2p"),
-    ("Merino base layer | Men | Outdoor shop", "https://shop.example.com/men/base-layers/merino-250"),
-)
-PRODUCTS = (
-    ("TRS-1042-BLU-44", "Trail shoe Skyline GTX, blue, 44", 129.9),
-    ("JKT-2210-RED-M", "Hiking jacket Ridge 3L, red, M", 249.0),
-    ("TNT-0077-GRN", "Ultralight tent Ember UL2, green", 389.5),
-    ("BSL-0550-BLK-L", "Merino crew 250, black, L", 79.95),
-)
-USER_AGENTS = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/131.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-    "Version/18.1 Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_7_1) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-    "Version/18.1 Safari/605.1.15",
-)
 
 
 # -- the events ---------------------------------------------------------------------
@@ -230,10 +210,7 @@ class PhaseResult:
 
     def percentile_ms(self, p: float) -> float:
         """Nearest-rank percentile of the request latencies."""
-        if not self.latencies_s:
-            return math.nan
-        ordered = sorted(self.latencies_s)
-        return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] * 1000
+        return percentile_ms(self.latencies_s, p)
 
 
 async def produce(
@@ -590,10 +567,6 @@ def parse_args(argv: Sequence[str] | None) -> Args:
         time_limit=ns.time_limit,
         seed=ns.seed,
     )
-
-
-def say(message: str) -> None:
-    print(f"bench | {message}", flush=True)
 
 
 async def bench(args: Args, stack: Stack) -> int:

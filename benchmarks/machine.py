@@ -1,6 +1,6 @@
-"""What the benchmarks share about the machine: CPU accounting from Linux /proc (per
-process tree and for the whole machine), the process listening on a loopback port, and
-the line that names the machine in a report."""
+"""What the benchmarks share: CPU accounting from Linux /proc (per process tree and for
+the whole machine), the process listening on a loopback port, the line that names the
+machine in a report, progress lines and nearest-rank percentiles."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import math
 import os
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,3 +149,16 @@ def machine_line() -> str:
 
 def num(value: float, digits: int = 0) -> str:
     return "-" if math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def say(message: str) -> None:
+    """A progress line, told apart from the report."""
+    print(f"bench | {message}", flush=True)
+
+
+def percentile_ms(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of durations in seconds, in milliseconds."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] * 1000

@@ -54,8 +54,9 @@ from urllib.parse import quote
 import asyncpg
 import httpx
 import uvloop
-from machine import CpuUse, cpu_sample, cpu_use, listening_pid, machine_line, num
+from machine import CpuUse, cpu_sample, cpu_use, listening_pid, machine_line, num, percentile_ms, say
 from prometheus_client.parser import text_string_to_metric_families
+from shop import PAGES, PRODUCTS, USER_AGENTS
 
 from itinera.common.auth import mint_token
 from itinera.common.devstack import Infrastructure, free_port
@@ -81,26 +82,6 @@ TARGET_P99_MS = 10.0
 TARGET_RATE = 500
 TARGET_PROFILES = 100_000
 
-PAGES = (
-    ("Trail running shoes | Men | Outdoor shop", "https://shop.example.com/men/shoes/trail-running"),
-    ("Waterproof hiking jacket | Women", "https://shop.example.com/women/jackets/waterproof-hiking"),
-    ("Ultralight tent, 2 people | Camping", "https://shop.example.com/camping/tents/ultralight-2p"),
-    ("Merino base layer | Men | Outdoor shop", "https://shop.example.com/men/base-layers/merino-250"),
-)
-PRODUCTS = (
-    ("TRS-1042-BLU-44", "Trail shoe Skyline GTX, blue, 44", 129.9),
-    ("JKT-2210-RED-M", "Hiking jacket Ridge 3L, red, M", 249.0),
-    ("TNT-0077-GRN", "Ultralight tent Ember UL2, green", 389.5),
-    ("BSL-0550-BLK-L", "Merino crew 250, black, L", 79.95),
-)
-USER_AGENTS = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/131.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-    "Version/18.1 Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_7_1) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-    "Version/18.1 Safari/605.1.15",
-)
 FIRST_NAMES = ("Jane", "Ravi", "Mei", "Lucas", "Amara", "Jonas", "Sofia", "Kenji", "Ines", "Omar")
 LAST_NAMES = ("Doe", "Patel", "Chen", "Martin", "Okafor", "Berg", "Rossi", "Tanaka", "Silva", "Haddad")
 CITIES = (
@@ -564,14 +545,6 @@ class Reads:
     @property
     def achieved(self) -> float:
         return self.ok / self.seconds if self.seconds > 0 else math.nan
-
-
-def percentile_ms(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile, in milliseconds."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] * 1000
 
 
 class KeepAlive:
@@ -1187,10 +1160,6 @@ def parse_args(argv: Sequence[str] | None) -> Args:
         seed=ns.seed,
         py_spy=ns.py_spy,
     )
-
-
-def say(message: str) -> None:
-    print(f"bench | {message}", flush=True)
 
 
 @contextlib.contextmanager

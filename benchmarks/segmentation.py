@@ -50,7 +50,7 @@ import httpx
 import orjson
 import uvloop
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from machine import CpuUse, cpu_sample, cpu_use, machine_line, num
+from machine import CpuUse, cpu_sample, cpu_use, machine_line, num, percentile_ms, say
 
 from itinera.common.auth import mint_token
 from itinera.common.devstack import Infrastructure, free_port
@@ -66,10 +66,6 @@ RULE = 'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 24 hours
 BATCH_RULE = 'homeAddress.countryCode = "FR" and xEvent[eventType = "commerce.purchases"].count() >= 2'
 TARGET_BATCH_S = 5.0
 PROFILE_NAMESPACE = uuid.UUID("6b1e5d0a-3c0f-4c52-9a43-1f0e2b7d9c11")  # the profile service's
-
-
-def say(text: str) -> None:
-    print(f"bench | {text}", flush=True)
 
 
 def profile_id(sandbox: str, ecid: str) -> str:
@@ -109,13 +105,6 @@ class Run:
     batch: dict[str, Any] = field(default_factory=dict)
     sent_all: asyncio.Event = field(default_factory=asyncio.Event)
     answered_all: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-def percentile_ms(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1)] * 1000
 
 
 @dataclass

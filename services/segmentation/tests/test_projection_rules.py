@@ -56,7 +56,7 @@ class TestPlan:
             {}, [change(A, ("person.name.firstName", "Ann")), change(A, ("person.name.firstName", "Anna"))]
         )
         assert result.profiles == {A: {"person": {"name": {"firstName": "Anna"}}}}
-        assert result.changed == {A}
+        assert result.touched == {A: {"person.name.firstName"}}
 
     def test_a_snapshot_seeds_a_profile_not_seen_but_never_overrides_one_known(self) -> None:
         seeded = plan({}, [event(A, "e1", {"loyalty": {"tier": "gold"}})])

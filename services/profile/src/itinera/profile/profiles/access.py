@@ -197,10 +197,8 @@ async def _entities(
     async with db.transaction():
         policy = await policies.get(db, caller.sandbox, mergePolicyId)
     profile_id, node = await _identity_or_profile(db, caller.sandbox, relatedEntityId, relatedEntityIdNS)
-    live = await service.resolve_id(db, caller.sandbox, profile_id)
-    members = [
-        Node(r["namespace"], r["value"]) for r in await graph.members_of_profile(db, caller.sandbox, live)
-    ]
+    live, member_rows = await service.resolve_id(db, caller.sandbox, profile_id)
+    members = [Node(r["namespace"], r["value"]) for r in member_rows]
     used = members if policy.identity_graph == "pdg" or node is None else [node]
     rows = await repository.events_of(
         db,

@@ -14,14 +14,18 @@ from itinera.profile.profiles.merge import merge
 from itinera.profile.profiles.policies import MergePolicy
 
 
-async def resolve_id(conn: asyncpg.Connection, sandbox: str, profile_id: str) -> str:
-    """The live id: a merged id leads to the profile it was merged into."""
-    if await graph.members_of_profile(conn, sandbox, profile_id):
-        return profile_id
+async def resolve_id(
+    conn: asyncpg.Connection, sandbox: str, profile_id: str
+) -> tuple[str, list[asyncpg.Record]]:
+    """The live id and its members (with first and last seen): a merged id leads to the
+    profile it was merged into."""
+    members = await graph.members_of_profile(conn, sandbox, profile_id)
+    if members:
+        return profile_id, members
     survivor = await graph.merged_into(conn, sandbox, profile_id)
     if survivor is None:
         raise NotFound(f"no profile {profile_id!r} in sandbox {sandbox!r}")
-    return survivor
+    return survivor, await graph.members_of_profile(conn, sandbox, survivor)
 
 
 async def view(
@@ -29,8 +33,8 @@ async def view(
 ) -> dict[str, Any]:
     """The profile as ``policy`` merges it. With identity stitching off (``none``), only
     the fragments of ``identity`` (the one asked about) are merged."""
-    live = await resolve_id(conn, sandbox, profile_id)
-    members = [Node(r["namespace"], r["value"]) for r in await graph.members_of_profile(conn, sandbox, live)]
+    live, rows = await resolve_id(conn, sandbox, profile_id)
+    members = [Node(r["namespace"], r["value"]) for r in rows]
     used = members if policy.identity_graph == "pdg" or identity is None else [identity]
     fragments = await repository.fragments_of(conn, sandbox, used)
     return {

@@ -58,8 +58,7 @@ async def update_attributes(
     conn: asyncpg.Connection, sandbox: str, profile_id: str, attributes: Any
 ) -> dict[str, Any]:
     _check(attributes)
-    live = await service.resolve_id(conn, sandbox, profile_id)
-    rows = await graph.members_of_profile(conn, sandbox, live)
+    live, rows = await service.resolve_id(conn, sandbox, profile_id)
     anchor = min(rows, key=lambda r: (r["first_seen"], r["namespace"], r["value"]))
     node = Node(anchor["namespace"], anchor["value"])
     record = _deep_merge(await repository.system_fragment(conn, sandbox, SYSTEM_DATASET, node), attributes)

@@ -12,7 +12,6 @@ another, and deleted ones, exit every audience.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from collections import defaultdict
@@ -57,16 +56,14 @@ def announcements(sandbox: str, changes: Iterable[Change], at: datetime, evaluat
         if change.announced is None:
             continue
         stamp = at.isoformat()
-        digest = hashlib.sha256(
-            f"{sandbox}|{change.audience_id}|{change.profile_id}|{change.announced}|{stamp}".encode()
-        ).hexdigest()
+        name = f"{sandbox}|{change.audience_id}|{change.profile_id}|{change.announced}|{stamp}"
         found.append(
             Envelope(
                 type=TYPE,
                 source=SOURCE,
                 sandbox=sandbox,
                 key=change.profile_id,
-                id=str(uuid.uuid5(_IDS, digest)),
+                id=str(uuid.uuid5(_IDS, name)),
                 time=at,
                 data={
                     "sandbox": sandbox,

@@ -76,11 +76,10 @@ class Plan:
     """Profile id -> the id it was merged into: its row goes, its events follow."""
     deleted: set[str] = field(default_factory=set)
     events: list[Event] = field(default_factory=list)
-    changed: set[str] = field(default_factory=set)
-    """Profiles whose attributes or events changed (to re-evaluate)."""
     touched: dict[str, set[str] | None] = field(default_factory=dict)
-    """Per changed profile, the attribute paths that changed (``xEvent`` for a new
-    event); None when anything may have (seeded, merged, deleted)."""
+    """Per profile the batch changed (its keys are those to re-evaluate), the attribute
+    paths that changed (``xEvent`` for a new event); None when anything may have
+    (seeded, merged, deleted)."""
 
     def touch(self, profile_id: str, paths: Iterable[str] | None) -> None:
         found = self.touched.get(profile_id, set())
@@ -108,7 +107,6 @@ def plan(known: Mapping[str, dict[str, Any]], records: Iterable[tuple[str, Mappi
     state: dict[str, dict[str, Any] | None] = dict(known)
     for kind, data in records:
         profile_id = str(data["profileId"])
-        result.changed.add(profile_id)
         if kind == "change" and data.get("deleted"):
             result.touch(profile_id, None)
             state[profile_id] = None
