@@ -6,6 +6,7 @@ and the PQL engine for rule editors (``/v1/pql``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 from fastapi import APIRouter
 
@@ -16,6 +17,8 @@ from itinera.segmentation.config import SegmentationSettings, settings
 from itinera.segmentation.consumers import ProjectionHandler
 from itinera.segmentation.jobs.service import SegmentJobRunner
 from itinera.segmentation.membership.service import ScheduledEvaluation
+from itinera.segmentation.projection.trim import EventTrim
+from itinera.segmentation.schedules.service import ScheduleRunner
 
 
 def _routers() -> Sequence[APIRouter]:
@@ -25,8 +28,9 @@ def _routers() -> Sequence[APIRouter]:
     from itinera.segmentation.membership.endpoints import router as memberships
     from itinera.segmentation.pql.endpoints import router as pql
     from itinera.segmentation.projection.endpoints import router as projection
+    from itinera.segmentation.schedules.endpoints import router as schedules
 
-    return (definitions, jobs, memberships, pql, projection, audiences)
+    return (definitions, jobs, schedules, memberships, pql, projection, audiences)
 
 
 def _workers(runtime: Runtime) -> Sequence[Worker]:
@@ -48,6 +52,12 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
         ),
         SegmentJobRunner(
             runtime.pool, config.segmentation_job_interval_s, config.segmentation_evaluation_events
+        ),
+        ScheduleRunner(runtime.pool, config.segmentation_job_interval_s),
+        EventTrim(
+            runtime.pool,
+            config.segmentation_event_trim_interval_s,
+            timedelta(seconds=config.segmentation_event_retention_s),
         ),
     ]
 

@@ -20,6 +20,14 @@ class SegmentationSettings(CommonSettings):
     """Seconds between looks for profiles whose answer time alone has changed."""
     segmentation_job_interval_s: float = Field(default=1.0, gt=0)
     """Seconds between looks for segment jobs to run, when there are none."""
+    segmentation_event_retention_s: float = Field(default=90 * 86_400, ge=0)
+    """The projection keeps every event this young, whatever the rules' look-backs."""
+    segmentation_event_trim_interval_s: float = Field(default=3600.0, gt=0)
+    """Seconds between looks for events no rule can read any more."""
+    segmentation_evaluate_on_save: bool = True
+    """Whether saving a rule (a new definition, a changed expression) runs a segment job
+    over it and the audiences naming it; off, memberships follow the new rule as profiles
+    change, and in the next job asked for or scheduled."""
     segmentation_max_expression_length: int = Field(default=64 * 1024, ge=1024)
     """The longest PQL expression accepted, in characters."""
     segmentation_preview_max_profiles: int = Field(default=100_000, ge=1)

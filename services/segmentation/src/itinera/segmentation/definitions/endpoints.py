@@ -6,6 +6,11 @@
   ``DELETE /{SEGMENT_ID}`` (409 while another audience names it);
 - ``POST /bulk-get`` with ``{"ids": [{"id": ...}]}``: 207, each id's definition or 404.
 
+Saving a rule (creating a definition, or a PATCH with an ``expression``) also creates,
+in the same transaction, a segment job (``itinera.trigger: "saved"``) over it and the
+audiences that name it: memberships follow the rule as it now stands for every profile
+(unless ``ITINERA_SEGMENTATION_EVALUATE_ON_SAVE`` is off).
+
 Reads need ``audiences:read``, writes ``audiences:write``; everything is the caller's
 sandbox's only.
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from asyncpg import Connection
 from fastapi import APIRouter, Request, Response, Security
 
 from itinera.common.auth import Principal, require_scope
@@ -35,6 +41,7 @@ from itinera.segmentation.definitions.schemas import (
     MessageOut,
 )
 from itinera.segmentation.definitions.service import DEFINITIONS
+from itinera.segmentation.jobs import service as jobs
 
 router = APIRouter(tags=["audiences"], responses=PROBLEMS)
 Reader = Annotated[Principal, Security(require_scope("audiences:read"))]
@@ -46,6 +53,12 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: documented("No such definiti
 def _max_length(request: Request) -> int:
     settings: SegmentationSettings = request.app.state.settings
     return settings.segmentation_max_expression_length
+
+
+async def _reevaluate(request: Request, db: Connection, sandbox: str, definition_id: str) -> None:
+    settings: SegmentationSettings = request.app.state.settings
+    if settings.segmentation_evaluate_on_save:
+        await jobs.reevaluate(db, sandbox, definition_id)
 
 
 @router.get(
@@ -77,6 +90,7 @@ async def create_definition(
 ) -> dict[str, Any]:
     async with db.transaction():
         created = await service.create(db, caller.sandbox, body, _max_length(request))
+        await _reevaluate(request, db, caller.sandbox, created["id"])
     response.headers["X-Location"] = f"{DEFINITIONS}/{created['id']}"
     return created
 
@@ -93,6 +107,7 @@ async def create_composition(
 ) -> dict[str, Any]:
     async with db.transaction():
         created = await compositions.create(db, caller.sandbox, body, _max_length(request))
+        await _reevaluate(request, db, caller.sandbox, created["id"])
     response.headers["X-Location"] = f"{DEFINITIONS}/{created['id']}"
     return created
 
@@ -138,6 +153,8 @@ async def patch_definition(
 ) -> dict[str, Any]:
     async with db.transaction():
         updated = await service.update(db, caller.sandbox, SEGMENT_ID, body, _max_length(request))
+        if body.expression is not None:
+            await _reevaluate(request, db, caller.sandbox, updated["id"])
     response.headers["X-Location"] = f"{DEFINITIONS}/{updated['id']}"
     return updated
 

@@ -108,6 +108,15 @@ async def get_many(conn: asyncpg.Connection, sandbox: str, ids: Sequence[uuid.UU
     return rows
 
 
+async def batch_ids(conn: asyncpg.Connection, sandbox: str) -> list[uuid.UUID]:
+    """The definitions evaluated in batch (``evaluationInfo.batch.enabled``), oldest first."""
+    rows = await conn.fetch(
+        "SELECT id FROM segment_definitions WHERE sandbox = $1 AND batch_enabled ORDER BY created_at, id",
+        sandbox,
+    )
+    return [r["id"] for r in rows]
+
+
 async def existing(conn: asyncpg.Connection, sandbox: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
     rows = await conn.fetch(
         "SELECT id FROM segment_definitions WHERE sandbox = $1 AND id = ANY($2::uuid[])", sandbox, list(ids)
@@ -186,11 +195,8 @@ async def referrers(conn: asyncpg.Connection, sandbox: str, definition_id: uuid.
     return rows
 
 
-async def dependents_among(
-    conn: asyncpg.Connection, sandbox: str, definition_id: uuid.UUID, among: Sequence[uuid.UUID]
-) -> list[uuid.UUID]:
-    """Those of ``among`` that name ``definition_id``, directly or through others: naming
-    them from ``definition_id`` would close a cycle."""
+async def dependents(conn: asyncpg.Connection, sandbox: str, definition_id: uuid.UUID) -> list[uuid.UUID]:
+    """The definitions that name ``definition_id``, directly or through others, by id."""
     rows = await conn.fetch(
         """WITH RECURSIVE dependents(id) AS (
                SELECT definition_id FROM segment_references WHERE sandbox = $1 AND referenced_id = $2
@@ -199,9 +205,17 @@ async def dependents_among(
                  JOIN dependents d ON r.referenced_id = d.id
                 WHERE r.sandbox = $1
            )
-           SELECT id FROM dependents WHERE id = ANY($3::uuid[]) ORDER BY id""",
+           SELECT id FROM dependents ORDER BY id""",
         sandbox,
         definition_id,
-        list(among),
     )
     return [r["id"] for r in rows]
+
+
+async def dependents_among(
+    conn: asyncpg.Connection, sandbox: str, definition_id: uuid.UUID, among: Sequence[uuid.UUID]
+) -> list[uuid.UUID]:
+    """Those of ``among`` that name ``definition_id``, directly or through others: naming
+    them from ``definition_id`` would close a cycle."""
+    wanted = set(among)
+    return [d for d in await dependents(conn, sandbox, definition_id) if d in wanted]

@@ -21,13 +21,18 @@ async def insert(
     job_id: uuid.UUID,
     segments: list[dict[str, Any]],
     counters: dict[str, dict[str, int]],
+    trigger: str = "requested",
+    schedule_id: uuid.UUID | None = None,
 ) -> None:
     await conn.execute(
-        "INSERT INTO segment_jobs (sandbox, id, segments, counters) VALUES ($1, $2, $3, $4)",
+        """INSERT INTO segment_jobs (sandbox, id, segments, counters, trigger, schedule_id)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
         sandbox,
         job_id,
         segments,
         counters,
+        trigger,
+        schedule_id,
     )
 
 

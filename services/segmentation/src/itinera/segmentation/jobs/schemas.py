@@ -125,6 +125,10 @@ class ProgressOut(BaseModel):
 
 class ExtensionOut(BaseModel):
     progress: ProgressOut
+    trigger: Literal["requested", "saved", "scheduled"] = Field(
+        description="Why the job runs: asked for, a definition's rule saved, or a schedule"
+    )
+    scheduleId: str | None = Field(default=None, description="The schedule that created it")
 
 
 class JobOut(BaseModel):

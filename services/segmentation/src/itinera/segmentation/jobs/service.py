@@ -111,9 +111,12 @@ def view(row: Row, sandbox: str) -> dict[str, Any]:
             "checkStatus": {"href": link, "method": "GET"},
         },
         "itinera": {
-            "progress": {"profilesDone": row["profiles_done"], "profilesTotal": row["profiles_total"]}
+            "progress": {"profilesDone": row["profiles_done"], "profilesTotal": row["profiles_total"]},
+            "trigger": row["trigger"],
         },
     }
+    if row["schedule_id"] is not None:
+        body["itinera"]["scheduleId"] = str(row["schedule_id"])
     if row["status"] == "FAILED":
         body["errors"] = [{"code": "failed", "msg": row["error"] or "the job failed"}]
     return body
@@ -145,14 +148,53 @@ async def create(db: asyncpg.Connection, sandbox: str, segment_ids: Sequence[str
             unknown,
         )
     ordered = [found[key] for key in dict.fromkeys(p for p in parsed if p is not None)]
+    job_id = await _insert(db, sandbox, ordered, "requested")
+    return await get(db, sandbox, str(job_id))
+
+
+async def _insert(
+    db: asyncpg.Connection,
+    sandbox: str,
+    rows: Sequence[Row],
+    trigger: str,
+    schedule_id: uuid.UUID | None = None,
+) -> uuid.UUID:
+    """A NEW job over the definitions given (as they stand now); its id."""
     segments = [
         {"id": str(row["id"]), "expression": row["expression"], "mergePolicyId": row["merge_policy_id"]}
-        for row in ordered
+        for row in rows
     ]
     job_id = uuid.uuid4()
     counters = {s["id"]: dict.fromkeys(_STATUSES, 0) for s in segments}
-    await repository.insert(db, sandbox, job_id, segments, counters)
-    return await get(db, sandbox, str(job_id))
+    await repository.insert(db, sandbox, job_id, segments, counters, trigger, schedule_id)
+    return job_id
+
+
+async def reevaluate(db: asyncpg.Connection, sandbox: str, definition_id: str) -> uuid.UUID:
+    """After a definition's rule is saved (created or changed): a job over it and every
+    audience that names it, directly or not, so that memberships follow the rule as it
+    now stands for every profile, not only for those that change next. The caller's
+    transaction saves the definition and the job together. The job's id."""
+    key = uuid.UUID(definition_id)
+    ids = [key, *await definitions.dependents(db, sandbox, key)]
+    found = {row["id"]: row for row in await definitions.get_many(db, sandbox, ids)}
+    return await _insert(db, sandbox, [found[i] for i in ids if i in found], "saved")
+
+
+async def scheduled(
+    db: asyncpg.Connection, sandbox: str, segment_ids: Sequence[str], schedule_id: uuid.UUID
+) -> uuid.UUID | None:
+    """The job a schedule's occurrence creates: its definitions that still exist (``*``:
+    every definition evaluated in batch); None when none is left to evaluate."""
+    if "*" in segment_ids:
+        keys = await definitions.batch_ids(db, sandbox)
+    else:
+        keys = [k for k in (parse_id(i) for i in segment_ids) if k is not None]
+    found = {row["id"]: row for row in await definitions.get_many(db, sandbox, keys)}
+    rows = [found[k] for k in dict.fromkeys(keys) if k in found]
+    if not rows:
+        return None
+    return await _insert(db, sandbox, rows, "scheduled", schedule_id)
 
 
 async def get(db: asyncpg.Connection, sandbox: str, job_id: str) -> dict[str, Any]:

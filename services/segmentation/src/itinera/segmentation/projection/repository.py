@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -83,3 +84,29 @@ async def profile(
         events,
     )
     return attributes, [r["body"] for r in rows]
+
+
+# Each sandbox's events kept: those within the longest look-back of its rules that read
+# events, and never less than the minimum ($2); none is trimmed in a sandbox where a
+# rule reads events without a look-back (it may read any of them).
+_HORIZONS = """SELECT sandbox, bool_or(lookback IS NULL) AS unbounded, max(lookback) AS longest
+                 FROM segment_definitions
+                WHERE EXISTS (SELECT 1 FROM unnest(paths_read) p WHERE p LIKE 'xEvent%')
+                GROUP BY sandbox"""
+
+
+async def trim_events(conn: asyncpg.Connection, now: datetime, minimum: timedelta, limit: int) -> int:
+    """Delete up to ``limit`` events that no rule of their sandbox can read any more (see
+    ``_HORIZONS``); how many were deleted."""
+    status: str = await conn.execute(
+        f"""WITH horizons AS ({_HORIZONS})
+            DELETE FROM profile_events WHERE ctid = ANY(ARRAY(
+                SELECT e.ctid FROM profile_events e LEFT JOIN horizons h ON h.sandbox = e.sandbox
+                 WHERE NOT coalesce(h.unbounded, false)
+                   AND e.occurred_at < $1::timestamptz - greatest(h.longest, $2::interval)  -- null ignored
+                 LIMIT $3))""",
+        now,
+        minimum,
+        limit,
+    )
+    return int(status.split()[-1])
