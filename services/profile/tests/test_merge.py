@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from itinera.profile.profiles.merge import Fragment, merge
+from itinera.profile.profiles.merge import Fragment, diff, merge
 
 
 def at(hour: int) -> datetime:
@@ -55,3 +55,19 @@ def test_identity_maps_are_united() -> None:
     a = Fragment("a", at(1), {"identityMap": {"Email": [{"id": "j@example.com"}]}})
     b = Fragment("b", at(2), {"identityMap": {"Email": [{"id": "j@example.com"}], "CRMID": [{"id": "c1"}]}})
     assert merge([a, b])["identityMap"] == {"Email": [{"id": "j@example.com"}], "CRMID": [{"id": "c1"}]}
+
+
+class TestDiff:
+    def test_changes_are_leaf_paths_with_old_and_new_values(self) -> None:
+        before = {"person": {"name": "Jane", "age": 30}, "tags": ["a"]}
+        after = {"person": {"name": "Jane", "age": 31}, "tags": ["a", "b"], "loyalty": {}}
+        assert diff(before, after) == [
+            {"path": "loyalty", "old": None, "new": {}},
+            {"path": "person.age", "old": 30, "new": 31},
+            {"path": "tags", "old": ["a"], "new": ["a", "b"]},
+        ]
+
+    def test_a_profile_with_no_attributes_yet_has_no_root_path(self) -> None:
+        assert diff({}, {"person": {"name": "Jane"}}) == [{"path": "person.name", "old": None, "new": "Jane"}]
+        assert diff({"person": {"name": "Jane"}}, {}) == [{"path": "person.name", "old": "Jane", "new": None}]
+        assert diff({}, {}) == []

@@ -22,6 +22,8 @@ def segmentation_settings(topics_created: StackInfo) -> SegmentationSettings:
         segmentation_max_expression_length=4096,
         segmentation_schedule_interval_s=0.5,
         segmentation_job_interval_s=0.05,
+        segmentation_upload_max_bytes=64 * 1024,
+        segmentation_upload_max_people=1000,
         # Tests run the jobs they mean to; test_jobs_api checks the jobs a save creates.
         segmentation_evaluate_on_save=False,
     )

@@ -29,8 +29,9 @@ def _routers() -> Sequence[APIRouter]:
     from itinera.segmentation.pql.endpoints import router as pql
     from itinera.segmentation.projection.endpoints import router as projection
     from itinera.segmentation.schedules.endpoints import router as schedules
+    from itinera.segmentation.uploads.endpoints import router as uploads
 
-    return (definitions, jobs, schedules, memberships, pql, projection, audiences)
+    return (definitions, uploads, jobs, schedules, memberships, pql, projection, audiences)
 
 
 def _workers(runtime: Runtime) -> Sequence[Worker]:

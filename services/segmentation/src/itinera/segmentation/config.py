@@ -24,6 +24,10 @@ class SegmentationSettings(CommonSettings):
     """The projection keeps every event this young, whatever the rules' look-backs."""
     segmentation_event_trim_interval_s: float = Field(default=3600.0, gt=0)
     """Seconds between looks for events no rule can read any more."""
+    segmentation_upload_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    """The largest CSV an upload takes, in bytes."""
+    segmentation_upload_max_people: int = Field(default=100_000, ge=1)
+    """The most people (lines) one upload takes."""
     segmentation_evaluate_on_save: bool = True
     """Whether saving a rule (a new definition, a changed expression) runs a segment job
     over it and the audiences naming it; off, memberships follow the new rule as profiles

@@ -45,7 +45,10 @@ EVENTS = Topic(
 )
 RECORDS = Topic(
     name="itinera.records.v1",
-    description="Valid XDM profile records, as accepted by ingestion.",
+    description=(
+        "Valid XDM profile records, as accepted by ingestion, and the people of audiences "
+        "uploaded to segmentation."
+    ),
     key="primary identity namespace:id",
     payload_schema="xdm/classes/profile.schema.json",
 )

@@ -20,10 +20,10 @@ from itinera.common.errors import (
     BadRequest,
     FieldError,
     PayloadTooLarge,
-    UnsupportedMediaType,
     ValidationFailed,
 )
 from itinera.common.service import CurrentRuntime
+from itinera.common.web import bodies
 from itinera.common.web.problems import problem_response
 from itinera.common.web.responses import Json
 from itinera.ingestion.catalog.service import Catalog, Connection
@@ -89,30 +89,6 @@ def _catalog(runtime: CurrentRuntime) -> Catalog:
     return catalog
 
 
-def _check_content_type(request: Request, allowed: tuple[str, ...]) -> str:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in allowed:
-        raise UnsupportedMediaType(
-            f"Content-Type must be {' or '.join(allowed)}, not {content_type or 'missing'!r}",
-            extra={"accepted": list(allowed)},
-        )
-    return content_type
-
-
-async def _body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _parse(raw: bytes) -> Any:
     if not raw.strip():
         raise BadRequest("the body is empty", [FieldError("", "expected a JSON document", "empty")])
@@ -158,8 +134,8 @@ async def send_message(
     received_ms = int(time.time() * 1000)
     settings = _settings(runtime)
     connection = await _catalog(runtime).connection(CONNECTION_ID, caller.sandbox)
-    _check_content_type(request, ("application/json",))
-    raw = await _body(request, settings.ingestion_max_message_bytes)
+    bodies.content_type(request, ("application/json",))
+    raw = await bodies.read(request, settings.ingestion_max_message_bytes)
     submission = _submission(raw)
     (outcome,) = await _ingestor(runtime).ingest(connection, [submission], "http")
     if not outcome.accepted:
@@ -207,8 +183,8 @@ async def send_batch(CONNECTION_ID: str, request: Request, caller: Ingest, runti
     received_ms = int(time.time() * 1000)
     settings = _settings(runtime)
     connection = await _catalog(runtime).connection(CONNECTION_ID, caller.sandbox)
-    _check_content_type(request, ("application/json",))
-    document = _parse(await _body(request, settings.ingestion_max_message_bytes))
+    bodies.content_type(request, ("application/json",))
+    document = _parse(await bodies.read(request, settings.ingestion_max_message_bytes))
     if not isinstance(document, dict) or not isinstance(document.get("messages"), list):
         raise BadRequest(
             'the body must be {"messages": [...]}',
@@ -255,13 +231,13 @@ async def send_to_dataset(dataset_id: str, request: Request, caller: Ingest, run
     connection = Connection(
         sandbox=caller.sandbox, id="", name="native", dataset_id=dataset.id, source_name="native"
     )
-    content_type = _check_content_type(request, ("application/json", "application/x-ndjson"))
+    content_type = bodies.content_type(request, ("application/json", "application/x-ndjson"))
     ingestor = _ingestor(runtime)
     results: list[dict[str, Any]] = []
     refused = 0
     index = 0
     if content_type == "application/json":
-        document = _parse(await _body(request, settings.ingestion_max_native_bytes))
+        document = _parse(await bodies.read(request, settings.ingestion_max_native_bytes))
         if not isinstance(document, list):
             raise BadRequest(
                 "the body must be a JSON array of entities",

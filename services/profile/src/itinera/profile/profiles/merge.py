@@ -24,7 +24,8 @@ class Fragment:
 
 
 def _leaves(value: Any, path: tuple[str, ...] = ()) -> Iterable[tuple[tuple[str, ...], Any]]:
-    if isinstance(value, dict) and value:
+    """(path, value) of each leaf; an empty object inside is a leaf, the empty root has none."""
+    if isinstance(value, dict) and (value or not path):
         for key, child in value.items():
             yield from _leaves(child, (*path, key))
     else:

@@ -27,6 +27,7 @@ class Filters:
     batch: bool | None = None
     continuous: bool | None = None
     synchronous: bool | None = None
+    origin: str | None = None
 
     def values(self) -> tuple[object, ...]:
         return (
@@ -38,6 +39,7 @@ class Filters:
             self.batch,
             self.continuous,
             self.synchronous,
+            self.origin,
         )
 
 
@@ -50,7 +52,8 @@ _MATCHING = """sandbox = $1
     AND ($6::text IS NULL OR merge_policy_id = $6)
     AND ($7::boolean IS NULL OR batch_enabled = $7)
     AND ($8::boolean IS NULL OR continuous_enabled = $8)
-    AND ($9::boolean IS NULL OR synchronous_enabled = $9)"""
+    AND ($9::boolean IS NULL OR synchronous_enabled = $9)
+    AND ($10::text IS NULL OR origin = $10)"""
 
 
 async def count_matching(conn: asyncpg.Connection, sandbox: str, filters: Filters) -> int:
@@ -78,7 +81,7 @@ async def matching(
         keys.append("id ASC")
     rows: list[Row] = await conn.fetch(
         f"""SELECT * FROM segment_definitions WHERE {_MATCHING}
-            ORDER BY {", ".join(keys)} OFFSET $10 LIMIT $11""",
+            ORDER BY {", ".join(keys)} OFFSET $11 LIMIT $12""",
         sandbox,
         *filters.values(),
         offset,

@@ -25,6 +25,9 @@ from itinera.segmentation.definitions.schemas import (
 )
 
 ORIGIN = "REAL_TIME_CUSTOMER_PROFILE"
+UPLOAD_ORIGIN = "CUSTOM_UPLOAD"
+ORIGINS = {"rule": ORIGIN, "upload": UPLOAD_ORIGIN}
+"""AEP's ``originName`` of a definition's ``origin``: a rule, or an uploaded list."""
 NAMESPACE = "AEPSegments"
 TYPE = "SegmentDefinition"
 LIFECYCLE = "published"
@@ -32,14 +35,13 @@ LIFECYCLE = "published"
 FIXED: dict[str, str] = {
     "namespace": NAMESPACE,
     "type": TYPE,
-    "originName": ORIGIN,
     "lifecycleState": LIFECYCLE,
     "isSystem": "false",
     "schema.name": PROFILE_CLASS,
 }
 """Attributes every audience here has with the same value: a ``property`` filter on one
 keeps all audiences or none."""
-STORED = ("id", "audienceId", "name", "mergePolicyId")
+STORED = ("id", "audienceId", "name", "mergePolicyId", "originName")
 """Attributes a ``property`` filter compares with what is stored."""
 MODES = (
     "evaluationInfo.batch.enabled",

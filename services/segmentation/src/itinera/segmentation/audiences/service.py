@@ -1,8 +1,9 @@
 """Audiences, previews and estimates in AEP's shape.
 
 **Audiences.** Every segment definition of the sandbox is an AEP audience (``originName``
-``REAL_TIME_CUSTOMER_PROFILE``, ``lifecycleState`` ``published``: a definition is
-evaluated from the moment it is saved), shown as the definitions' own view (see
+``REAL_TIME_CUSTOMER_PROFILE``, or ``CUSTOM_UPLOAD`` for an uploaded one;
+``lifecycleState`` ``published``: a definition is evaluated from the moment it is
+saved), shown as the definitions' own view (see
 ``definitions.service.view``) with AEP's audience fields and its size:
 ``metrics.data.totalProfiles`` is its current members (``realized`` or ``existing``) and
 ``metrics.data.totalProfilesByStatus`` counts every status, exits included, as the
@@ -43,7 +44,7 @@ from itinera.segmentation.audiences.schemas import (
     LIFECYCLE,
     MODES,
     NAMESPACE,
-    ORIGIN,
+    ORIGINS,
     TYPE,
     ListQuery,
     PageQuery,
@@ -91,7 +92,7 @@ def audience(
         "audienceId": definition["id"],
         "namespace": NAMESPACE,
         "type": TYPE,
-        "originName": ORIGIN,
+        "originName": ORIGINS[definition["itinera"]["origin"]],
         "lifecycleState": LIFECYCLE,
         "isSystem": False,
         "createEpoch": definition["creationTime"] // 1000,
@@ -158,6 +159,9 @@ def _filters(query: ListQuery) -> Filters | None:
         return replace(filters, name=value)
     if attribute == "mergePolicyId":
         return replace(filters, merge_policy_id=value)
+    if attribute == "originName":
+        origin = next((o for o, name in ORIGINS.items() if name == value), None)
+        return replace(filters, origin=origin) if origin is not None else None
     enabled = value == "true"
     if attribute == MODES[0]:
         return replace(filters, batch=enabled)

@@ -42,17 +42,20 @@ async def lock_sandbox(conn: asyncpg.Connection, sandbox: str) -> None:
     )
 
 
-async def insert(conn: asyncpg.Connection, sandbox: str, definition_id: uuid.UUID, c: Columns) -> Row:
+async def insert(
+    conn: asyncpg.Connection, sandbox: str, definition_id: uuid.UUID, c: Columns, origin: str = "rule"
+) -> Row:
     row: Row = await conn.fetchrow(
         """INSERT INTO segment_definitions
                (sandbox, id, name, description, expression, merge_policy_id, batch_enabled,
                 continuous_enabled, synchronous_enabled, paths_read, audiences, streaming,
-                streaming_reasons, lookback, time_dependent)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                streaming_reasons, lookback, time_dependent, origin)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
            RETURNING *""",
         sandbox,
         definition_id,
         *_values(c),
+        origin,
     )
     return row
 

@@ -11,7 +11,7 @@ definition's); any other field is refused, so a misspelt one is not silently dro
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -211,6 +211,9 @@ class FindingsOut(BaseModel):
     streaming: StreamingOut = Field(description="Whether AEP's streaming rules allow it, and why not")
     lookbackSeconds: float | None = Field(description="How far back in the events it looks; null: unbounded")
     timeDependent: bool = Field(description="Whether its value can change with time alone")
+    origin: Literal["rule", "upload"] = Field(
+        description="`rule`: written in PQL; `upload`: a list of people uploaded (its rule is not edited)"
+    )
 
 
 class DefinitionOut(BaseModel):

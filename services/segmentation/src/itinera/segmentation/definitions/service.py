@@ -140,6 +140,7 @@ def view(row: Row, sandbox: str) -> dict[str, Any]:
             "streaming": {"eligible": row["streaming"], "reasons": list(row["streaming_reasons"])},
             "lookbackSeconds": lookback.total_seconds() if lookback is not None else None,
             "timeDependent": row["time_dependent"],
+            "origin": row["origin"],
         },
     }
     if row["merge_policy_id"] is not None:
@@ -345,7 +346,16 @@ def _columns(
 # Operations
 
 
-async def create(db: asyncpg.Connection, sandbox: str, body: DefinitionIn, max_length: int) -> dict[str, Any]:
+async def create(
+    db: asyncpg.Connection,
+    sandbox: str,
+    body: DefinitionIn,
+    max_length: int,
+    definition_id: uuid.UUID | None = None,
+    origin: str = "rule",
+) -> dict[str, Any]:
+    """A new definition (with the id given, or a new one); ``origin`` ``upload`` for an
+    uploaded audience's, whose rule is then never edited."""
     errors: list[FieldError] = []
     extra: dict[str, Any] = {}
     _check_schema(body.schema_, errors)
@@ -359,9 +369,9 @@ async def create(db: asyncpg.Connection, sandbox: str, body: DefinitionIn, max_l
     assert found is not None
     await repository.lock_sandbox(db, sandbox)
     referenced = await referenced_audiences(db, sandbox, found)
-    definition_id = uuid.uuid4()
+    definition_id = definition_id or uuid.uuid4()
     columns = _columns(body.name, body.description, body.expression.value, body.mergePolicyId, modes, found)
-    row = await _saved(sandbox, body.name, repository.insert(db, sandbox, definition_id, columns))
+    row = await _saved(sandbox, body.name, repository.insert(db, sandbox, definition_id, columns, origin))
     await repository.set_references(db, sandbox, definition_id, referenced)
     return view(row, sandbox)
 
@@ -389,6 +399,14 @@ async def update(
     for field in ("name", "expression", "evaluationInfo"):
         if field in given and getattr(patch, field) is None:
             errors.append(FieldError(f"/{field}", "cannot be null", "type"))
+    if (
+        current["origin"] == "upload"
+        and patch.expression is not None
+        and patch.expression.value != current["expression"]
+    ):
+        errors.append(
+            FieldError("/expression/value", "an uploaded audience's rule reads its uploads", "upload")
+        )
     if patch.schema_ is not None:
         _check_schema(patch.schema_, errors)
     _check_governance(patch.dataGovernancePolicy, errors)
