@@ -33,6 +33,8 @@ ALL_SCOPES = (
     "profiles:write",
     "audiences:read",
     "audiences:write",
+    "journeys:read",
+    "journeys:write",
 )
 
 

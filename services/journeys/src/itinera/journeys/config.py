@@ -1,0 +1,37 @@
+"""Journeys service settings (``ITINERA_JOURNEYS_*``) on top of the common ones."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from itinera.common.settings import CommonSettings
+
+
+class JourneysSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="ITINERA_", extra="ignore")
+
+    journeys_action_allow_hosts: Annotated[frozenset[str], NoDecode] = frozenset()
+    """Hosts a custom action may call although they are private or loopback addresses
+    (or names such as ``localhost``), comma-separated: ``crm.internal,10.0.0.7``."""
+    journeys_max_nodes: int = Field(default=500, ge=2, le=10_000)
+    """The most nodes a journey may have."""
+    journeys_max_expression_length: int = Field(default=16 * 1024, ge=256)
+    """The longest PQL expression a journey may hold, in characters."""
+
+    @field_validator("journeys_action_allow_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple | set | frozenset):
+            return frozenset(host.strip().lower().rstrip(".") for host in value if host.strip())
+        return value
+
+
+@cache
+def settings() -> JourneysSettings:
+    return JourneysSettings()

@@ -1,0 +1,149 @@
+"""Journeys, ``/v1/journeys``: versioned graphs, edited as drafts and published.
+
+- ``POST``: a journey and its version 1, a draft (201, ``Location``);
+- ``GET``: list, most recently changed first, ``start``/``limit``/``status``;
+- ``GET /{journeyId}``: the journey with a summary of every version;
+- ``PUT /{journeyId}``: replaces the draft, or makes the next version a draft when the
+  latest one is live, stopped or closed;
+- ``GET /{journeyId}/versions/{version}``: the version's document (a draft's with the
+  problems publishing it would meet);
+- ``POST /{journeyId}/versions/{version}/publish``, ``/stop``, ``/close``: the
+  lifecycle (400 with every problem when publishing an invalid draft, 409 when the
+  version's status does not allow the move).
+
+Reads need ``journeys:read``, writes ``journeys:write``; everything is the caller's
+sandbox's only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request, Response, Security
+
+from itinera.common.auth import Principal, require_scope
+from itinera.common.service import Db
+from itinera.common.web.problems import documented
+from itinera.common.web.query import parse_query, query_parameters
+from itinera.journeys.config import JourneysSettings
+from itinera.journeys.definitions import service
+from itinera.journeys.definitions.schemas import (
+    PROBLEMS,
+    JourneyIn,
+    JourneyOut,
+    JourneyPage,
+    ListQuery,
+    VersionOut,
+)
+from itinera.journeys.definitions.service import JOURNEYS
+
+router = APIRouter(tags=["journeys"], responses=PROBLEMS)
+Reader = Annotated[Principal, Security(require_scope("journeys:read"))]
+Writer = Annotated[Principal, Security(require_scope("journeys:write"))]
+Version = Annotated[int, Path(ge=1, le=1_000_000)]
+_ONE = JOURNEYS + "/{journeyId}"
+_VERSION = _ONE + "/versions/{version}"
+_MOVE: dict[int | str, dict[str, Any]] = {
+    409: documented("The version's status does not allow it (`status`)")
+}
+
+
+def _max_length(request: Request) -> int:
+    settings: JourneysSettings = request.app.state.settings
+    return settings.journeys_max_expression_length
+
+
+def _check_size(request: Request, body: JourneyIn) -> None:
+    settings: JourneysSettings = request.app.state.settings
+    service.check_size(body, settings.journeys_max_nodes)
+
+
+@router.get(
+    JOURNEYS,
+    summary="List the sandbox's journeys",
+    response_model=JourneyPage,
+    response_model_exclude_unset=True,
+    openapi_extra=query_parameters(ListQuery),
+)
+async def list_journeys(request: Request, caller: Reader, db: Db) -> dict[str, Any]:
+    query = parse_query(ListQuery, request)
+    async with db.transaction(isolation="repeatable_read", readonly=True):
+        return await service.listing(db, caller.sandbox, query)
+
+
+@router.post(
+    JOURNEYS, status_code=201, summary="Create a journey and its first draft", response_model=JourneyOut
+)
+async def create_journey(
+    request: Request, response: Response, body: JourneyIn, caller: Writer, db: Db
+) -> dict[str, Any]:
+    _check_size(request, body)
+    async with db.transaction():
+        created = await service.create(db, caller.sandbox, body)
+    response.headers["Location"] = f"{JOURNEYS}/{created['id']}"
+    return created
+
+
+@router.get(_ONE, summary="A journey and its versions", response_model=JourneyOut)
+async def get_journey(journeyId: str, caller: Reader, db: Db) -> dict[str, Any]:
+    async with db.transaction(isolation="repeatable_read", readonly=True):
+        return await service.get(db, caller.sandbox, journeyId)
+
+
+@router.put(
+    _ONE, summary="Replace the draft (a new draft version when there is none)", response_model=JourneyOut
+)
+async def replace_journey(
+    request: Request, journeyId: str, body: JourneyIn, caller: Writer, db: Db
+) -> dict[str, Any]:
+    _check_size(request, body)
+    async with db.transaction():
+        return await service.replace(db, caller.sandbox, journeyId, body)
+
+
+@router.get(
+    _VERSION, summary="A version's document", response_model=VersionOut, response_model_exclude_unset=True
+)
+async def get_version(
+    request: Request, journeyId: str, version: Version, caller: Reader, db: Db
+) -> dict[str, Any]:
+    async with db.transaction(isolation="repeatable_read", readonly=True):
+        return await service.get_version(db, caller.sandbox, journeyId, version, _max_length(request))
+
+
+@router.post(
+    _VERSION + "/publish",
+    summary="Publish a draft: it goes live, and a version live until then is closed",
+    response_model=VersionOut,
+    response_model_exclude_unset=True,
+    responses=_MOVE,
+)
+async def publish_version(
+    request: Request, journeyId: str, version: Version, caller: Writer, db: Db
+) -> dict[str, Any]:
+    async with db.transaction():
+        return await service.publish(db, caller.sandbox, journeyId, version, _max_length(request))
+
+
+@router.post(
+    _VERSION + "/stop",
+    summary="Stop a live or closed version: its instances end now",
+    response_model=VersionOut,
+    response_model_exclude_unset=True,
+    responses=_MOVE,
+)
+async def stop_version(journeyId: str, version: Version, caller: Writer, db: Db) -> dict[str, Any]:
+    async with db.transaction():
+        return await service.stop(db, caller.sandbox, journeyId, version)
+
+
+@router.post(
+    _VERSION + "/close",
+    summary="Close a live version: no new entries, running instances finish",
+    response_model=VersionOut,
+    response_model_exclude_unset=True,
+    responses=_MOVE,
+)
+async def close_version(journeyId: str, version: Version, caller: Writer, db: Db) -> dict[str, Any]:
+    async with db.transaction():
+        return await service.close(db, caller.sandbox, journeyId, version)

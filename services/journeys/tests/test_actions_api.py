@@ -1,0 +1,209 @@
+"""``/v1/actions``: custom actions, where they may call, their secrets, and the journeys that call them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+ACTIONS = "/v1/actions"
+JOURNEYS = "/v1/journeys"
+
+
+def unique(name: str) -> str:
+    return f"{name} {uuid.uuid4().hex[:8]}"
+
+
+def crm(name: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name or unique("CRM lookup"),
+        "method": "POST",
+        "url": "https://crm.example.com/v1/customers/{{customerId}}/lookup",
+        "headers": {"X-Source": "itinera", "X-Region": "{{region}}"},
+        "body": '{"email": {{email}}}',
+        "auth": {"type": "bearer", "token": "s3cret-token"},
+        "timeoutSeconds": 5,
+        "retries": 2,
+        "responseFields": [{"name": "tier", "path": "customer.tier"}, {"name": "points", "type": "integer"}],
+        "rateCap": {"calls": 50, "periodSeconds": 1},
+        **extra,
+    }
+
+
+async def create(http: httpx.AsyncClient, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    response = await http.post(ACTIONS, json=body or crm())
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def calling(
+    action_id: str, inputs: dict[str, str], condition: str = '_journey.actions.lookup.tier = "gold"'
+) -> dict[str, Any]:
+    return {
+        "name": "calls the CRM",
+        "nodes": [
+            {"id": "start", "type": "audience", "audienceId": "vip", "next": "lookup"},
+            {"id": "lookup", "type": "action", "actionId": action_id, "inputs": inputs, "next": "gold"},
+            {
+                "id": "gold",
+                "type": "condition",
+                "branches": [{"name": "gold", "condition": condition, "next": "done"}],
+            },
+            {"id": "done", "type": "end"},
+        ],
+    }
+
+
+INPUTS = {"customerId": "_id", "region": "homeAddress.countryCode", "email": "personalEmail.address"}
+
+
+def paths(response: httpx.Response) -> set[tuple[str, str]]:
+    return {(e["path"], e["code"]) for e in response.json()["errors"]}
+
+
+class TestConfiguration:
+    async def test_an_action_round_trips_without_its_secret(self, http: httpx.AsyncClient) -> None:
+        body = crm()
+        response = await http.post(ACTIONS, json=body)
+        assert response.status_code == 201
+        action = response.json()
+        assert response.headers["location"] == f"{ACTIONS}/{action['id']}"
+        assert action["auth"] == {"type": "bearer", "secretSet": True, "username": None, "name": None}
+        assert "s3cret-token" not in response.text
+        assert action["parameters"] == ["customerId", "region", "email"]
+        assert action["endpoint"] == "https://crm.example.com:443"
+        assert action["responseFields"] == [
+            {"name": "tier", "path": "customer.tier", "type": "string"},
+            {"name": "points", "path": None, "type": "integer"},
+        ]
+        assert (action["method"], action["timeoutSeconds"], action["retries"]) == ("POST", 5, 2)
+        assert action["rateCap"] == {"calls": 50, "periodSeconds": 1}
+        assert (await http.get(f"{ACTIONS}/{action['id']}")).json() == action
+        listed = (await http.get(ACTIONS, params={"limit": 1000})).json()
+        assert action in listed["items"]
+
+    async def test_put_replaces_it_and_keeps_the_secret_when_omitted(self, http: httpx.AsyncClient) -> None:
+        action = await create(http)
+        changed = crm(action["name"], auth={"type": "bearer"}, retries=0)
+        response = await http.put(f"{ACTIONS}/{action['id']}", json=changed)
+        assert response.status_code == 200, response.text
+        assert (response.json()["retries"], response.json()["auth"]["secretSet"]) == (0, True)
+        other_kind = crm(action["name"], auth={"type": "basic", "username": "svc"})
+        refused = await http.put(f"{ACTIONS}/{action['id']}", json=other_kind)
+        assert refused.status_code == 400
+        assert paths(refused) == {("/auth/password", "required")}
+
+    async def test_a_new_action_needs_its_secret(self, http: httpx.AsyncClient) -> None:
+        response = await http.post(ACTIONS, json=crm(auth={"type": "header", "name": "X-Api-Key"}))
+        assert response.status_code == 400
+        assert paths(response) == {("/auth/value", "required")}
+
+    async def test_private_and_loopback_hosts_are_refused_unless_allowed(
+        self, http: httpx.AsyncClient
+    ) -> None:
+        for url in (
+            "http://127.0.0.1:8080/hook",
+            "https://192.168.0.10/",
+            "http://[::1]/",
+            "https://localhost/x",
+        ):
+            response = await http.post(ACTIONS, json=crm(url=url))
+            assert response.status_code == 400, url
+            assert paths(response) == {("/url", "private-host")}
+        for url in ("https://crm.internal/v1/{{customerId}}", "http://10.1.2.3:9000/{{customerId}}"):
+            created = await create(http, crm(url=url))
+            assert created["url"] == url
+
+    async def test_every_problem_of_an_action_is_reported(self, http: httpx.AsyncClient) -> None:
+        body = crm(
+            url="ftp://user:pw@example.com/{{id",
+            method="GET",
+            headers={"Host": "evil.example.com", "Authorization": "Basic x", "X-Ok": "}}"},
+            responseFields=[{"name": "a"}, {"name": "a"}],
+        )
+        response = await http.post(ACTIONS, json=body)
+        assert response.status_code == 400
+        assert paths(response) == {
+            ("/url", "url"),
+            ("/url", "template"),
+            ("/headers/Host", "header"),
+            ("/headers/Authorization", "header"),
+            ("/headers/X-Ok", "template"),
+            ("/body", "body"),
+            ("/responseFields/1/name", "unique"),
+        }
+        assert response.json()["problems"]
+
+    async def test_header_values_cannot_carry_line_breaks(self, http: httpx.AsyncClient) -> None:
+        response = await http.post(ACTIONS, json=crm(headers={"X-A": "a\r\nX-Injected: 1"}))
+        assert response.status_code == 422
+
+    async def test_names_are_unique_per_sandbox(
+        self, http: httpx.AsyncClient, fresh: httpx.AsyncClient
+    ) -> None:
+        action = await create(http)
+        taken = await http.post(ACTIONS, json=crm(action["name"].upper()))
+        assert taken.status_code == 409
+        assert paths(taken) == {("/name", "unique")}
+        assert (await fresh.post(ACTIONS, json=crm(action["name"]))).status_code == 201
+
+    async def test_another_sandbox_sees_nothing(
+        self, http: httpx.AsyncClient, fresh: httpx.AsyncClient
+    ) -> None:
+        action = await create(http)
+        assert (await fresh.get(f"{ACTIONS}/{action['id']}")).status_code == 404
+        assert (await fresh.put(f"{ACTIONS}/{action['id']}", json=crm())).status_code == 404
+        assert (await fresh.delete(f"{ACTIONS}/{action['id']}")).status_code == 404
+        assert (await fresh.get(ACTIONS)).json()["items"] == []
+
+    async def test_delete(self, http: httpx.AsyncClient) -> None:
+        action = await create(http)
+        assert (await http.delete(f"{ACTIONS}/{action['id']}")).status_code == 204
+        assert (await http.get(f"{ACTIONS}/{action['id']}")).status_code == 404
+        assert (await http.delete(f"{ACTIONS}/{action['id']}")).status_code == 404
+        assert (await http.delete(f"{ACTIONS}/not-an-id")).status_code == 404
+
+
+class TestJourneysCallingActions:
+    async def test_a_journey_calling_an_action_publishes_and_records_it(
+        self, http: httpx.AsyncClient
+    ) -> None:
+        action = await create(http)
+        journey = (await http.post(JOURNEYS, json=calling(action["id"], INPUTS))).json()
+        published = await http.post(f"{JOURNEYS}/{journey['id']}/versions/1/publish")
+        assert published.status_code == 200, published.text
+        assert published.json()["references"]["actions"] == [action["id"]]
+
+    async def test_an_unknown_action_its_inputs_and_its_response_fields_are_publish_problems(
+        self, http: httpx.AsyncClient
+    ) -> None:
+        action = await create(http)
+        for body, expected in (
+            (calling(str(uuid.uuid4()), INPUTS), {("/nodes/1/actionId", "unknown-action")}),
+            (
+                calling(action["id"], {"customerId": "_id", "email": "x", "extra": "1"}),
+                {("/nodes/1/inputs", "missing-input"), ("/nodes/1/inputs/extra", "unknown-input")},
+            ),
+            (
+                calling(action["id"], INPUTS, "_journey.actions.lookup.colour = 1"),
+                {("/nodes/2/branches/0/condition", "action-response")},
+            ),
+        ):
+            journey = (await http.post(JOURNEYS, json=body)).json()
+            response = await http.post(f"{JOURNEYS}/{journey['id']}/versions/1/publish")
+            assert response.status_code == 400
+            assert {(p["path"], p["code"]) for p in response.json()["problems"]} == expected
+
+    async def test_an_action_a_running_version_calls_cannot_be_deleted(self, http: httpx.AsyncClient) -> None:
+        action = await create(http)
+        journey = (await http.post(JOURNEYS, json=calling(action["id"], INPUTS))).json()
+        await http.post(f"{JOURNEYS}/{journey['id']}/versions/1/publish")
+        refused = await http.delete(f"{ACTIONS}/{action['id']}")
+        assert refused.status_code == 409
+        assert refused.json()["usedBy"] == [{"journeyId": journey["id"], "version": 1, "status": "live"}]
+        await http.post(f"{JOURNEYS}/{journey['id']}/versions/1/close")
+        assert (await http.delete(f"{ACTIONS}/{action['id']}")).status_code == 409
+        await http.post(f"{JOURNEYS}/{journey['id']}/versions/1/stop")
+        assert (await http.delete(f"{ACTIONS}/{action['id']}")).status_code == 204

@@ -1,0 +1,46 @@
+"""No input makes the journeys service answer 5xx: schemathesis generates requests from
+the service's own OpenAPI document and sends them to a real server process, with a real
+journey and a real custom action in place of generated ids, so bodies reach the checks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from itinera.common.auth import ALL_SCOPES, mint_token
+from itinera.common.testing import StackInfo, no_server_errors, serving
+from itinera.journeys.config import JourneysSettings
+
+EXAMPLES_PER_OPERATION = int(os.environ.get("ITINERA_FUZZ_EXAMPLES", "25"))
+
+
+@pytest.fixture(scope="module")
+def server(topics_created: StackInfo) -> Iterator[str]:
+    with serving(topics_created, "journeys") as url:
+        yield url
+
+
+def test_no_input_gets_a_server_error(server: str) -> None:
+    token = mint_token(JourneysSettings(), scopes=ALL_SCOPES, sandbox="fuzz")
+    headers = {"Authorization": f"Bearer {token}"}
+    journey = httpx.post(
+        f"{server}/v1/journeys",
+        headers=headers,
+        json={"name": "fuzzed", "nodes": [{"id": "start", "type": "event", "eventType": "x"}]},
+    )
+    action = httpx.post(
+        f"{server}/v1/actions",
+        headers=headers,
+        json={"name": f"fuzzed {journey.json()['id']}", "url": "https://api.example.com/{{id}}"},
+    )
+    assert (journey.status_code, action.status_code) == (201, 201)
+    no_server_errors(
+        server,
+        token,
+        at_least=16,
+        examples=EXAMPLES_PER_OPERATION,
+        path_parameters={"journeyId": journey.json()["id"], "actionId": action.json()["id"]},
+    )
