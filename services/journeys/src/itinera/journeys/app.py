@@ -1,6 +1,6 @@
-"""The journeys service: journey definitions, versioned and published, and the custom
-actions they call. So far the definitions only: the runtime that walks published
-versions (instances, timers, messages) is not built yet.
+"""The journeys service: journey definitions, versioned and published, the custom
+actions they call, and the runtime that walks published versions: instances entered
+from profile events and audience memberships, timers, message requests and steps.
 """
 
 from __future__ import annotations
@@ -9,15 +9,35 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter
 
-from itinera.common.service import Service
-from itinera.journeys.config import settings
+from itinera.common.kafka import topics
+from itinera.common.kafka.consumer import ConsumerLoop
+from itinera.common.service import Runtime, Service, Worker
+from itinera.journeys.config import JourneysSettings, settings
+from itinera.journeys.runtime.consumers import RuntimeHandler, TimerRunner
 
 
 def _routers() -> Sequence[APIRouter]:
     from itinera.journeys.actions.endpoints import router as actions
     from itinera.journeys.definitions.endpoints import router as definitions
+    from itinera.journeys.runtime.endpoints import router as instances
 
-    return (definitions, actions)
+    return (definitions, actions, instances)
+
+
+def _workers(runtime: Runtime) -> Sequence[Worker]:
+    config = runtime.settings
+    assert isinstance(config, JourneysSettings)
+    return [
+        ConsumerLoop(
+            settings=config,
+            group=config.journeys_consumer_group,
+            topic_names=[topics.PROFILE_EVENTS.name, topics.AUDIENCES.name, topics.IDENTITY_MERGES.name],
+            handler=RuntimeHandler(runtime.pool, config.default_sandbox),
+            dead_letters=runtime.producer,
+            service="journeys",
+        ),
+        TimerRunner(runtime.pool, config.journeys_timer_interval_s, config.journeys_timer_batch),
+    ]
 
 
 SERVICE = Service(
@@ -27,6 +47,7 @@ SERVICE = Service(
     migrations="itinera.journeys.migrations",
     settings=settings,
     routers=_routers,
+    workers=_workers,
     title="Itinera journeys",
     description=(
         "Journeys in the shape of Adobe Journey Optimizer's: versioned graphs of entries, "

@@ -17,6 +17,11 @@ class JourneysSettings(CommonSettings):
     journeys_action_allow_hosts: Annotated[frozenset[str], NoDecode] = frozenset()
     """Hosts a custom action may call although they are private or loopback addresses
     (or names such as ``localhost``), comma-separated: ``crm.internal,10.0.0.7``."""
+    journeys_consumer_group: str = "itinera-journeys"
+    journeys_timer_interval_s: float = Field(default=0.25, gt=0)
+    """Seconds between looks for due timers, when none was due."""
+    journeys_timer_batch: int = Field(default=500, ge=1, le=10_000)
+    """Due timers fired in one transaction."""
     journeys_max_nodes: int = Field(default=500, ge=2, le=10_000)
     """The most nodes a journey may have."""
     journeys_max_expression_length: int = Field(default=16 * 1024, ge=256)

@@ -104,6 +104,26 @@ AUDIENCES = Topic(
     payload_schema="topics/audiences.v1.schema.json",
 )
 
+MESSAGES = Topic(
+    name="itinera.messages.v1",
+    description=(
+        "Message requests from journeys and campaigns: a channel, a template, the context "
+        "and a snapshot of the profile, with a deterministic message id (the channels' "
+        "idempotency key)."
+    ),
+    key="profile id",
+    payload_schema="topics/messages.v1.schema.json",
+)
+JOURNEY_STEPS = Topic(
+    name="itinera.journey.steps.v1",
+    description=(
+        "What journey instances do: a profile entered, a step started, finished or failed, "
+        "the profile exited, each with its reason; what reporting reads."
+    ),
+    key="profile id",
+    payload_schema="topics/journey-steps.v1.schema.json",
+)
+
 CATALOGUE: tuple[Topic, ...] = (
     INBOUND,
     EVENTS,
@@ -113,6 +133,8 @@ CATALOGUE: tuple[Topic, ...] = (
     PROFILE_EVENTS,
     PROFILE_CHANGES,
     AUDIENCES,
+    MESSAGES,
+    JOURNEY_STEPS,
 )
 
 

@@ -42,6 +42,7 @@ from itinera.journeys.definitions.schemas import (
     ReadAudienceEntry,
 )
 from itinera.journeys.definitions.validation import ActionFacts, Known
+from itinera.journeys.runtime import service as runtime
 
 JOURNEYS = "/v1/journeys"
 
@@ -322,7 +323,10 @@ async def _end(
     row = await _version(db, sandbox, journey_id, version)
     if row["status"] not in allowed_from:
         raise _transition_refused(row, status, allowed_from)
-    ended = await repository.set_status(db, sandbox, journey_id, version, status, datetime.now(UTC))
+    now = datetime.now(UTC)
+    ended = await repository.set_status(db, sandbox, journey_id, version, status, now)
+    if status == "stopped":
+        await runtime.stop_version(db, sandbox, journey_id, version, now)
     await repository.touch(db, sandbox, journey_id)
     return version_view(ended)
 

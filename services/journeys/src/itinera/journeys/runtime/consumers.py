@@ -1,0 +1,143 @@
+"""What the runtime consumes (group ``itinera-journeys``): profile events, audience
+memberships and identity merges; and its timers. Each consumed batch is one transaction
+per sandbox, with what it publishes (outbox); a record that is not what its topic
+promises is dead-lettered with the reason."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from itinera.common.errors import FieldError
+from itinera.common.kafka import topics
+from itinera.common.kafka.consumer import PermanentError, Record
+from itinera.common.periodic import Periodic
+from itinera.journeys.runtime import repository
+from itinera.journeys.runtime.service import Instance, Run, compiled
+from itinera.journeys.runtime.walker import Journey
+
+
+def _uuid(value: Any, path: str, problems: list[FieldError]) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        problems.append(FieldError(path, "expected a profile id (UUID)", "format"))
+        return uuid.UUID(int=0)
+
+
+def _parsed(record: Record, default_sandbox: str) -> tuple[str, dict[str, Any]]:
+    data = record.json()
+    if not isinstance(data, dict):
+        raise PermanentError([FieldError("", "expected an object", "type")])
+    problems: list[FieldError] = []
+    data["_profile"] = _uuid(data.get("profileId"), "/profileId", problems)
+    if record.topic == topics.PROFILE_EVENTS.name:
+        if not isinstance(data.get("event"), Mapping):
+            problems.append(FieldError("/event", "expected the experience event", "required"))
+        if not isinstance(data.get("profile"), Mapping):
+            problems.append(FieldError("/profile", "expected the profile's snapshot", "required"))
+    elif record.topic == topics.AUDIENCES.name:
+        if data.get("status") not in ("realized", "exited"):
+            problems.append(FieldError("/status", "expected realized or exited", "enum"))
+        if not isinstance(data.get("audienceId"), str):
+            problems.append(FieldError("/audienceId", "expected the audience id", "required"))
+    else:
+        merged = data.get("mergedProfileIds")
+        if not isinstance(merged, list):
+            problems.append(FieldError("/mergedProfileIds", "expected a list of profile ids", "type"))
+        else:
+            data["_merged"] = [_uuid(m, f"/mergedProfileIds/{i}", problems) for i, m in enumerate(merged)]
+    if problems:
+        raise PermanentError(problems)
+    return str(data.get("sandbox") or record.sandbox or default_sandbox), data
+
+
+class RuntimeHandler:
+    """Applies a batch of profile events, memberships and merges, in order, one
+    transaction per sandbox."""
+
+    def __init__(self, pool: asyncpg.Pool, default_sandbox: str) -> None:
+        self.pool = pool
+        self.default_sandbox = default_sandbox
+
+    async def __call__(self, batch: list[Record]) -> None:
+        by_sandbox: dict[str, list[tuple[str, dict[str, Any], str]]] = defaultdict(list)
+        for record in batch:
+            sandbox, data = _parsed(record, self.default_sandbox)
+            by_sandbox[sandbox].append(
+                (record.topic, data, record.ce_id or f"{record.partition}:{record.offset}")
+            )
+        for sandbox, items in by_sandbox.items():
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self._apply(conn, sandbox, items)
+
+    async def _apply(
+        self, conn: asyncpg.Connection, sandbox: str, items: list[tuple[str, dict[str, Any], str]]
+    ) -> None:
+        run = Run(conn, sandbox, datetime.now(UTC))
+        events = [d for t, d, _ in items if t == topics.PROFILE_EVENTS.name]
+        await repository.store_profiles(conn, sandbox, {d["_profile"]: d["profile"] for d in events})
+        event_types = {str(d["event"].get("eventType")) for d in events}
+        audiences = {str(d["audienceId"]) for t, d, _ in items if t == topics.AUDIENCES.name}
+        entries: dict[tuple[str, str], list[Journey]] = defaultdict(list)
+        for kind, keys in (("event", event_types), ("audience", audiences)):
+            if keys:
+                for row in await repository.live_versions(conn, sandbox, kind, sorted(keys)):
+                    entries[(kind, row["entry_key"])].append(compiled(row))
+        members = [d["_profile"] for t, d, _ in items if t == topics.AUDIENCES.name]
+        profiles = await repository.profiles_of(conn, sandbox, members) if members else {}
+        await run.load_live([d["_profile"] for _, d, _ in items if "_merged" not in d])
+        for topic, data, record_id in items:
+            profile_id: uuid.UUID = data["_profile"]
+            if topic == topics.PROFILE_EVENTS.name:
+                event = data["event"]
+                found = entries.get(("event", str(event.get("eventType"))), [])
+                await run.on_event(profile_id, data["profile"], event, found)
+            elif topic == topics.AUDIENCES.name:
+                audience_id = str(data["audienceId"])
+                await run.on_membership(
+                    profile_id,
+                    profiles.get(str(profile_id), {}),
+                    audience_id,
+                    data["status"] == "realized",
+                    entries.get(("audience", audience_id), []),
+                    record_id,
+                )
+            else:
+                await run.on_merge(profile_id, data["_merged"])
+        await run.flush()
+
+
+class TimerRunner(Periodic):
+    """Fires due timers, :attr:`batch` at a time, in one transaction with what they
+    cause; any number of runners share them (``SKIP LOCKED``)."""
+
+    def __init__(self, pool: asyncpg.Pool, interval_s: float, batch: int) -> None:
+        super().__init__("journeys:timers", interval_s)
+        self.pool = pool
+        self.batch = batch
+
+    async def tick(self) -> bool:
+        now = datetime.now(UTC)
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await repository.claim_timers(conn, now, self.batch)
+            by_sandbox: dict[str, list[Any]] = defaultdict(list)
+            for row in rows:
+                by_sandbox[row["sandbox"]].append(row)
+            for sandbox, due in by_sandbox.items():
+                run = Run(conn, sandbox, now)
+                profiles = await repository.profiles_of(conn, sandbox, [r["profile_id"] for r in due])
+                for row in due:
+                    inst = Instance.of(row)
+                    await repository.delete_timer(conn, sandbox, inst.id, row["kind"])
+                    if row["kind"] == "timeout":
+                        await run.end(inst, "timeout")
+                    elif inst.node == row["timer_node"]:
+                        await run.resume(inst, "timer", profiles.get(str(inst.profile_id), {}))
+                await run.flush()
+        return len(rows) == self.batch

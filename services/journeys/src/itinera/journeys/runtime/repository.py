@@ -1,0 +1,352 @@
+"""SQL of the runtime: instances, their steps, timers, event waits and profiles."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from asyncpg import Record as Row
+
+
+async def live_versions(
+    conn: asyncpg.Connection, sandbox: str, entry_type: str, keys: Sequence[str]
+) -> list[Row]:
+    """Live versions entered by ``entry_type`` (``event``, ``audience``) with one of ``keys``."""
+    rows: list[Row] = await conn.fetch(
+        """SELECT journey_id, version, definition, entry_key FROM journey_versions
+            WHERE sandbox = $1 AND status = 'live' AND entry_type = $2 AND entry_key = ANY($3::text[])""",
+        sandbox,
+        entry_type,
+        list(keys),
+    )
+    return rows
+
+
+async def versions(
+    conn: asyncpg.Connection, sandbox: str, keys: Iterable[tuple[uuid.UUID, int]]
+) -> list[Row]:
+    """Versions by (journey id, version), with their status."""
+    pairs = list(keys)
+    rows: list[Row] = await conn.fetch(
+        """SELECT v.journey_id, v.version, v.definition, v.status FROM journey_versions v
+             JOIN unnest($2::uuid[], $3::int[]) AS k(journey_id, version)
+               ON k.journey_id = v.journey_id AND k.version = v.version
+            WHERE v.sandbox = $1""",
+        sandbox,
+        [p[0] for p in pairs],
+        [p[1] for p in pairs],
+    )
+    return rows
+
+
+async def live_version_of(conn: asyncpg.Connection, sandbox: str, journey_id: uuid.UUID) -> Row | None:
+    row: Row | None = await conn.fetchrow(
+        """SELECT journey_id, version, definition FROM journey_versions
+            WHERE sandbox = $1 AND journey_id = $2 AND status = 'live'""",
+        sandbox,
+        journey_id,
+    )
+    return row
+
+
+async def last_entry(
+    conn: asyncpg.Connection, sandbox: str, profile_id: uuid.UUID, journey_id: uuid.UUID
+) -> Row | None:
+    """The profile's latest instance of the journey (live or ended)."""
+    row: Row | None = await conn.fetchrow(
+        """SELECT id, status, entered_at FROM instances
+            WHERE sandbox = $1 AND profile_id = $2 AND journey_id = $3
+            ORDER BY entered_at DESC LIMIT 1""",
+        sandbox,
+        profile_id,
+        journey_id,
+    )
+    return row
+
+
+async def insert_instance(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    instance_id: uuid.UUID,
+    journey_id: uuid.UUID,
+    version: int,
+    profile_id: uuid.UUID,
+    trigger_id: str,
+    test_mode: bool,
+    context: dict[str, Any],
+    now: datetime,
+) -> bool:
+    """A new live instance; False when the profile has one in this journey already, or
+    this trigger has already made it enter."""
+    status: str = await conn.execute(
+        """INSERT INTO instances
+               (sandbox, id, journey_id, version, profile_id, status, trigger_id, test_mode, context,
+                entered_at)
+           VALUES ($1, $2, $3, $4, $5, 'waiting', $6, $7, $8, $9)
+           ON CONFLICT DO NOTHING""",
+        sandbox,
+        instance_id,
+        journey_id,
+        version,
+        profile_id,
+        trigger_id,
+        test_mode,
+        context,
+        now,
+    )
+    return status == "INSERT 0 1"
+
+
+async def save(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    instance_id: uuid.UUID,
+    *,
+    node: str | None,
+    context: dict[str, Any],
+    steps: int,
+    ended_at: datetime | None,
+    status: str,
+    end_reason: str | None,
+) -> None:
+    await conn.execute(
+        """UPDATE instances
+              SET node = $3, context = $4, steps = $5, ended_at = $6, status = $7, end_reason = $8,
+                  updated_at = now()
+            WHERE sandbox = $1 AND id = $2""",
+        sandbox,
+        instance_id,
+        node,
+        context,
+        steps,
+        ended_at,
+        status,
+        end_reason,
+    )
+
+
+async def add_steps(conn: asyncpg.Connection, sandbox: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Steps as (instance id, step, kind, node, node type, reason, detail, at)."""
+    if not rows:
+        return
+    columns = list(zip(*rows, strict=True))
+    await conn.execute(
+        """INSERT INTO instance_steps (sandbox, instance_id, step, kind, node, node_type, reason, detail, at)
+           SELECT $1, * FROM unnest($2::uuid[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[],
+                                    $8::jsonb[], $9::timestamptz[])""",
+        sandbox,
+        *[list(c) for c in columns],
+    )
+
+
+async def clear_waits(conn: asyncpg.Connection, sandbox: str, instance_id: uuid.UUID) -> None:
+    """Forget what the instance was waiting for (its resume timer and event wait)."""
+    await conn.execute(
+        "DELETE FROM timers WHERE sandbox = $1 AND instance_id = $2 AND kind = 'resume'", sandbox, instance_id
+    )
+    await conn.execute(
+        "DELETE FROM event_waits WHERE sandbox = $1 AND instance_id = $2", sandbox, instance_id
+    )
+
+
+async def set_timer(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    instance_id: uuid.UUID,
+    kind: str,
+    node: str | None,
+    due_at: datetime,
+) -> None:
+    await conn.execute(
+        """INSERT INTO timers (sandbox, instance_id, kind, node, due_at) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (sandbox, instance_id, kind)
+           DO UPDATE SET node = excluded.node, due_at = excluded.due_at""",
+        sandbox,
+        instance_id,
+        kind,
+        node,
+        due_at,
+    )
+
+
+async def set_event_wait(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    instance_id: uuid.UUID,
+    profile_id: uuid.UUID,
+    node: str,
+    event_type: str | None,
+    condition: str | None,
+    message_id: str | None,
+    reaction: str | None,
+) -> None:
+    await conn.execute(
+        """INSERT INTO event_waits
+               (sandbox, instance_id, profile_id, node, event_type, condition, message_id, reaction)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+        sandbox,
+        instance_id,
+        profile_id,
+        node,
+        event_type,
+        condition,
+        message_id,
+        reaction,
+    )
+
+
+async def end_instance_rows(conn: asyncpg.Connection, sandbox: str, instance_id: uuid.UUID) -> None:
+    """An ended instance waits for nothing."""
+    await conn.execute("DELETE FROM timers WHERE sandbox = $1 AND instance_id = $2", sandbox, instance_id)
+    await conn.execute(
+        "DELETE FROM event_waits WHERE sandbox = $1 AND instance_id = $2", sandbox, instance_id
+    )
+
+
+async def live_of_profiles(
+    conn: asyncpg.Connection, sandbox: str, profile_ids: Sequence[uuid.UUID]
+) -> list[Row]:
+    """The live instances of the profiles, with their version's definition and what they
+    wait for, locked until the transaction ends."""
+    rows: list[Row] = await conn.fetch(
+        """SELECT i.*, v.definition, w.event_type, w.condition, w.message_id, w.reaction,
+                  w.node AS waiting_node
+             FROM instances i
+             JOIN journey_versions v
+               ON v.sandbox = i.sandbox AND v.journey_id = i.journey_id AND v.version = i.version
+             LEFT JOIN event_waits w ON w.sandbox = i.sandbox AND w.instance_id = i.id
+            WHERE i.sandbox = $1 AND i.profile_id = ANY($2::uuid[]) AND i.status = 'waiting'
+            ORDER BY i.profile_id, i.entered_at, i.id
+            FOR UPDATE OF i""",
+        sandbox,
+        list(profile_ids),
+    )
+    return rows
+
+
+async def claim_timers(conn: asyncpg.Connection, now: datetime, limit: int) -> list[Row]:
+    """Due timers no other worker holds, with their live instance and its version's
+    definition, locked until the transaction ends."""
+    rows: list[Row] = await conn.fetch(
+        """SELECT t.sandbox, t.instance_id, t.kind, t.node AS timer_node, t.due_at, i.*, v.definition
+             FROM timers t
+             JOIN instances i ON i.sandbox = t.sandbox AND i.id = t.instance_id
+             JOIN journey_versions v
+               ON v.sandbox = i.sandbox AND v.journey_id = i.journey_id AND v.version = i.version
+            WHERE t.due_at <= $1
+            ORDER BY t.due_at
+            LIMIT $2
+            FOR UPDATE OF t, i SKIP LOCKED""",
+        now,
+        limit,
+    )
+    return rows
+
+
+async def delete_timer(conn: asyncpg.Connection, sandbox: str, instance_id: uuid.UUID, kind: str) -> None:
+    await conn.execute(
+        "DELETE FROM timers WHERE sandbox = $1 AND instance_id = $2 AND kind = $3", sandbox, instance_id, kind
+    )
+
+
+async def live_of_version(
+    conn: asyncpg.Connection, sandbox: str, journey_id: uuid.UUID, version: int
+) -> list[Row]:
+    rows: list[Row] = await conn.fetch(
+        """SELECT * FROM instances
+            WHERE sandbox = $1 AND journey_id = $2 AND version = $3 AND status = 'waiting'
+              FOR UPDATE""",
+        sandbox,
+        journey_id,
+        version,
+    )
+    return rows
+
+
+async def move_instances(
+    conn: asyncpg.Connection, sandbox: str, instance_ids: Sequence[uuid.UUID], profile_id: uuid.UUID
+) -> None:
+    """Instances (and their event waits) now follow ``profile_id``."""
+    await conn.execute(
+        """UPDATE instances SET profile_id = $3, updated_at = now()
+            WHERE sandbox = $1 AND id = ANY($2::uuid[])""",
+        sandbox,
+        list(instance_ids),
+        profile_id,
+    )
+    await conn.execute(
+        "UPDATE event_waits SET profile_id = $3 WHERE sandbox = $1 AND instance_id = ANY($2::uuid[])",
+        sandbox,
+        list(instance_ids),
+        profile_id,
+    )
+
+
+async def store_profiles(
+    conn: asyncpg.Connection, sandbox: str, profiles: dict[uuid.UUID, dict[str, Any]]
+) -> None:
+    if not profiles:
+        return
+    await conn.execute(
+        """INSERT INTO profiles (sandbox, profile_id, attributes)
+           SELECT $1, * FROM unnest($2::uuid[], $3::jsonb[])
+           ON CONFLICT (sandbox, profile_id)
+           DO UPDATE SET attributes = excluded.attributes, updated_at = now()""",
+        sandbox,
+        list(profiles),
+        list(profiles.values()),
+    )
+
+
+async def profiles_of(
+    conn: asyncpg.Connection, sandbox: str, profile_ids: Sequence[uuid.UUID]
+) -> dict[str, dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT profile_id, attributes FROM profiles WHERE sandbox = $1 AND profile_id = ANY($2::uuid[])",
+        sandbox,
+        list(profile_ids),
+    )
+    return {str(r["profile_id"]): r["attributes"] for r in rows}
+
+
+async def instance(conn: asyncpg.Connection, sandbox: str, instance_id: uuid.UUID) -> Row | None:
+    row: Row | None = await conn.fetchrow(
+        "SELECT * FROM instances WHERE sandbox = $1 AND id = $2", sandbox, instance_id
+    )
+    return row
+
+
+async def steps_of(conn: asyncpg.Connection, sandbox: str, instance_id: uuid.UUID) -> list[Row]:
+    rows: list[Row] = await conn.fetch(
+        "SELECT * FROM instance_steps WHERE sandbox = $1 AND instance_id = $2 ORDER BY step",
+        sandbox,
+        instance_id,
+    )
+    return rows
+
+
+async def instances_of(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    journey_id: uuid.UUID,
+    status: str | None,
+    profile_id: uuid.UUID | None,
+    offset: int,
+    limit: int,
+) -> list[Row]:
+    rows: list[Row] = await conn.fetch(
+        """SELECT * FROM instances
+            WHERE sandbox = $1 AND journey_id = $2 AND ($3::text IS NULL OR status = $3)
+              AND ($4::uuid IS NULL OR profile_id = $4)
+            ORDER BY entered_at DESC, id OFFSET $5 LIMIT $6""",
+        sandbox,
+        journey_id,
+        status,
+        profile_id,
+        offset,
+        limit,
+    )
+    return rows
