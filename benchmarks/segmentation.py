@@ -24,6 +24,7 @@ HTTP hop in front of it is measured by ``benchmarks/ingest.py``). The benchmark 
 it never asserts. Every phase is bounded in time, and whatever it started is stopped.
 
     .venv/bin/python benchmarks/segmentation.py [--rate 1000] [--duration 20] [--batch-profiles 100000]
+    .venv/bin/python benchmarks/segmentation.py --skip-streaming   # (b) only
 """
 
 from __future__ import annotations
@@ -206,59 +207,74 @@ async def bench(args: argparse.Namespace, stack: Stack) -> Run:
     sandbox = f"bench-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     token = mint_token(settings, sandbox=sandbox)
     headers = {"authorization": f"Bearer {token}"}
+    run = Run(planned=0 if args.skip_streaming else int(args.rate * args.duration))
+    async with httpx.AsyncClient(headers=headers) as client:
+        deadline = time.monotonic() + 120
+        for url in urls.values():
+            await ready(client, url, stack, deadline)
+        if not args.skip_streaming:
+            await streaming_phase(args, stack, client, urls["segmentation"], settings, sandbox, run)
+        if args.batch_profiles:
+            run.batch = await batch_phase(args, stack, client, urls["segmentation"], settings, sandbox)
+    return run
+
+
+async def streaming_phase(
+    args: argparse.Namespace,
+    stack: Stack,
+    client: httpx.AsyncClient,
+    url: str,
+    settings: CommonSettings,
+    sandbox: str,
+    run: Run,
+) -> None:
+    """(a): one streaming audience, then new profiles' events at ``--rate``, each
+    event's latency to its profile's entry."""
     producer = Producer(settings, client_id="itinera-bench-segmentation")
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
         fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
     )
-    run = Run(planned=int(args.rate * args.duration))
-    async with httpx.AsyncClient(headers=headers) as client:
-        deadline = time.monotonic() + 120
-        for url in urls.values():
-            await ready(client, url, stack, deadline)
-        created = await client.post(
-            f"{urls['segmentation']}/data/core/ups/segment/definitions",
-            json={
-                "name": "bench purchasers",
-                "expression": {"type": "PQL", "format": "pql/text", "value": RULE},
-                "schema": {"name": "_xdm.context.profile"},
-                "evaluationInfo": {"batch": {"enabled": False}, "continuous": {"enabled": True}},
-            },
-        )
-        created.raise_for_status()
-        say(f"streaming audience {created.json()['id']}; sandbox {sandbox}")
-        await producer.start()
-        await consumer.start()
-        try:
-            assigned = [TopicPartition(topics.AUDIENCES.name, p) for p in range(topics.AUDIENCES.partitions)]
-            consumer.assign(assigned)
-            await consumer.seek_to_beginning(*assigned)
-            stop = asyncio.Event()
-            collecting = asyncio.create_task(collect(consumer, run, stop))
-            rng = random.Random(args.seed)
-            records = []
-            for n in range(args.warmup + run.planned):
-                ecid = "".join(rng.choices("0123456789", k=38))
-                records.append((profile_id(sandbox, ecid), event_record(sandbox, ecid, n)))
-            say(f"warm-up: {args.warmup} events, then {run.planned:,} at {args.rate:,.0f}/s")
-            await send(producer, records[: args.warmup], args.rate, Run(args.warmup), args.max_in_flight)
-            await asyncio.sleep(3)
-            run.latencies_s.clear()
-            before = cpu_sample(stack.watched())
-            await send(producer, records[args.warmup :], args.rate, run, args.max_in_flight)
-            run.sent_all.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(run.answered_all.wait(), args.drain)
-            run.cpu = cpu_use(before, cpu_sample(stack.watched()))
-            stop.set()
-            await collecting
-        finally:
-            await consumer.stop()
-            await producer.stop()
-        if args.batch_profiles:
-            run.batch = await batch_phase(args, stack, client, urls["segmentation"], settings, sandbox)
-    return run
+    created = await client.post(
+        f"{url}/data/core/ups/segment/definitions",
+        json={
+            "name": "bench purchasers",
+            "expression": {"type": "PQL", "format": "pql/text", "value": RULE},
+            "schema": {"name": "_xdm.context.profile"},
+            "evaluationInfo": {"batch": {"enabled": False}, "continuous": {"enabled": True}},
+        },
+    )
+    created.raise_for_status()
+    say(f"streaming audience {created.json()['id']}; sandbox {sandbox}")
+    await producer.start()
+    await consumer.start()
+    try:
+        assigned = [TopicPartition(topics.AUDIENCES.name, p) for p in range(topics.AUDIENCES.partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        stop = asyncio.Event()
+        collecting = asyncio.create_task(collect(consumer, run, stop))
+        rng = random.Random(args.seed)
+        records = []
+        for n in range(args.warmup + run.planned):
+            ecid = "".join(rng.choices("0123456789", k=38))
+            records.append((profile_id(sandbox, ecid), event_record(sandbox, ecid, n)))
+        say(f"warm-up: {args.warmup} events, then {run.planned:,} at {args.rate:,.0f}/s")
+        await send(producer, records[: args.warmup], args.rate, Run(args.warmup), args.max_in_flight)
+        await asyncio.sleep(3)
+        run.latencies_s.clear()
+        before = cpu_sample(stack.watched())
+        await send(producer, records[args.warmup :], args.rate, run, args.max_in_flight)
+        run.sent_all.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(run.answered_all.wait(), args.drain)
+        run.cpu = cpu_use(before, cpu_sample(stack.watched()))
+        stop.set()
+        await collecting
+    finally:
+        await consumer.stop()
+        await producer.stop()
 
 
 async def batch_phase(
@@ -359,13 +375,11 @@ async def send(
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-def report(run: Run, args: argparse.Namespace) -> str:
+def streaming_report(run: Run, args: argparse.Namespace) -> list[str]:
     got = len(run.latencies_s)
     p99 = percentile_ms(run.latencies_s, 99)
     verdict = "meets" if got == run.sent and p99 < TARGET_P99_MS else "BELOW"
     lines = [
-        "",
-        machine_line(),
         f"streaming qualification at {args.rate:,.0f} events/s for {args.duration:.0f} s "
         f"(events produced to {topics.EVENTS.name}, one new profile each, each qualifying)",
         f"{'':<26}{'sent':>8}{'answered':>10}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}   target",
@@ -391,6 +405,13 @@ def report(run: Run, args: argparse.Namespace) -> str:
             f"{run.cpu.wall_s:>8.2f}{num(run.cpu.machine, 2):>9}{f'{run.cpu.client:.2f} / {num(client)}':>15}"
             + cells
         )
+    return lines
+
+
+def report(run: Run, args: argparse.Namespace) -> str:
+    lines = ["", machine_line()]
+    if not args.skip_streaming:
+        lines += streaming_report(run, args)
     if run.batch:
         b = run.batch
         seconds = b["segmentation_s"]
@@ -422,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain", type=float, default=30, help="seconds to wait for the last entries")
     parser.add_argument("--max-in-flight", type=int, default=5_000, help="unacknowledged sends at most")
     parser.add_argument("--time-limit", type=float, default=300, help="seconds for the whole run at most")
+    parser.add_argument("--skip-streaming", action="store_true", help="only (b), the segment job")
     parser.add_argument("--batch-profiles", type=int, default=100_000, help="profiles of (b); 0: skip it")
     parser.add_argument("--batch-limit", type=float, default=120, help="seconds (b) may take at most")
     parser.add_argument("--seed", type=int, default=7)

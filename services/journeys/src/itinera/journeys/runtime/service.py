@@ -62,6 +62,45 @@ def _iso(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
 
+@dataclass(frozen=True, slots=True)
+class MessageRequest:
+    """A message for the channels to deliver (``itinera.messages.v1``); ``id`` is the
+    channels' idempotency key, derived from what asked for it."""
+
+    id: str
+    sandbox: str
+    profile_id: str
+    channel: str
+    template_id: str | None
+    category: str
+    context: Mapping[str, Any]
+
+    def envelope(self, profile: Mapping[str, Any], origin: Mapping[str, Any], now: datetime) -> Envelope:
+        """The record, with the profile as it is now and what asked for it (``origin``:
+        ``{kind: "journey", journeyId, version, instanceId, nodeId, step, testMode}`` or
+        ``{kind: "campaign", ...}``)."""
+        return Envelope(
+            type=MESSAGE_TYPE,
+            source=SOURCE,
+            sandbox=self.sandbox,
+            key=self.profile_id,
+            id=self.id,
+            time=now,
+            data={
+                "messageId": self.id,
+                "sandbox": self.sandbox,
+                "profileId": self.profile_id,
+                "channel": self.channel,
+                "templateId": self.template_id,
+                "category": self.category,
+                "context": dict(self.context),
+                "profile": dict(profile),
+                "origin": dict(origin),
+                "requestedAt": _iso(now),
+            },
+        )
+
+
 @dataclass(slots=True)
 class Instance:
     """A live instance as the runtime holds it during a transaction."""
@@ -205,36 +244,19 @@ class Run:
         for s in done.steps:
             self._step(inst, s.step, s.kind, s.node, s.node_type, s.reason, s.detail)
         for m in done.messages:
-            self.envelopes["messages"].append(
-                Envelope(
-                    type=MESSAGE_TYPE,
-                    source=SOURCE,
-                    sandbox=self.sandbox,
-                    key=str(inst.profile_id),
-                    id=m.id,
-                    time=self.now,
-                    data={
-                        "messageId": m.id,
-                        "sandbox": self.sandbox,
-                        "profileId": str(inst.profile_id),
-                        "channel": m.channel,
-                        "templateId": m.template_id,
-                        "category": m.category,
-                        "context": m.context,
-                        "profile": dict(profile),
-                        "origin": {
-                            "kind": "journey",
-                            "journeyId": inst.journey.id,
-                            "version": inst.journey.version,
-                            "instanceId": str(inst.id),
-                            "nodeId": m.node,
-                            "step": m.step,
-                            "testMode": inst.test_mode,
-                        },
-                        "requestedAt": _iso(self.now),
-                    },
-                )
+            origin = {
+                "kind": "journey",
+                "journeyId": inst.journey.id,
+                "version": inst.journey.version,
+                "instanceId": str(inst.id),
+                "nodeId": m.node,
+                "step": m.step,
+                "testMode": inst.test_mode,
+            }
+            request = MessageRequest(
+                m.id, self.sandbox, str(inst.profile_id), m.channel, m.template_id, m.category, m.context
             )
+            self.envelopes["messages"].append(request.envelope(profile, origin, self.now))
         inst.steps = done.steps[-1].step if done.steps else inst.steps
         await repository.clear_waits(self.conn, self.sandbox, inst.id)
         inst.wait = inst.waiting_node = None

@@ -283,8 +283,7 @@ async def _evaluate_chunk(
     (the memberships after, the changes)."""
     held = await memberships.memberships_of(conn, sandbox, profiles)
     events = await events_for(conn, sandbox, audiences, profiles, now, event_limit)
-    pairs = {(a.id, p) for a in audiences for p in profiles}
-    outcome = evaluate_in_order(audiences, profiles, {}, events, held, now, pairs)
+    outcome = evaluate_in_order(audiences, profiles, {}, events, held, now)  # every pair
     changes = outcome.changes
     await memberships.schedule(conn, sandbox, outcome.schedule)
     await memberships.save(conn, sandbox, changes, now)

@@ -123,24 +123,25 @@ async def events_of(
     conn: asyncpg.Connection, sandbox: str, profile_ids: Iterable[str], since: datetime | None, limit: int
 ) -> dict[str, list[dict[str, Any]]]:
     """Each profile's events since ``since`` (all when None), at most ``limit`` each,
-    newest first."""
+    newest first; a profile without any is left out. One row per profile, its events as
+    one JSON array: decoding one value per profile costs far less than one per event."""
     rows = await conn.fetch(
-        """SELECT p.id AS profile_id, e.body
+        """SELECT p.id, e.bodies
            FROM unnest($2::uuid[]) AS p(id)
            CROSS JOIN LATERAL (
-               SELECT body FROM profile_events
-               WHERE sandbox = $1 AND profile_id = p.id AND ($3::timestamptz IS NULL OR occurred_at >= $3)
-               ORDER BY occurred_at DESC LIMIT $4
-           ) e""",
+               SELECT json_agg(body ORDER BY occurred_at DESC) AS bodies FROM (
+                   SELECT body, occurred_at FROM profile_events
+                   WHERE sandbox = $1 AND profile_id = p.id AND ($3::timestamptz IS NULL OR occurred_at >= $3)
+                   ORDER BY occurred_at DESC LIMIT $4
+               ) newest
+           ) e
+           WHERE e.bodies IS NOT NULL""",
         sandbox,
         sorted(set(profile_ids)),
         since,
         limit,
     )
-    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        found[str(r["profile_id"])].append(r["body"])
-    return found
+    return {str(r[0]): r[1] for r in rows}
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,22 +118,24 @@ def evaluate(
     """The membership changes of evaluating the relevant audiences for each profile
     (``only``: just these (audience, profile) pairs), and when to look again."""
     outcome = Outcome()
+    changes, schedule = outcome.changes, outcome.schedule
+    rules = [(audience, rule_of(audience).qualifies) for audience in audiences]
     for profile_id, attributes in profiles.items():
         held = memberships.get(profile_id, {})
         own = events.get(profile_id, [])
-        for audience in audiences:
+        for audience, rule in rules:
             if only is not None:
                 if (audience.id, profile_id) not in only:
                     continue
-            elif not relevant(audience.references, touched.get(profile_id)):
-                continue
-            qualifies = rule_of(audience).qualifies(attributes, now=now, events=own, segments=held)
+            elif touched and not relevant(audience.references, touched.get(profile_id)):
+                continue  # (nothing touched: every profile is evaluated afresh)
+            qualifies = rule(attributes, now=now, events=own, segments=held)
             previous = held.get(audience.id)
             status, announced = transition(previous, qualifies)
             if status is not None and status != previous:
-                outcome.changes.append(Change(audience.id, profile_id, status, announced, previous))
+                changes.append(Change(audience.id, profile_id, status, announced, previous))
             if audience.time_dependent:
-                outcome.schedule.append((audience.id, profile_id, next_check(audience, own, now)))
+                schedule.append((audience.id, profile_id, next_check(audience, own, now)))
     return outcome
 
 
