@@ -20,7 +20,7 @@ def journeys_settings(topics_created: StackInfo) -> JourneysSettings:
     return settings_for(
         topics_created,
         JourneysSettings,
-        journeys_action_allow_hosts="crm.internal,10.1.2.3",
+        journeys_action_allow_hosts="crm.internal,10.1.2.3,127.0.0.9",
         journeys_max_nodes=50,
         journeys_max_expression_length=2048,
     )
@@ -46,5 +46,21 @@ async def fresh(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A client in a sandbox of the test's own, for what must see nothing else."""
     token = mint_token(journeys_settings, scopes=ALL_SCOPES, sandbox=f"t{uuid.uuid4().hex[:10]}")
+    async with client_for(journeys_app, token) as client:
+        yield client
+
+
+@pytest.fixture
+def sandbox() -> str:
+    """A sandbox of the test's own."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def api(
+    journeys_app: FastAPI, journeys_settings: JourneysSettings, sandbox: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client with every scope in the test's own sandbox (``sandbox``)."""
+    token = mint_token(journeys_settings, scopes=ALL_SCOPES, sandbox=sandbox)
     async with client_for(journeys_app, token) as client:
         yield client

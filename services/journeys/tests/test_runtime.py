@@ -17,30 +17,15 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
-from itinera.common.auth import ALL_SCOPES, mint_token
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import Record
 from itinera.common.kafka.envelope import Envelope
 from itinera.common.kafka.producer import Producer
-from itinera.common.testing import StackInfo, client_for, eventually, topic_reader
+from itinera.common.testing import StackInfo, eventually, topic_reader
 from itinera.journeys.config import JourneysSettings
 
 JOURNEYS = "/v1/journeys"
 JANE = {"person": {"name": {"firstName": "Jane"}}, "identityMap": {"Email": [{"id": "jane@example.com"}]}}
-
-
-@pytest.fixture
-def sandbox() -> str:
-    return f"run-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-async def api(
-    journeys_app: FastAPI, journeys_settings: JourneysSettings, sandbox: str
-) -> AsyncIterator[httpx.AsyncClient]:
-    token = mint_token(journeys_settings, scopes=ALL_SCOPES, sandbox=sandbox)
-    async with client_for(journeys_app, token) as client:
-        yield client
 
 
 @pytest.fixture

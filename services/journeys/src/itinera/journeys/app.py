@@ -13,6 +13,7 @@ from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import ConsumerLoop
 from itinera.common.service import Runtime, Service, Worker
 from itinera.journeys.config import JourneysSettings, settings
+from itinera.journeys.runtime.actions import ActionRunner
 from itinera.journeys.runtime.consumers import RuntimeHandler, TimerRunner
 
 
@@ -37,6 +38,12 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             service="journeys",
         ),
         TimerRunner(runtime.pool, config.journeys_timer_interval_s, config.journeys_timer_batch),
+        ActionRunner(
+            runtime.pool,
+            config.journeys_action_interval_s,
+            config.journeys_action_batch,
+            config.journeys_action_allow_hosts,
+        ),
     ]
 
 

@@ -22,6 +22,10 @@ class JourneysSettings(CommonSettings):
     """Seconds between looks for due timers, when none was due."""
     journeys_timer_batch: int = Field(default=500, ge=1, le=10_000)
     """Due timers fired in one transaction."""
+    journeys_action_interval_s: float = Field(default=0.25, gt=0)
+    """Seconds between looks for custom action calls to make, when none was due."""
+    journeys_action_batch: int = Field(default=50, ge=1, le=1000)
+    """Custom action calls made at once by one worker."""
     journeys_max_nodes: int = Field(default=500, ge=2, le=10_000)
     """The most nodes a journey may have."""
     journeys_max_expression_length: int = Field(default=16 * 1024, ge=256)

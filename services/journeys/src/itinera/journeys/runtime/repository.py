@@ -202,6 +202,9 @@ async def end_instance_rows(conn: asyncpg.Connection, sandbox: str, instance_id:
     """An ended instance waits for nothing."""
     await conn.execute("DELETE FROM timers WHERE sandbox = $1 AND instance_id = $2", sandbox, instance_id)
     await conn.execute(
+        "DELETE FROM action_calls WHERE sandbox = $1 AND instance_id = $2", sandbox, instance_id
+    )
+    await conn.execute(
         "DELETE FROM event_waits WHERE sandbox = $1 AND instance_id = $2", sandbox, instance_id
     )
 
@@ -350,3 +353,70 @@ async def instances_of(
         limit,
     )
     return rows
+
+
+async def add_call(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    instance_id: uuid.UUID,
+    node: str,
+    step: int,
+    action_id: uuid.UUID,
+    inputs: dict[str, Any],
+) -> None:
+    await conn.execute(
+        """INSERT INTO action_calls (sandbox, instance_id, node, step, action_id, inputs)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        sandbox,
+        instance_id,
+        node,
+        step,
+        action_id,
+        inputs,
+    )
+
+
+async def lease_calls(conn: asyncpg.Connection, now: datetime, limit: int, lease_s: float) -> list[Row]:
+    """Calls due that no other worker holds, with their action's configuration; each is
+    leased (its next attempt moved ``lease_s`` ahead) in the caller's transaction."""
+    rows: list[Row] = await conn.fetch(
+        """WITH due AS (
+               SELECT sandbox, instance_id FROM action_calls
+                WHERE next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2
+                  FOR UPDATE SKIP LOCKED
+           ), leased AS (
+               UPDATE action_calls c SET leases = c.leases + 1,
+                      next_attempt_at = $1 + make_interval(secs => $3)
+                 FROM due WHERE c.sandbox = due.sandbox AND c.instance_id = due.instance_id
+             RETURNING c.*
+           )
+           SELECT l.*, a.name AS action_name, a.config FROM leased l
+             LEFT JOIN actions a ON a.sandbox = l.sandbox AND a.id = l.action_id""",
+        now,
+        limit,
+        lease_s,
+    )
+    return rows
+
+
+async def take_call(conn: asyncpg.Connection, sandbox: str, instance_id: uuid.UUID, step: int) -> Row | None:
+    """The call's instance, locked, with its version's definition, when the call is
+    still the one it waits for; the call row is removed."""
+    deleted = await conn.fetchval(
+        "DELETE FROM action_calls WHERE sandbox = $1 AND instance_id = $2 AND step = $3 RETURNING true",
+        sandbox,
+        instance_id,
+        step,
+    )
+    if not deleted:
+        return None
+    row: Row | None = await conn.fetchrow(
+        """SELECT i.*, v.definition FROM instances i
+             JOIN journey_versions v
+               ON v.sandbox = i.sandbox AND v.journey_id = i.journey_id AND v.version = i.version
+            WHERE i.sandbox = $1 AND i.id = $2 AND i.status = 'waiting'
+              FOR UPDATE OF i""",
+        sandbox,
+        instance_id,
+    )
+    return row

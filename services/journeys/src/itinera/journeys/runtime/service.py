@@ -40,7 +40,16 @@ from itinera.common.kafka import topics
 from itinera.common.kafka.envelope import Envelope
 from itinera.journeys.definitions.schemas import AudienceExit, EventEntry, EventExit
 from itinera.journeys.runtime import repository
-from itinera.journeys.runtime.walker import EventWait, Journey, Walk, journey, resume, view_of, walk
+from itinera.journeys.runtime.walker import (
+    EventWait,
+    Journey,
+    Walk,
+    called,
+    journey,
+    resume,
+    view_of,
+    walk,
+)
 
 SOURCE = "/itinera/journeys"
 STEP_TYPE = "com.itinera.journey.step.v1"
@@ -270,6 +279,16 @@ class Run:
             await repository.set_timer(
                 self.conn, self.sandbox, inst.id, "resume", done.paused_at, done.due_at
             )
+        if done.call is not None and done.paused_at is not None:
+            await repository.add_call(
+                self.conn,
+                self.sandbox,
+                inst.id,
+                done.paused_at,
+                done.call.step,
+                uuid.UUID(done.call.action_id),
+                done.call.inputs,
+            )
         if done.event_wait is not None and done.paused_at is not None:
             w = done.event_wait
             await repository.set_event_wait(
@@ -403,6 +422,22 @@ class Run:
             inst.journey,
             inst.node,
             by,
+            instance_id=str(inst.id),
+            context=inst.context,
+            profile=profile,
+            now=self.now,
+            steps_before=inst.steps,
+        )
+        await self._apply(inst, done, profile)
+
+    async def after_call(
+        self, inst: Instance, node: str, outcome: Mapping[str, Any] | str, profile: Mapping[str, Any]
+    ) -> None:
+        """Go on after a custom action's call (its response fields, or why it failed)."""
+        done = called(
+            inst.journey,
+            node,
+            outcome,
             instance_id=str(inst.id),
             context=inst.context,
             profile=profile,

@@ -12,8 +12,9 @@ Expressions read the profile's attributes and ``_journey``: ``_journey.event`` (
 that made the profile enter, or the one a ``waitForEvent`` received) and
 ``_journey.actions.<node>.<field>``. A ``condition`` node takes the first branch whose
 condition holds, else ``otherwise``; a missing link ends the path (``completed``).
-Custom actions and profile updates are not run yet: their step fails, and the path
-takes the node's ``errorNext`` when it has an error path, else the instance fails.
+An ``action`` node pauses the instance while its call is made outside the transaction
+(see ``runtime.actions``); :func:`called` goes on with the response or the failure.
+Profile updates are not run yet: their step fails, and the instance with it.
 """
 
 from __future__ import annotations
@@ -113,17 +114,28 @@ class EventWait:
     reaction: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ActionCall:
+    """A custom action to call: the action, the inputs evaluated, the step calling it."""
+
+    action_id: str
+    inputs: dict[str, Any]
+    step: int
+
+
 @dataclass(slots=True)
 class Walk:
     """What a walk did, and how it stopped: ``paused_at`` a node (with a timer due at
-    ``due_at`` and/or an ``event_wait``), or ``ended`` with a reason (``completed``,
-    ``failed: ...``, ``jump``; ``jump_to`` names the journey)."""
+    ``due_at`` and/or an ``event_wait``, or for its ``call`` to a custom action), or
+    ``ended`` with a reason (``completed``, ``failed: ...``, ``jump``; ``jump_to``
+    names the journey)."""
 
     steps: list[Step] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     paused_at: str | None = None
     due_at: datetime | None = None
     event_wait: EventWait | None = None
+    call: ActionCall | None = None
     ended: str | None = None
     jump_to: str | None = None
 
@@ -287,14 +299,27 @@ class _Walker:
                 "finished", node, "dry run" if self.journey.doc.dryRun else "requested", messageId=sent
             )
             return node.next
-        if isinstance(node, ActionNode | UpdateProfileNode):
+        if isinstance(node, ActionNode):
+            step = self._step("started", node)
+            try:
+                inputs = {
+                    name: _plain(self.journey.rule(expression).evaluate(view, now=self.now))
+                    for name, expression in node.inputs.items()
+                }
+            except pql.PqlError as exc:
+                return self._fail(
+                    node, f"the inputs cannot be evaluated: {exc}", node.errorNext, node.errorPath
+                )
+            if self.journey.doc.dryRun or node.actionId is None:
+                self.context.setdefault("actions", {})[node.id] = {}
+                self._step("finished", node, "dry run")
+                return node.next
+            self.walk.paused_at = node.id
+            self.walk.call = ActionCall(node.actionId, inputs, step)
+            return None
+        if isinstance(node, UpdateProfileNode):
             self._step("started", node)
-            what = "custom actions" if isinstance(node, ActionNode) else "profile updates"
-            error_next = node.errorNext if isinstance(node, ActionNode) else None
-            error_path = node.errorPath if isinstance(node, ActionNode) else False
-            return self._fail(
-                node, f"{what} are not run by this version of the runtime", error_next, error_path
-            )
+            return self._fail(node, "profile updates are not run by this version of the runtime", None, False)
         if isinstance(node, JumpNode):
             self._step("started", node)
             self._step("finished", node, "jump", journeyId=node.journeyId)
@@ -350,3 +375,29 @@ def resume(
         return walker.run(node.next)
     walker._end(f"failed: the instance waits at {paused_at!r}, which does not wait")
     return walker.walk
+
+
+def called(
+    journey: Journey,
+    node_id: str,
+    outcome: Mapping[str, Any] | str,
+    *,
+    instance_id: str,
+    context: dict[str, Any],
+    profile: Mapping[str, Any],
+    now: datetime,
+    steps_before: int,
+) -> Walk:
+    """Go on after a custom action's call: ``outcome`` is its response fields (read
+    downstream as ``_journey.actions.<node>.<field>``), or why it failed (the node's
+    error branch, when it has one; else the instance fails)."""
+    walker = _Walker(journey, instance_id, context, profile, now, steps_before)
+    node = journey.nodes.get(node_id)
+    if not isinstance(node, ActionNode):
+        walker._end(f"failed: the instance waits at {node_id!r}, which calls no action")
+        return walker.walk
+    if isinstance(outcome, str):
+        return walker.run(walker._fail(node, outcome, node.errorNext, node.errorPath))
+    context.setdefault("actions", {})[node.id] = dict(outcome)
+    walker._step("finished", node, "called")
+    return walker.run(node.next)
