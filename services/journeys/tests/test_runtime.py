@@ -456,3 +456,35 @@ class TestAudiences:
 
         await eventually(settled, timeout_s=30)
         assert [i["status"] for i in await instances(api, leaving)] == ["completed"]
+
+
+class TestUpdatingProfiles:
+    async def test_an_update_profile_step_asks_the_profile_service_to_set_the_attributes(
+        self, api: httpx.AsyncClient, producer: Producer, sandbox: str, infrastructure: StackInfo
+    ) -> None:
+        nodes: list[dict[str, Any]] = [
+            {"id": "start", "type": "event", "eventType": "commerce.purchases", "next": "promote"},
+            {
+                "id": "promote",
+                "type": "updateProfile",
+                "updates": [
+                    {"path": "loyalty.tier", "value": '"gold"'},
+                    {"path": "loyalty.since", "value": "_journey.event.timestamp"},
+                    {"path": "person.nickname", "value": "person.name.firstName"},
+                ],
+            },
+        ]
+        journey_id = await live(api, nodes)
+        profile = str(uuid.uuid4())
+        async with topic_reader(infrastructure, topics.PROFILE_UPDATES.name) as updates:
+            await happened(producer, sandbox, profile, "commerce.purchases")
+            found = await updates.wait_for(lambda r: len(of(r, sandbox)) == 1, timeout_s=30)
+        (update,) = of(found, sandbox)
+        assert found[0].key == profile
+        assert update["profileId"] == profile
+        assert update["attributes"]["loyalty"]["tier"] == "gold"
+        assert update["attributes"]["loyalty"]["since"]
+        assert update["attributes"]["person"] == {"nickname": "Jane"}
+        (instance,) = await instances(api, journey_id)
+        assert instance["status"] == "completed"
+        assert ("finished", "promote", "requested") in await history(api, journey_id, instance["instanceId"])

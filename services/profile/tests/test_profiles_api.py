@@ -390,3 +390,76 @@ class TestWrites:
         assert (
             await http.get("/v1/identities/graph", params={"namespace": "Email", "id": "ed@example.com"})
         ).status_code == 404
+
+
+class TestUpdatesFromOtherServices:
+    async def test_an_update_on_the_topic_is_applied_as_a_patch_and_a_bad_one_is_dead_lettered(
+        self, http: httpx.AsyncClient, profile_app: FastAPI, infrastructure: StackInfo, sandbox: str
+    ) -> None:
+        from itinera.common.testing import topic_reader
+
+        record = {
+            "identityMap": {"Email": [{"id": "up@example.com"}]},
+            "person": {"name": {"firstName": "Up"}},
+        }
+        await send(infrastructure, sandbox, topics.RECORDS.name, "Email:up@example.com", "crm", record)
+
+        async def stored() -> bool:
+            found = await http.get("/v1/profiles", params={"identity": "Email:up@example.com"})
+            return found.status_code == 200
+
+        await eventually(stored, timeout_s=30)
+        profile_id = (await http.get("/v1/profiles", params={"identity": "Email:up@example.com"})).json()[
+            "profileId"
+        ]
+        unknown = str(uuid.uuid4())
+
+        def update(profile: str, attributes: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "sandbox": sandbox,
+                "profileId": profile,
+                "updateId": str(uuid.uuid4()),
+                "attributes": attributes,
+            }
+
+        async with topic_reader(infrastructure, topics.DLQ.name) as letters:
+            await send(
+                infrastructure,
+                sandbox,
+                topics.PROFILE_UPDATES.name,
+                profile_id,
+                "-",
+                update(profile_id, {"loyalty": {"tier": "gold"}}),
+            )
+            await send(
+                infrastructure, sandbox, topics.PROFILE_UPDATES.name, unknown, "-", update(unknown, {"x": 1})
+            )
+            await send(
+                infrastructure,
+                sandbox,
+                topics.PROFILE_UPDATES.name,
+                profile_id,
+                "-",
+                update(profile_id, {"identityMap": {}}),
+            )
+
+            def refused(records: list[Any]) -> list[dict[str, Any]]:
+                found = [orjson.loads(r.value or b"{}") for r in records]
+                return [
+                    f
+                    for f in found
+                    if f.get("origin", {}).get("topic") == topics.PROFILE_UPDATES.name
+                    and f.get("origin", {}).get("key") in (profile_id, unknown)
+                ]
+
+            dead = refused(await letters.wait_for(lambda rs: len(refused(rs)) == 2, timeout_s=30))
+
+        async def applied() -> bool:
+            view = (await http.get(f"/v1/profiles/{profile_id}")).json()
+            return bool(view["entity"].get("loyalty") == {"tier": "gold"})
+
+        await eventually(applied, timeout_s=30)
+        view = (await http.get(f"/v1/profiles/{profile_id}")).json()
+        assert view["entity"]["person"]["name"]["firstName"] == "Up"
+        assert "itinera-profile-updates" in view["sources"]
+        assert sorted(d["reasons"][0]["path"] for d in dead) == ["/identityMap", "/profileId"]

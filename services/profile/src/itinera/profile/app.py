@@ -15,7 +15,7 @@ from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import ConsumerLoop
 from itinera.common.service import Runtime, Service, Worker
 from itinera.profile.config import ProfileSettings, settings
-from itinera.profile.consumers import StoreHandler
+from itinera.profile.consumers import StoreHandler, UpdatesHandler
 from itinera.profile.identity.service import IdentityGraph
 from itinera.profile.retention.service import ExpirySweep
 
@@ -44,6 +44,14 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             group=config.profile_consumer_group,
             topic_names=[topics.EVENTS.name, topics.RECORDS.name],
             handler=StoreHandler(runtime.state["graph"], config.default_sandbox),
+            dead_letters=runtime.producer,
+            service="profile",
+        ),
+        ConsumerLoop(
+            settings=config,
+            group=config.profile_updates_consumer_group,
+            topic_names=[topics.PROFILE_UPDATES.name],
+            handler=UpdatesHandler(runtime.pool, config.default_sandbox),
             dead_letters=runtime.producer,
             service="profile",
         ),

@@ -14,6 +14,7 @@ class ProfileSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="ITINERA_", extra="ignore")
 
     profile_consumer_group: str = "itinera-profile"
+    profile_updates_consumer_group: str = "itinera-profile-updates"
     profile_max_identities_per_graph: int = Field(default=50, ge=2, le=1000)
     """AEP's guardrail: beyond it the identities seen least recently are evicted."""
     profile_expiry_interval_s: float = Field(default=300, gt=0)

@@ -18,12 +18,13 @@ from typing import Any
 import asyncpg
 import orjson
 
-from itinera.common.errors import FieldError
+from itinera.common.errors import FieldError, NotFound, ValidationFailed
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import PermanentError, Record
 from itinera.common.xdm.identity import MAX_IDENTITIES_PER_RECORD, from_identity_map
 from itinera.profile.identity import namespaces as ns
 from itinera.profile.identity.service import IdentityGraph, Observation, Outcome, nodes_from
+from itinera.profile.profiles import updates
 from itinera.profile.profiles.outputs import publish_updates
 from itinera.profile.profiles.repository import EventRow, FragmentRow, store_events, store_fragments
 from itinera.profile.retention import repository as retention
@@ -147,3 +148,30 @@ class StoreHandler:
 
         observations = [Observation(nodes, at) for _, _, nodes, at in resolved]
         await self.graph.observe(sandbox, observations, store, known)
+
+
+class UpdatesHandler:
+    """Applies attribute updates from ``itinera.profile.updates.v1`` as the PATCH of
+    attributes does (:func:`updates.update_attributes`), one transaction per record. An
+    update the PATCH would refuse (no such profile, identities, too large) is
+    dead-lettered with the reason."""
+
+    def __init__(self, pool: asyncpg.Pool, default_sandbox: str) -> None:
+        self.pool = pool
+        self.default_sandbox = default_sandbox
+
+    async def __call__(self, batch: list[Record]) -> None:
+        for record in batch:
+            data = record.json()
+            if not isinstance(data, dict):
+                raise PermanentError([FieldError("", "expected an object", "type")])
+            profile_id = data.get("profileId")
+            if not isinstance(profile_id, str):
+                raise PermanentError([FieldError("/profileId", "expected a profile id", "required")])
+            sandbox = str(data.get("sandbox") or record.sandbox or self.default_sandbox)
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    await updates.update_attributes(conn, sandbox, profile_id, data.get("attributes"))
+            except (ValidationFailed, NotFound) as exc:
+                problems = exc.errors or [FieldError("/profileId", str(exc), "not-found")]
+                raise PermanentError(problems) from None

@@ -104,6 +104,15 @@ AUDIENCES = Topic(
     payload_schema="topics/audiences.v1.schema.json",
 )
 
+PROFILE_UPDATES = Topic(
+    name="itinera.profile.updates.v1",
+    description=(
+        "Attribute updates for the profile store from other services (journeys' update "
+        "profile action), applied as the profile API's PATCH of attributes is."
+    ),
+    key="profile id",
+    payload_schema="topics/profile-updates.v1.schema.json",
+)
 MESSAGES = Topic(
     name="itinera.messages.v1",
     description=(
@@ -133,6 +142,7 @@ CATALOGUE: tuple[Topic, ...] = (
     PROFILE_EVENTS,
     PROFILE_CHANGES,
     AUDIENCES,
+    PROFILE_UPDATES,
     MESSAGES,
     JOURNEY_STEPS,
 )

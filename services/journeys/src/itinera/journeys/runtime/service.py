@@ -54,6 +54,7 @@ from itinera.journeys.runtime.walker import (
 SOURCE = "/itinera/journeys"
 STEP_TYPE = "com.itinera.journey.step.v1"
 MESSAGE_TYPE = "com.itinera.journey.message.v1"
+UPDATE_TYPE = "com.itinera.profile.update.v1"
 _REACTIONS = {"opened": "open", "clicked": "click"}
 _STEP_IDS = uuid.UUID("2b9e61f4-0d3c-5a7e-8f12-4c6d8e0a2b35")
 
@@ -187,7 +188,9 @@ class Run:
     conn: asyncpg.Connection
     sandbox: str
     now: datetime
-    envelopes: dict[str, list[Envelope]] = field(default_factory=lambda: {"steps": [], "messages": []})
+    envelopes: dict[str, list[Envelope]] = field(
+        default_factory=lambda: {"steps": [], "messages": [], "updates": []}
+    )
     step_rows: list[tuple[Any, ...]] = field(default_factory=list)
     live: dict[uuid.UUID, list[Instance]] = field(default_factory=dict)
     """Live instances by profile, as far as this run has loaded them."""
@@ -243,8 +246,9 @@ class Run:
         await repository.add_steps(self.conn, self.sandbox, self.step_rows)
         await enqueue(self.conn, topics.JOURNEY_STEPS.name, self.envelopes["steps"])
         await enqueue(self.conn, topics.MESSAGES.name, self.envelopes["messages"])
+        await enqueue(self.conn, topics.PROFILE_UPDATES.name, self.envelopes["updates"])
         self.step_rows.clear()
-        self.envelopes = {"steps": [], "messages": []}
+        self.envelopes = {"steps": [], "messages": [], "updates": []}
 
     # Walking
 
@@ -266,6 +270,31 @@ class Run:
                 m.id, self.sandbox, str(inst.profile_id), m.channel, m.template_id, m.category, m.context
             )
             self.envelopes["messages"].append(request.envelope(profile, origin, self.now))
+        for u in done.updates:
+            self.envelopes["updates"].append(
+                Envelope(
+                    type=UPDATE_TYPE,
+                    source=SOURCE,
+                    sandbox=self.sandbox,
+                    key=str(inst.profile_id),
+                    id=u.id,
+                    time=self.now,
+                    data={
+                        "sandbox": self.sandbox,
+                        "profileId": str(inst.profile_id),
+                        "updateId": u.id,
+                        "attributes": u.attributes,
+                        "origin": {
+                            "kind": "journey",
+                            "journeyId": inst.journey.id,
+                            "version": inst.journey.version,
+                            "instanceId": str(inst.id),
+                            "nodeId": u.node,
+                            "step": u.step,
+                        },
+                    },
+                )
+            )
         inst.steps = done.steps[-1].step if done.steps else inst.steps
         await repository.clear_waits(self.conn, self.sandbox, inst.id)
         inst.wait = inst.waiting_node = None

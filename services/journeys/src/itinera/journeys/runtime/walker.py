@@ -14,7 +14,8 @@ that made the profile enter, or the one a ``waitForEvent`` received) and
 condition holds, else ``otherwise``; a missing link ends the path (``completed``).
 An ``action`` node pauses the instance while its call is made outside the transaction
 (see ``runtime.actions``); :func:`called` goes on with the response or the failure.
-Profile updates are not run yet: their step fails, and the instance with it.
+An ``updateProfile`` node asks the profile service to set the attributes (values
+evaluated now), which it does as its PATCH of attributes does.
 """
 
 from __future__ import annotations
@@ -123,6 +124,16 @@ class ActionCall:
     step: int
 
 
+@dataclass(frozen=True, slots=True)
+class ProfileUpdate:
+    """Attributes to set on the profile (``itinera.profile.updates.v1``)."""
+
+    id: str
+    step: int
+    node: str
+    attributes: dict[str, Any]
+
+
 @dataclass(slots=True)
 class Walk:
     """What a walk did, and how it stopped: ``paused_at`` a node (with a timer due at
@@ -132,6 +143,7 @@ class Walk:
 
     steps: list[Step] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
+    updates: list[ProfileUpdate] = field(default_factory=list)
     paused_at: str | None = None
     due_at: datetime | None = None
     event_wait: EventWait | None = None
@@ -318,8 +330,28 @@ class _Walker:
             self.walk.call = ActionCall(node.actionId, inputs, step)
             return None
         if isinstance(node, UpdateProfileNode):
-            self._step("started", node)
-            return self._fail(node, "profile updates are not run by this version of the runtime", None, False)
+            step = self._step("started", node)
+            attributes: dict[str, Any] = {}
+            try:
+                for update in node.updates:
+                    value = _plain(self.journey.rule(update.value).evaluate(view, now=self.now))
+                    *parents, last = update.path.split(".")
+                    target = attributes
+                    for key in parents:
+                        child = target.get(key)
+                        target = (
+                            target.setdefault(key, {}) if isinstance(child, dict) or child is None else {}
+                        )
+                    target[last] = value
+            except pql.PqlError as exc:
+                return self._fail(node, f"the values cannot be evaluated: {exc}", None, False)
+            update_id = message_id(self.instance_id, step)
+            if attributes and not self.journey.doc.dryRun:
+                self.walk.updates.append(ProfileUpdate(update_id, step, node.id, attributes))
+            self._step(
+                "finished", node, "dry run" if self.journey.doc.dryRun else "requested", updateId=update_id
+            )
+            return node.next
         if isinstance(node, JumpNode):
             self._step("started", node)
             self._step("finished", node, "jump", journeyId=node.journeyId)
