@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -41,3 +43,26 @@ async def http(
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with client_for(segmentation_app, mint_token(segmentation_settings, scopes=ALL_SCOPES)) as client:
         yield client
+
+
+@pytest.fixture
+def sandbox() -> str:
+    """A sandbox of the test's own: a job or a listing sees only the test's data."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def api(
+    segmentation_app: FastAPI, segmentation_settings: SegmentationSettings, sandbox: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client with every scope in the test's own sandbox (``sandbox``)."""
+    token = mint_token(segmentation_settings, scopes=ALL_SCOPES, sandbox=sandbox)
+    async with client_for(segmentation_app, token) as client:
+        yield client
+
+
+@pytest.fixture
+def pool(segmentation_app: FastAPI) -> asyncpg.Pool:
+    """The service's database pool, for what a test writes or reads directly."""
+    found: asyncpg.Pool = segmentation_app.state.runtime.pool
+    return found

@@ -5,18 +5,12 @@ a rule reads events without a look-back."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
-import pytest
-from fastapi import FastAPI
 
-from itinera.common.auth import ALL_SCOPES, mint_token
-from itinera.common.testing import client_for
-from itinera.segmentation.config import SegmentationSettings
 from itinera.segmentation.projection import repository as projection
 from itinera.segmentation.projection.changes import Event, Plan
 
@@ -25,26 +19,6 @@ NOW = datetime.now(UTC)
 MINIMUM = timedelta(days=30)
 AGES = (1, 10, 40, 100)
 """Days before now of each profile's events."""
-
-
-@pytest.fixture
-def pool(segmentation_app: FastAPI) -> asyncpg.Pool:
-    found: asyncpg.Pool = segmentation_app.state.runtime.pool
-    return found
-
-
-@pytest.fixture
-def sandbox() -> str:
-    return f"trim-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-async def api(
-    segmentation_app: FastAPI, segmentation_settings: SegmentationSettings, sandbox: str
-) -> AsyncIterator[httpx.AsyncClient]:
-    token = mint_token(segmentation_settings, scopes=ALL_SCOPES, sandbox=sandbox)
-    async with client_for(segmentation_app, token) as client:
-        yield client
 
 
 async def rule(api: httpx.AsyncClient, pql: str) -> None:

@@ -16,10 +16,9 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
-import pytest
 from fastapi import FastAPI
 
-from itinera.common.auth import ALL_SCOPES, mint_token
+from itinera.common.auth import mint_token
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import Record
 from itinera.common.kafka.envelope import Envelope
@@ -34,26 +33,6 @@ DEFINITIONS = "/data/core/ups/segment/definitions"
 JOBS = "/data/core/ups/segment/jobs"
 FRENCH = 'homeAddress.countryCode = "FR"'
 FINISHED = ("SUCCEEDED", "FAILED", "CANCELLED")
-
-
-@pytest.fixture
-def sandbox() -> str:
-    return f"jobs-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-async def api(
-    segmentation_app: FastAPI, segmentation_settings: SegmentationSettings, sandbox: str
-) -> AsyncIterator[httpx.AsyncClient]:
-    token = mint_token(segmentation_settings, scopes=ALL_SCOPES, sandbox=sandbox)
-    async with client_for(segmentation_app, token) as client:
-        yield client
-
-
-@pytest.fixture
-def pool(segmentation_app: FastAPI) -> asyncpg.Pool:
-    found: asyncpg.Pool = segmentation_app.state.runtime.pool
-    return found
 
 
 async def audience(api: httpx.AsyncClient, rule: str, *, streaming: bool = False) -> str:

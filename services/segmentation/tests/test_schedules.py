@@ -30,26 +30,6 @@ FRENCH = 'homeAddress.countryCode = "FR"'
 MIDNIGHT = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)  # a Saturday
 
 
-@pytest.fixture
-def sandbox() -> str:
-    return f"sched-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-async def api(
-    segmentation_app: FastAPI, segmentation_settings: SegmentationSettings, sandbox: str
-) -> AsyncIterator[httpx.AsyncClient]:
-    token = mint_token(segmentation_settings, scopes=ALL_SCOPES, sandbox=sandbox)
-    async with client_for(segmentation_app, token) as client:
-        yield client
-
-
-@pytest.fixture
-def pool(segmentation_app: FastAPI) -> asyncpg.Pool:
-    found: asyncpg.Pool = segmentation_app.state.runtime.pool
-    return found
-
-
 async def audience(api: httpx.AsyncClient, rule: str = FRENCH, *, batch: bool = True) -> str:
     body: dict[str, Any] = {
         "name": f"audience {uuid.uuid4().hex[:8]}",

@@ -7,7 +7,6 @@ keeps."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,7 +14,7 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
-from itinera.common.auth import ALL_SCOPES, mint_token
+from itinera.common.auth import mint_token
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import Record
 from itinera.common.testing import StackInfo, client_for, topic_reader
@@ -26,20 +25,6 @@ UPLOADS = "/v1/audiences/uploads"
 DEFINITIONS = "/data/core/ups/segment/definitions"
 AUDIENCES = "/data/core/ups/audiences"
 CSV = {"content-type": "text/csv"}
-
-
-@pytest.fixture
-def sandbox() -> str:
-    return f"upl-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-async def api(
-    segmentation_app: FastAPI, segmentation_settings: SegmentationSettings, sandbox: str
-) -> AsyncIterator[httpx.AsyncClient]:
-    token = mint_token(segmentation_settings, scopes=ALL_SCOPES, sandbox=sandbox)
-    async with client_for(segmentation_app, token) as client:
-        yield client
 
 
 async def upload(api: httpx.AsyncClient, csv: str, name: str | None = None) -> httpx.Response:

@@ -252,6 +252,13 @@ class _Walker:
         self._end(f"failed: more than {MAX_STEPS} steps without a pause")
         return self.walk
 
+    def _values(self, expressions: Mapping[str, str], view: Mapping[str, Any]) -> dict[str, Any]:
+        """Each named expression's value, as JSON can carry it."""
+        return {
+            name: _plain(self.journey.rule(expression).evaluate(view, now=self.now))
+            for name, expression in expressions.items()
+        }
+
     def _visit(self, node: Node) -> str | None:
         view = view_of(self.profile, self.context)
         if isinstance(node, ConditionNode):
@@ -293,10 +300,7 @@ class _Walker:
         if isinstance(node, MessageNode):
             step = self._step("started", node)
             try:
-                context = {
-                    name: _plain(self.journey.rule(expression).evaluate(view, now=self.now))
-                    for name, expression in node.context.items()
-                }
+                context = self._values(node.context, view)
             except pql.PqlError as exc:
                 return self._fail(
                     node, f"the context cannot be evaluated: {exc}", node.errorNext, node.errorPath
@@ -314,10 +318,7 @@ class _Walker:
         if isinstance(node, ActionNode):
             step = self._step("started", node)
             try:
-                inputs = {
-                    name: _plain(self.journey.rule(expression).evaluate(view, now=self.now))
-                    for name, expression in node.inputs.items()
-                }
+                inputs = self._values(node.inputs, view)
             except pql.PqlError as exc:
                 return self._fail(
                     node, f"the inputs cannot be evaluated: {exc}", node.errorNext, node.errorPath
