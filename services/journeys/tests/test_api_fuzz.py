@@ -1,6 +1,7 @@
 """No input makes the journeys service answer 5xx: schemathesis generates requests from
 the service's own OpenAPI document and sends them to a real server process, with a real
-journey and a real custom action in place of generated ids, so bodies reach the checks."""
+journey, custom action, campaign and scheduled execution in place of generated ids, so
+bodies reach the checks."""
 
 from __future__ import annotations
 
@@ -37,10 +38,44 @@ def test_no_input_gets_a_server_error(server: str) -> None:
         json={"name": f"fuzzed {journey.json()['id']}", "url": "https://api.example.com/{{id}}"},
     )
     assert (journey.status_code, action.status_code) == (201, 201)
+    campaign = httpx.post(
+        f"{server}/v1/campaigns",
+        headers=headers,
+        json={"name": "fuzzed", "type": "api", "channel": "email", "templateId": "fuzzed"},
+    )
+    audience = httpx.post(
+        f"{server}/v1/campaigns",
+        headers=headers,
+        json={
+            "name": "fuzzed",
+            "type": "api",
+            "mode": "audience",
+            "audienceId": "a",
+            "channel": "sms",
+            "templateId": "t",
+        },
+    )
+    assert (campaign.status_code, audience.status_code) == (201, 201)
+    assert (
+        httpx.post(f"{server}/v1/campaigns/{audience.json()['id']}/activate", headers=headers).status_code
+        == 200
+    )
+    scheduled = httpx.post(
+        f"{server}/ajo/im/executions/audience",
+        headers=headers,
+        json={"campaignId": audience.json()["id"], "schedule": {"executeAt": "2099-01-01T00:00:00Z"}},
+    )
+    assert scheduled.status_code == 202
     no_server_errors(
         server,
         token,
-        at_least=16,
+        at_least=28,
         examples=EXAMPLES_PER_OPERATION,
-        path_parameters={"journeyId": journey.json()["id"], "actionId": action.json()["id"]},
+        path_parameters={
+            "journeyId": journey.json()["id"],
+            "actionId": action.json()["id"],
+            "campaignId": campaign.json()["id"],
+            "executionId": scheduled.json()["scheduleId"],
+            "scheduleId": scheduled.json()["scheduleId"],
+        },
     )

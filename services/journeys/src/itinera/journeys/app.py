@@ -1,6 +1,7 @@
 """The journeys service: journey definitions, versioned and published, the custom
 actions they call, and the runtime that walks published versions: instances entered
-from profile events and audience memberships, timers, message requests and steps.
+from profile events and audience memberships, timers, message requests and steps; and
+campaigns, scheduled or API-triggered, with the audience members they send to.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from fastapi import APIRouter
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import ConsumerLoop
 from itinera.common.service import Runtime, Service, Worker
+from itinera.journeys.campaigns.workers import CampaignScheduler, ExecutionRunner, MembershipHandler
 from itinera.journeys.config import JourneysSettings, settings
 from itinera.journeys.runtime.actions import ActionRunner
 from itinera.journeys.runtime.consumers import RuntimeHandler, TimerRunner
@@ -19,10 +21,11 @@ from itinera.journeys.runtime.consumers import RuntimeHandler, TimerRunner
 
 def _routers() -> Sequence[APIRouter]:
     from itinera.journeys.actions.endpoints import router as actions
+    from itinera.journeys.campaigns.endpoints import router as campaigns
     from itinera.journeys.definitions.endpoints import router as definitions
     from itinera.journeys.runtime.endpoints import router as instances
 
-    return (definitions, actions, instances)
+    return (definitions, actions, instances, campaigns)
 
 
 def _workers(runtime: Runtime) -> Sequence[Worker]:
@@ -44,6 +47,16 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             config.journeys_action_batch,
             config.journeys_action_allow_hosts,
         ),
+        ConsumerLoop(
+            settings=config,
+            group=config.journeys_audiences_consumer_group,
+            topic_names=[topics.AUDIENCES.name],
+            handler=MembershipHandler(runtime.pool, config.default_sandbox),
+            dead_letters=runtime.producer,
+            service="journeys",
+        ),
+        CampaignScheduler(runtime.pool, config.journeys_campaign_interval_s, config.journeys_campaign_batch),
+        ExecutionRunner(runtime.pool, config.journeys_campaign_interval_s, config.journeys_campaign_batch),
     ]
 
 
@@ -59,6 +72,7 @@ SERVICE = Service(
     description=(
         "Journeys in the shape of Adobe Journey Optimizer's: versioned graphs of entries, "
         "conditions, waits, messages and custom actions (/v1/journeys), validated when "
-        "published, and the custom actions they call (/v1/actions)."
+        "published, and the custom actions they call (/v1/actions); campaigns (/v1/campaigns), "
+        "scheduled or triggered through AJO's execution API (/ajo/im/executions)."
     ),
 )

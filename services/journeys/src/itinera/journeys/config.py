@@ -29,7 +29,15 @@ class JourneysSettings(CommonSettings):
     journeys_max_nodes: int = Field(default=500, ge=2, le=10_000)
     """The most nodes a journey may have."""
     journeys_max_expression_length: int = Field(default=16 * 1024, ge=256)
-    """The longest PQL expression a journey may hold, in characters."""
+    """The longest PQL expression a journey (or a campaign's context) may hold, in characters."""
+    journeys_audiences_consumer_group: str = "itinera-journeys-audiences"
+    """The group of the consumer that keeps audience members for campaigns."""
+    journeys_campaign_interval_s: float = Field(default=0.25, gt=0)
+    """Seconds between looks for due campaign occurrences and execution chunks, when none was due."""
+    journeys_campaign_batch: int = Field(default=500, ge=1, le=10_000)
+    """Profiles sent in one chunk (one transaction) of an audience execution, at most."""
+    journeys_campaign_max_rate: int = Field(default=20_000, ge=1, le=1_000_000)
+    """The highest send rate a campaign may ask for, in profiles a second."""
 
     @field_validator("journeys_action_allow_hosts", mode="before")
     @classmethod

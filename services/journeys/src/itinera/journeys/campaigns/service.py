@@ -1,0 +1,346 @@
+"""Campaigns: checked, stored per sandbox, activated and stopped.
+
+- ``create`` and ``replace`` store a campaign as a ``draft`` once :func:`check` finds
+  nothing (else a 400 naming every problem with its path); only a draft can be replaced.
+- ``activate`` makes a draft ``live``: an API-triggered campaign can then be executed; a
+  scheduled one gets its first occurrence (``next_run_at``), refused when it is a time
+  already past or when there is none before ``endAt``.
+- ``stop`` ends a live campaign: no more occurrences or calls, and its executions not
+  finished fail (``campaign stopped``) in the same transaction, so no chunk is sent after.
+- A one-shot campaign, or a recurring one past its ``endAt``, is ``completed`` once its
+  last occurrence has fired (:mod:`executions`).
+
+Every write locks the campaign's row first. Services never commit: the endpoint's
+transaction does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import asyncpg
+from asyncpg import Record as Row
+
+from itinera.common import pql
+from itinera.common.errors import Conflict, NotFound, ValidationFailed
+from itinera.journeys.campaigns import repository
+from itinera.journeys.campaigns.schedule import first_run, zone
+from itinera.journeys.campaigns.schemas import CampaignIn, CronSchedule, Every, ListQuery, Once
+from itinera.journeys.definitions.timing import parse_cron
+from itinera.journeys.definitions.validation import TEMPLATE_ID, Problem
+
+CAMPAIGNS = "/v1/campaigns"
+MAX_DEPTH = 32
+_INT_RANGE = (-(2**63), 2**64 - 1)
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def parse_id(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+# JSON values sent by clients
+
+
+def json_problems(value: Any, path: str, depth: int = 0) -> list[Problem]:
+    """What keeps ``value`` from being stored and sent as JSON: text PostgreSQL and UTF-8
+    cannot hold, integers beyond 64 bits, nesting deeper than ``MAX_DEPTH``."""
+    if depth > MAX_DEPTH:
+        return [Problem(path, f"nested more than {MAX_DEPTH} levels deep", "depth")]
+    if isinstance(value, str):
+        if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+            return [Problem(path, "NUL characters and lone surrogates are not allowed", "string")]
+        return []
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return []
+    if isinstance(value, int):
+        if not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
+            return [Problem(path, "an integer of at most 64 bits is expected", "range")]
+        return []
+    if isinstance(value, Mapping):
+        found: list[Problem] = []
+        for key, item in value.items():
+            pointer = str(key).replace("~", "~0").replace("/", "~1")
+            found += json_problems(str(key), f"{path}/{pointer}", depth + 1) if isinstance(key, str) else []
+            found += json_problems(item, f"{path}/{pointer}", depth + 1)
+        return found
+    if isinstance(value, list | tuple):
+        return [
+            p for number, item in enumerate(value) for p in json_problems(item, f"{path}/{number}", depth + 1)
+        ]
+    return [Problem(path, f"{type(value).__name__} is not a JSON value", "type")]
+
+
+def refuse(problems: list[Problem], what: str, extra: dict[str, Any] | None = None) -> ValidationFailed:
+    detail = "; ".join(f"{p.path}: {p.message}" for p in problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return ValidationFailed(
+        f"{what}: {detail}{more}",
+        [p.field_error() for p in problems],
+        extra={"problems": [p.as_dict() for p in problems], **(extra or {})},
+    )
+
+
+# Checks
+
+
+def check(body: CampaignIn, *, max_rate: int, max_expression_length: int) -> list[Problem]:
+    """Every problem that keeps ``body`` from being a campaign; none: it can be."""
+    problems: list[Problem] = []
+
+    def add(path: str, message: str, code: str, position: pql.Problem | None = None) -> None:
+        problems.append(Problem(path, message, code, position))
+
+    if not TEMPLATE_ID.fullmatch(body.templateId):
+        add("/templateId", "a template id is a UUID or a slug of letters, digits and _ . : -", "template")
+    for name, entry in body.context.items():
+        path = f"/context/{name}"
+        if isinstance(entry, str):
+            if len(entry) > max_expression_length:
+                add(path, f"{len(entry)} characters; at most {max_expression_length}", "maxLength")
+                continue
+            problems += json_problems(entry, path)
+            for problem in pql.analyse(entry).problems:
+                add(path, str(problem), "pql", problem)
+        elif isinstance(entry, Mapping) and set(entry) == {"value"}:
+            problems += json_problems(entry["value"], f"{path}/value")
+        else:
+            add(path, 'a PQL expression (a string) or {"value": <any JSON>} is expected', "type")
+    if body.rate > max_rate:
+        add("/rate", f"at most {max_rate} profiles a second", "range")
+    if body.type == "scheduled":
+        _scheduled(body, add)
+    else:
+        if body.schedule is not None:
+            add("/schedule", "an API-triggered campaign runs when the execution API asks", "not-scheduled")
+        if body.endAt is not None:
+            add("/endAt", "only scheduled campaigns end at a date", "not-scheduled")
+        mode = body.mode or "unitary"
+        if mode == "unitary" and body.audienceId is not None:
+            add("/audienceId", "a unitary campaign sends to the recipients each call names", "unitary")
+        if mode == "audience" and body.category == "transactional":
+            add(
+                "/category",
+                "transactional messages go to the recipients of unitary calls only",
+                "transactional",
+            )
+    return problems
+
+
+def _scheduled(body: CampaignIn, add: Callable[[str, str, str], None]) -> None:
+    if body.mode is not None:
+        add("/mode", "only API-triggered campaigns have a mode", "api-only")
+    if body.category == "transactional":
+        add("/category", "transactional messages go to the recipients of unitary calls only", "transactional")
+    if body.audienceId is None:
+        add("/audienceId", "a scheduled campaign sends to the members of an audience", "required")
+    schedule = body.schedule
+    if schedule is None:
+        add("/schedule", "a scheduled campaign needs a schedule", "required")
+        return
+    if isinstance(schedule, CronSchedule):
+        try:
+            parse_cron(schedule.expression)
+        except ValueError as exc:
+            add("/schedule/expression", str(exc), "cron")
+        if zone(schedule.timeZone) is None:
+            add(
+                "/schedule/timeZone",
+                f"{schedule.timeZone!r} is not an IANA time zone (Europe/Paris, UTC...)",
+                "time-zone",
+            )
+    start = (
+        schedule.at
+        if isinstance(schedule, Once)
+        else schedule.startAt
+        if isinstance(schedule, Every)
+        else None
+    )
+    if body.endAt is not None and start is not None and body.endAt <= start:
+        add("/endAt", "the campaign must end after its first occurrence", "dates")
+
+
+def _stored(body: CampaignIn) -> dict[str, Any]:
+    stored: dict[str, Any] = body.model_dump(mode="json")
+    if body.type == "api":
+        stored["mode"] = body.mode or "unitary"
+    return stored
+
+
+# Views
+
+
+def view(row: Row) -> dict[str, Any]:
+    doc = row["definition"]
+    return {
+        "id": str(row["id"]),
+        "name": doc["name"],
+        "description": doc["description"],
+        "type": doc["type"],
+        "mode": doc.get("mode"),
+        "channel": doc["channel"],
+        "templateId": doc["templateId"],
+        "category": doc["category"],
+        "context": doc["context"],
+        "audienceId": doc.get("audienceId"),
+        "schedule": doc.get("schedule"),
+        "rate": doc["rate"],
+        "endAt": doc.get("endAt"),
+        "status": row["status"],
+        "nextRunAt": iso(row["next_run_at"]),
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
+        "activatedAt": iso(row["activated_at"]),
+        "stoppedAt": iso(row["stopped_at"]),
+    }
+
+
+def execution_view(row: Row) -> dict[str, Any]:
+    return {
+        "executionId": str(row["id"]),
+        "campaignId": str(row["campaign_id"]),
+        "kind": row["kind"],
+        "status": row["status"],
+        "audienceId": row["audience_id"],
+        "requestId": row["request_id"],
+        "executeAt": iso(row["execute_at"]),
+        "targetedProfileCount": row["targeted"],
+        "reason": row["reason"],
+        "createdAt": iso(row["created_at"]),
+        "startedAt": iso(row["started_at"]),
+        "finishedAt": iso(row["finished_at"]),
+    }
+
+
+# Operations
+
+
+def _known_id(text: str, sandbox: str) -> uuid.UUID:
+    found = parse_id(text)
+    if found is None:
+        raise NotFound(f"no campaign {text!r} in sandbox {sandbox!r}")
+    return found
+
+
+async def _campaign(db: asyncpg.Connection, sandbox: str, text: str, *, lock: bool = False) -> Row:
+    row = await repository.get_campaign(db, sandbox, _known_id(text, sandbox), lock=lock)
+    if row is None:
+        raise NotFound(f"no campaign {text!r} in sandbox {sandbox!r}")
+    return row
+
+
+def _checked(body: CampaignIn, max_rate: int, max_expression_length: int) -> None:
+    problems = check(body, max_rate=max_rate, max_expression_length=max_expression_length)
+    if problems:
+        raise refuse(problems, "the campaign is not valid")
+
+
+async def create(
+    db: asyncpg.Connection, sandbox: str, body: CampaignIn, *, max_rate: int, max_expression_length: int
+) -> dict[str, Any]:
+    _checked(body, max_rate, max_expression_length)
+    row = await repository.insert_campaign(db, sandbox, uuid.uuid4(), body.name, body.type, _stored(body))
+    return view(row)
+
+
+async def get(db: asyncpg.Connection, sandbox: str, text: str) -> dict[str, Any]:
+    return view(await _campaign(db, sandbox, text))
+
+
+async def replace(
+    db: asyncpg.Connection,
+    sandbox: str,
+    text: str,
+    body: CampaignIn,
+    *,
+    max_rate: int,
+    max_expression_length: int,
+) -> dict[str, Any]:
+    row = await _campaign(db, sandbox, text, lock=True)
+    if row["status"] != "draft":
+        raise _refused_move(row, "replaced", ("draft",))
+    _checked(body, max_rate, max_expression_length)
+    return view(
+        await repository.replace_campaign(db, sandbox, row["id"], body.name, body.type, _stored(body))
+    )
+
+
+def _refused_move(row: Row, wanted: str, allowed_from: tuple[str, ...]) -> Conflict:
+    return Conflict(
+        f"the campaign is {row['status']}; only a {' or '.join(allowed_from)} campaign can be {wanted}",
+        extra={"status": row["status"]},
+    )
+
+
+async def activate(db: asyncpg.Connection, sandbox: str, text: str) -> dict[str, Any]:
+    row = await _campaign(db, sandbox, text, lock=True)
+    if row["status"] != "draft":
+        raise _refused_move(row, "activated", ("draft",))
+    now = datetime.now(UTC)
+    body = CampaignIn.model_validate(row["definition"])
+    next_run = None
+    if body.type == "scheduled":
+        assert body.schedule is not None
+        problems: list[Problem] = []
+        if isinstance(body.schedule, Once) and body.schedule.at is not None and body.schedule.at <= now:
+            problems.append(Problem("/schedule/at", "the time has passed", "past"))
+        if body.endAt is not None and body.endAt <= now:
+            problems.append(Problem("/endAt", "the end date has passed", "past"))
+        if not problems:
+            try:
+                next_run = first_run(body.schedule, now, body.endAt)
+            except ValueError as exc:
+                problems.append(Problem("/schedule", str(exc), "schedule"))
+            else:
+                if next_run is None:
+                    problems.append(
+                        Problem("/schedule", "the schedule has no occurrence before endAt", "no-occurrence")
+                    )
+        if problems:
+            raise refuse(problems, "the campaign cannot be activated")
+    return view(await repository.set_status(db, sandbox, row["id"], "live", next_run, now))
+
+
+async def stop(db: asyncpg.Connection, sandbox: str, text: str) -> dict[str, Any]:
+    row = await _campaign(db, sandbox, text, lock=True)
+    if row["status"] != "live":
+        raise _refused_move(row, "stopped", ("live",))
+    now = datetime.now(UTC)
+    await repository.fail_executions(db, sandbox, row["id"], "campaign stopped", now)
+    return view(await repository.set_status(db, sandbox, row["id"], "stopped", None, now))
+
+
+async def listing(db: asyncpg.Connection, sandbox: str, query: ListQuery) -> dict[str, Any]:
+    total = await repository.count_campaigns(db, sandbox, query.status, query.type)
+    rows = await repository.page_campaigns(db, sandbox, query.status, query.type, query.start, query.limit)
+    link: dict[str, str] = {}
+    if query.start + len(rows) < total:
+        params: dict[str, Any] = {"start": query.start + query.limit, "limit": query.limit}
+        params |= {k: v for k, v in (("status", query.status), ("type", query.type)) if v is not None}
+        link["next"] = f"{CAMPAIGNS}?{urlencode(params)}"
+    return {
+        "items": [view(row) for row in rows],
+        "page": {"totalCount": total, "start": query.start, "limit": query.limit, "pageSize": len(rows)},
+        "link": link,
+    }
+
+
+async def executions(
+    db: asyncpg.Connection, sandbox: str, text: str, start: int, limit: int
+) -> dict[str, Any]:
+    row = await _campaign(db, sandbox, text)
+    rows = await repository.executions_of(db, sandbox, row["id"], start, limit)
+    return {
+        "items": [execution_view(r) for r in rows],
+        "page": {"start": start, "limit": limit, "pageSize": len(rows)},
+    }
