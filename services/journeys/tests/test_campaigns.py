@@ -29,9 +29,9 @@ from itinera.common.kafka.envelope import Envelope
 from itinera.common.kafka.producer import Producer
 from itinera.common.testing import StackInfo, client_for, eventually, topic_reader
 from itinera.journeys.campaigns import executions, repository
-from itinera.journeys.campaigns.schedule import first_run, next_run
-from itinera.journeys.campaigns.schemas import CronSchedule, Every, Once
 from itinera.journeys.config import JourneysSettings
+from itinera.journeys.definitions.schemas import CronSchedule, Every, Once
+from itinera.journeys.schedules import first_run, next_run
 
 CAMPAIGNS = "/v1/campaigns"
 UNITARY = "/ajo/im/executions/unitary"

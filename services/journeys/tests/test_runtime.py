@@ -488,3 +488,43 @@ class TestUpdatingProfiles:
         (instance,) = await instances(api, journey_id)
         assert instance["status"] == "completed"
         assert ("finished", "promote", "requested") in await history(api, journey_id, instance["instanceId"])
+
+
+class TestReadingAudiences:
+    async def test_every_member_of_the_audience_enters_at_the_entrys_rate(
+        self, api: httpx.AsyncClient, producer: Producer, sandbox: str, pool: asyncpg.Pool
+    ) -> None:
+        audience = str(uuid.uuid4())
+        people = sorted(str(uuid.uuid4()) for _ in range(5))
+        for person in people:
+            await membership(producer, sandbox, person, audience, "realized")
+        await membership(producer, sandbox, people[-1], audience, "exited")
+
+        async def known() -> bool:
+            async with pool.acquire() as conn:
+                count = await conn.fetchval(
+                    """SELECT count(*) FROM audience_members
+                        WHERE sandbox = $1 AND audience_id = $2 AND NOT member""",
+                    sandbox,
+                    audience,
+                )
+            return bool(count == 1)
+
+        await eventually(known, timeout_s=30)
+        nodes: list[dict[str, Any]] = [
+            {"id": "read", "type": "readAudience", "audienceId": audience, "rate": 2, "next": "hello"},
+            {"id": "hello", "type": "message", "channel": "email", "templateId": "news"},
+        ]
+        started = datetime.now(UTC)
+        journey_id = await live(api, nodes)
+
+        async def all_entered() -> bool:
+            return len(await instances(api, journey_id)) == 4
+
+        await eventually(all_entered, timeout_s=30)
+        found = await instances(api, journey_id)
+        assert sorted(i["profileId"] for i in found) == people[:-1]
+        assert {i["status"] for i in found} == {"completed"}
+        entered = sorted(datetime.fromisoformat(i["enteredAt"]) for i in found)
+        assert entered[-1] - entered[0] >= timedelta(seconds=0.9)  # 4 members at 2 a second
+        assert entered[0] >= started

@@ -17,6 +17,7 @@ from itinera.journeys.campaigns.workers import CampaignScheduler, ExecutionRunne
 from itinera.journeys.config import JourneysSettings, settings
 from itinera.journeys.runtime.actions import ActionRunner
 from itinera.journeys.runtime.consumers import RuntimeHandler, TimerRunner
+from itinera.journeys.runtime.reads import AudienceReader
 
 
 def _routers() -> Sequence[APIRouter]:
@@ -41,6 +42,7 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             service="journeys",
         ),
         TimerRunner(runtime.pool, config.journeys_timer_interval_s, config.journeys_timer_batch),
+        AudienceReader(runtime.pool, config.journeys_read_interval_s, config.journeys_read_batch),
         ActionRunner(
             runtime.pool,
             config.journeys_action_interval_s,

@@ -26,6 +26,10 @@ class JourneysSettings(CommonSettings):
     """Seconds between looks for custom action calls to make, when none was due."""
     journeys_action_batch: int = Field(default=50, ge=1, le=1000)
     """Custom action calls made at once by one worker."""
+    journeys_read_interval_s: float = Field(default=0.25, gt=0)
+    """Seconds between looks for audience reads to schedule or continue, when none was due."""
+    journeys_read_batch: int = Field(default=500, ge=1, le=10_000)
+    """Members of an audience read entered in one transaction, at most."""
     journeys_max_nodes: int = Field(default=500, ge=2, le=10_000)
     """The most nodes a journey may have."""
     journeys_max_expression_length: int = Field(default=16 * 1024, ge=256)

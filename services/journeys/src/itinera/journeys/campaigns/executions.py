@@ -42,12 +42,12 @@ from itinera.common.errors import NotFound
 from itinera.common.kafka import topics
 from itinera.common.kafka.envelope import Envelope
 from itinera.journeys.campaigns import repository
-from itinera.journeys.campaigns.schedule import next_run
 from itinera.journeys.campaigns.schemas import AudienceIn, CampaignIn, Recipient, UnitaryIn
 from itinera.journeys.campaigns.service import iso, json_problems, parse_id, refuse
 from itinera.journeys.definitions.validation import Problem
 from itinera.journeys.runtime import repository as profiles
 from itinera.journeys.runtime.service import MessageRequest
+from itinera.journeys.schedules import next_run
 
 _MESSAGE_IDS = uuid.UUID("4c1e8a27-9b3d-5f60-a2c4-7d8e9f0a1b2c")
 _EXECUTION_IDS = uuid.UUID("9a2b3c4d-5e6f-5a7b-8c9d-0e1f2a3b4c5d")

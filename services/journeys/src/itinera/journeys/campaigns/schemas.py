@@ -19,12 +19,12 @@ without an audience...) is a 400 naming every problem with its path in the docum
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from itinera.common.web.problems import documented
+from itinera.journeys.definitions.schemas import Moment, Schedule
 from itinera.journeys.values import Description, Identifier, Name, Reference, Storable, Strict, Text
 
 DEFAULT_RATE = 5000
@@ -33,42 +33,8 @@ MAX_RECIPIENTS = 20
 """Recipients of one unitary call, as AJO allows."""
 
 
-def _bounded(value: datetime) -> datetime:
-    """A time that stays a time in UTC and leaves room for schedules after it."""
-    try:
-        in_utc = value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("the time is out of range") from None
-    if not 2000 <= in_utc.year <= 9000:
-        raise ValueError("a time between the years 2000 and 9000 is expected")
-    return in_utc
-
-
-Moment = Annotated[AwareDatetime, AfterValidator(_bounded)]
-"""An ISO-8601 date-time with an offset, kept in UTC."""
 Channel = Literal["email", "sms", "push", "webhook"]
 Category = Literal["marketing", "transactional"]
-
-
-class Once(Strict):
-    frequency: Literal["once"]
-    at: Moment | None = Field(default=None, description="When; `null`: as soon as the campaign is activated")
-
-
-class CronSchedule(Strict):
-    frequency: Literal["cron"]
-    expression: Text = Field(description="Five fields: minute hour day-of-month month day-of-week")
-    timeZone: Text = Field(default="UTC", description="An IANA time zone the expression is read in")
-
-
-class Every(Strict):
-    frequency: Literal["every"]
-    interval: int = Field(ge=1, le=10_000)
-    unit: Literal["hours", "days"]
-    startAt: Moment | None = Field(default=None, description="The first time; `null`: when activated")
-
-
-Schedule = Annotated[Once | CronSchedule | Every, Field(discriminator="frequency")]
 
 
 class CampaignIn(Strict):

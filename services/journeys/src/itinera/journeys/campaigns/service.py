@@ -28,10 +28,11 @@ from asyncpg import Record as Row
 from itinera.common import pql
 from itinera.common.errors import Conflict, NotFound, ValidationFailed
 from itinera.journeys.campaigns import repository
-from itinera.journeys.campaigns.schedule import first_run, zone
-from itinera.journeys.campaigns.schemas import CampaignIn, CronSchedule, Every, ListQuery, Once
+from itinera.journeys.campaigns.schemas import CampaignIn, ListQuery
+from itinera.journeys.definitions.schemas import CronSchedule, Every, Once
 from itinera.journeys.definitions.timing import parse_cron
 from itinera.journeys.definitions.validation import TEMPLATE_ID, Problem
+from itinera.journeys.schedules import first_run, zone
 
 CAMPAIGNS = "/v1/campaigns"
 MAX_DEPTH = 32

@@ -19,6 +19,7 @@ profile enter, or the one a ``waitForEvent`` node received) and
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, StringConstraints
@@ -77,22 +78,39 @@ class AudienceEntry(_Node):
     next: Link = None
 
 
+def _bounded(value: datetime) -> datetime:
+    """A time that stays a time in UTC and leaves room for schedules after it."""
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range") from None
+    if not 2000 <= in_utc.year <= 9000:
+        raise ValueError("a time between the years 2000 and 9000 is expected")
+    return in_utc
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_bounded)]
+"""An ISO-8601 date-time with an offset, kept in UTC."""
+
+
 class Once(Strict):
     frequency: Literal["once"]
-    at: AwareDatetime | None = Field(default=None, description="When; `null`: as soon as published")
+    at: Moment | None = Field(
+        default=None, description="When; `null`: as soon as it starts (published, activated)"
+    )
 
 
 class CronSchedule(Strict):
     frequency: Literal["cron"]
     expression: Text = Field(description="Five fields: minute hour day-of-month month day-of-week")
-    timeZone: Text = Field(default="UTC", description="An IANA time zone")
+    timeZone: Text = Field(default="UTC", description="An IANA time zone the expression is read in")
 
 
 class Every(Strict):
     frequency: Literal["every"]
     interval: int = Field(ge=1, le=10_000)
     unit: Literal["hours", "days"]
-    startAt: AwareDatetime | None = Field(default=None, description="The first time; `null`: when published")
+    startAt: Moment | None = Field(default=None, description="The first time; `null`: when it starts")
 
 
 Schedule = Annotated[Once | CronSchedule | Every, Field(discriminator="frequency")]

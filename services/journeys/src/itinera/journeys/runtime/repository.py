@@ -420,3 +420,139 @@ async def take_call(conn: asyncpg.Connection, sandbox: str, instance_id: uuid.UU
         instance_id,
     )
     return row
+
+
+# Audience reads
+
+
+async def unscheduled_reads(conn: asyncpg.Connection) -> list[Row]:
+    """Live versions entered by reading an audience that have no schedule yet."""
+    rows: list[Row] = await conn.fetch(
+        """SELECT v.sandbox, v.journey_id, v.version, v.definition FROM journey_versions v
+            WHERE v.status = 'live' AND v.entry_type = 'readAudience'
+              AND NOT EXISTS (SELECT 1 FROM read_schedules s
+                               WHERE s.sandbox = v.sandbox AND s.journey_id = v.journey_id
+                                 AND s.version = v.version)"""
+    )
+    return rows
+
+
+async def add_read_schedule(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    journey_id: uuid.UUID,
+    version: int,
+    anchor: datetime,
+    next_run_at: datetime | None,
+) -> None:
+    await conn.execute(
+        """INSERT INTO read_schedules (sandbox, journey_id, version, anchor, next_run_at)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
+        sandbox,
+        journey_id,
+        version,
+        anchor,
+        next_run_at,
+    )
+
+
+async def claim_due_reads(conn: asyncpg.Connection, now: datetime, limit: int) -> list[Row]:
+    """Due read schedules no other worker holds, with their version's status and
+    definition, locked until the transaction ends."""
+    rows: list[Row] = await conn.fetch(
+        """SELECT s.*, v.status, v.definition FROM read_schedules s
+             JOIN journey_versions v
+               ON v.sandbox = s.sandbox AND v.journey_id = s.journey_id AND v.version = s.version
+            WHERE s.next_run_at <= $1
+            ORDER BY s.next_run_at LIMIT $2
+              FOR UPDATE OF s SKIP LOCKED""",
+        now,
+        limit,
+    )
+    return rows
+
+
+async def set_next_read(
+    conn: asyncpg.Connection, sandbox: str, journey_id: uuid.UUID, version: int, next_run_at: datetime | None
+) -> None:
+    await conn.execute(
+        """UPDATE read_schedules SET next_run_at = $4
+            WHERE sandbox = $1 AND journey_id = $2 AND version = $3""",
+        sandbox,
+        journey_id,
+        version,
+        next_run_at,
+    )
+
+
+async def add_read(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    journey_id: uuid.UUID,
+    version: int,
+    occurrence: datetime,
+    audience_id: str,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        """INSERT INTO audience_reads (sandbox, journey_id, version, occurrence, audience_id, status, due_at)
+           VALUES ($1, $2, $3, $4, $5, 'running', $6) ON CONFLICT DO NOTHING""",
+        sandbox,
+        journey_id,
+        version,
+        occurrence,
+        audience_id,
+        now,
+    )
+
+
+async def claim_read(conn: asyncpg.Connection, now: datetime) -> Row | None:
+    """The running read whose next chunk is due, with its version, locked until the
+    transaction ends; None when none is."""
+    row: Row | None = await conn.fetchrow(
+        """SELECT r.*, v.status AS version_status, v.definition FROM audience_reads r
+             JOIN journey_versions v
+               ON v.sandbox = r.sandbox AND v.journey_id = r.journey_id AND v.version = r.version
+            WHERE r.status = 'running' AND r.due_at <= $1
+            ORDER BY r.due_at LIMIT 1
+              FOR UPDATE OF r SKIP LOCKED""",
+        now,
+    )
+    return row
+
+
+async def advance_read(
+    conn: asyncpg.Connection,
+    row: Row,
+    *,
+    cursor: uuid.UUID | None,
+    read: int,
+    entered: int,
+    due_at: datetime | None,
+    status: str,
+) -> None:
+    await conn.execute(
+        """UPDATE audience_reads
+              SET cursor = COALESCE($5, cursor), members_read = members_read + $6, entered = entered + $7,
+                  due_at = $8, status = $9, finished_at = CASE WHEN $9 = 'running' THEN NULL ELSE now() END
+            WHERE sandbox = $1 AND journey_id = $2 AND version = $3 AND occurrence = $4""",
+        row["sandbox"],
+        row["journey_id"],
+        row["version"],
+        row["occurrence"],
+        cursor,
+        read,
+        entered,
+        due_at,
+        status,
+    )
+
+
+async def reads_of(conn: asyncpg.Connection, sandbox: str, journey_id: uuid.UUID) -> list[Row]:
+    rows: list[Row] = await conn.fetch(
+        """SELECT * FROM audience_reads WHERE sandbox = $1 AND journey_id = $2
+            ORDER BY occurrence DESC, version DESC LIMIT 100""",
+        sandbox,
+        journey_id,
+    )
+    return rows

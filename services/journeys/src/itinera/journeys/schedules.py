@@ -1,4 +1,5 @@
-"""When a scheduled campaign runs, read without a database.
+"""When a schedule fires (a scheduled campaign, a journey reading an audience), read
+without a database.
 
 - ``once``: at ``at``, or when the campaign is activated when it has none;
 - ``cron``: the five-field expression of :mod:`itinera.journeys.definitions.timing`, read
@@ -17,7 +18,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from itinera.journeys.campaigns.schemas import CronSchedule, Every, Once
+from itinera.journeys.definitions.schemas import CronSchedule, Every, Once
 from itinera.journeys.definitions.timing import parse_cron
 
 Schedule = Once | CronSchedule | Every
