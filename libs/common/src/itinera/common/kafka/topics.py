@@ -133,6 +133,26 @@ JOURNEY_STEPS = Topic(
     payload_schema="topics/journey-steps.v1.schema.json",
 )
 
+CONTENT = Topic(
+    name="itinera.content.v1",
+    description=(
+        "Published templates and fragments, each record the whole current version of one "
+        "of them (or its deletion), so that the channels keep what they render with."
+    ),
+    key="template:<id> or fragment:<id>",
+    payload_schema="topics/content.v1.schema.json",
+    retention_ms=3650 * DAY_MS,  # what a channels worker rebuilds its store from
+)
+FEEDBACK = Topic(
+    name="itinera.feedback.v1",
+    description=(
+        "What became of each message: sent, delivered, bounced, failed or excluded (with "
+        "the reason), and what the recipient did (opened, clicked, unsubscribed)."
+    ),
+    key="profile id",
+    payload_schema="topics/feedback.v1.schema.json",
+)
+
 CATALOGUE: tuple[Topic, ...] = (
     INBOUND,
     EVENTS,
@@ -145,6 +165,8 @@ CATALOGUE: tuple[Topic, ...] = (
     PROFILE_UPDATES,
     MESSAGES,
     JOURNEY_STEPS,
+    CONTENT,
+    FEEDBACK,
 )
 
 
