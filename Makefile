@@ -47,10 +47,13 @@ bench-profile: install ## measure the profile service: events applied per second
 bench-segmentation: install ## measure streaming qualification: event to audience entry latency
 	$(BIN)/python benchmarks/segmentation.py $(BENCH_ARGS)
 
+bench-journeys: install ## measure the journey runtime: event to message request, entries/s, timers firing
+	$(BIN)/python benchmarks/journeys.py $(BENCH_ARGS)
+
 token: install ## print a development bearer token
 	@$(BIN)/itinera token
 
 clean: ## remove the virtualenv and local state
 	rm -rf $(VENV) .stack .cache
 
-.PHONY: help install run test lint typecheck check bench-ingest bench-profile bench-segmentation token clean
+.PHONY: help install run test lint typecheck check bench-ingest bench-profile bench-segmentation bench-journeys token clean

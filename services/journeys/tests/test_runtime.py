@@ -528,3 +528,46 @@ class TestReadingAudiences:
         entered = sorted(datetime.fromisoformat(i["enteredAt"]) for i in found)
         assert entered[-1] - entered[0] >= timedelta(seconds=0.9)  # 4 members at 2 a second
         assert entered[0] >= started
+
+
+class TestTimers:
+    async def test_an_instance_whose_wait_and_timeout_are_both_overdue_is_acted_on_once(
+        self, api: httpx.AsyncClient, producer: Producer, sandbox: str, pool: asyncpg.Pool
+    ) -> None:
+        nodes: list[dict[str, Any]] = [
+            {"id": "start", "type": "event", "eventType": "cart.abandoned", "next": "pause"},
+            {"id": "pause", "type": "wait", "duration": "PT1H", "next": "done"},
+            {"id": "done", "type": "end"},
+        ]
+        journey_id = await live(api, nodes, timeout="P1D")
+        stuck, healthy = str(uuid.uuid4()), str(uuid.uuid4())
+        await happened(producer, sandbox, stuck, "cart.abandoned")
+        await happened(producer, sandbox, healthy, "cart.abandoned")
+
+        async def both_waiting() -> bool:
+            return len(await instances(api, journey_id, status="waiting")) == 2
+
+        await eventually(both_waiting, timeout_s=30)
+        past = datetime.now(UTC) - timedelta(minutes=1)
+        async with pool.acquire() as conn:  # as after an outage: everything is overdue
+            await conn.execute(
+                """UPDATE timers SET due_at = $3 WHERE sandbox = $1 AND instance_id IN
+                   (SELECT id FROM instances WHERE sandbox = $1 AND profile_id = $2)""",
+                sandbox,
+                uuid.UUID(stuck),
+                past,
+            )
+            await conn.execute(
+                """UPDATE timers SET due_at = $3 WHERE sandbox = $1 AND kind = 'resume' AND instance_id IN
+                   (SELECT id FROM instances WHERE sandbox = $1 AND profile_id = $2)""",
+                sandbox,
+                uuid.UUID(healthy),
+                past,
+            )
+
+        async def both_ended() -> bool:
+            return not await instances(api, journey_id, status="waiting")
+
+        await eventually(both_ended, timeout_s=30)
+        ends = {i["profileId"]: (i["status"], i["endReason"]) for i in await instances(api, journey_id)}
+        assert ends == {stuck: ("exited", "timeout"), healthy: ("completed", "completed")}

@@ -126,18 +126,26 @@ class TimerRunner(Periodic):
         now = datetime.now(UTC)
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await repository.claim_timers(conn, now, self.batch)
-            by_sandbox: dict[str, list[Any]] = defaultdict(list)
+            due: dict[str, dict[uuid.UUID, dict[str, Any]]] = defaultdict(lambda: defaultdict(dict))
             for row in rows:
-                by_sandbox[row["sandbox"]].append(row)
-            for sandbox, due in by_sandbox.items():
+                due[row["sandbox"]][row["instance_id"]][row["kind"]] = row
+            for sandbox, timers in due.items():
                 run = Run(conn, sandbox, now)
-                profiles = await repository.profiles_of(conn, sandbox, [r["profile_id"] for r in due])
-                for row in due:
+                found = await repository.timed_instances(conn, sandbox, list(timers))
+                profiles = await repository.profiles_of(conn, sandbox, [r["profile_id"] for r in found])
+                for gone in set(timers) - {row["id"] for row in found}:  # ended meanwhile
+                    for kind in timers[gone]:
+                        await repository.delete_timer(conn, sandbox, gone, kind)
+                for row in found:
                     inst = Instance.of(row)
-                    await repository.delete_timer(conn, sandbox, inst.id, row["kind"])
-                    if row["kind"] == "timeout":
+                    kinds = timers[inst.id]
+                    for kind in kinds:
+                        await repository.delete_timer(conn, sandbox, inst.id, kind)
+                    # An instance with both timers due (after an outage) is acted on once:
+                    # the journey's timeout wins.
+                    if "timeout" in kinds:
                         await run.end(inst, "timeout")
-                    elif inst.node == row["timer_node"]:
+                    elif inst.node == kinds["resume"]["timer_node"]:
                         await run.resume(inst, "timer", profiles.get(str(inst.profile_id), {}))
                 await run.flush()
         return len(rows) == self.batch

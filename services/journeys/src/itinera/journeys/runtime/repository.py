@@ -231,20 +231,32 @@ async def live_of_profiles(
 
 
 async def claim_timers(conn: asyncpg.Connection, now: datetime, limit: int) -> list[Row]:
-    """Due timers no other worker holds, with their live instance and its version's
-    definition, locked until the transaction ends."""
+    """Due timers no other worker holds (the oldest first, through the due-time index,
+    so a claim costs the same however many are due), locked until the transaction ends."""
     rows: list[Row] = await conn.fetch(
-        """SELECT t.sandbox, t.instance_id, t.kind, t.node AS timer_node, t.due_at, i.*, v.definition
-             FROM timers t
-             JOIN instances i ON i.sandbox = t.sandbox AND i.id = t.instance_id
-             JOIN journey_versions v
-               ON v.sandbox = i.sandbox AND v.journey_id = i.journey_id AND v.version = i.version
-            WHERE t.due_at <= $1
-            ORDER BY t.due_at
-            LIMIT $2
-            FOR UPDATE OF t, i SKIP LOCKED""",
+        """SELECT sandbox, instance_id, kind, node AS timer_node, due_at FROM timers
+            WHERE due_at <= $1 ORDER BY due_at LIMIT $2
+              FOR UPDATE SKIP LOCKED""",
         now,
         limit,
+    )
+    return rows
+
+
+async def timed_instances(
+    conn: asyncpg.Connection, sandbox: str, instance_ids: Sequence[uuid.UUID]
+) -> list[Row]:
+    """The live instances of claimed timers, with their version's definition, locked
+    until the transaction ends (a consumer working on one is waited for)."""
+    rows: list[Row] = await conn.fetch(
+        """SELECT i.*, v.definition FROM instances i
+             JOIN journey_versions v
+               ON v.sandbox = i.sandbox AND v.journey_id = i.journey_id AND v.version = i.version
+            WHERE i.sandbox = $1 AND i.id = ANY($2::uuid[]) AND i.status = 'waiting'
+            ORDER BY i.id
+              FOR UPDATE OF i""",
+        sandbox,
+        list(instance_ids),
     )
     return rows
 
