@@ -78,26 +78,36 @@ async def insert_instance(
     test_mode: bool,
     context: dict[str, Any],
     now: datetime,
+    *,
+    status: str,
+    node: str | None,
+    steps: int,
+    end_reason: str | None,
 ) -> bool:
-    """A new live instance; False when the profile has one in this journey already, or
-    this trigger has already made it enter."""
-    status: str = await conn.execute(
+    """A new instance, as its first walk left it; False when the profile has a live one
+    in this journey already, or this trigger has already made it enter."""
+    result: str = await conn.execute(
         """INSERT INTO instances
-               (sandbox, id, journey_id, version, profile_id, status, trigger_id, test_mode, context,
-                entered_at)
-           VALUES ($1, $2, $3, $4, $5, 'waiting', $6, $7, $8, $9)
+               (sandbox, id, journey_id, version, profile_id, status, node, context, steps, trigger_id,
+                test_mode, entered_at, ended_at, end_reason)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::timestamptz,
+                   CASE WHEN $6::text = 'waiting' THEN NULL ELSE $12::timestamptz END, $13)
            ON CONFLICT DO NOTHING""",
         sandbox,
         instance_id,
         journey_id,
         version,
         profile_id,
+        status,
+        node,
+        context,
+        steps,
         trigger_id,
         test_mode,
-        context,
         now,
+        end_reason,
     )
-    return status == "INSERT 0 1"
+    return result == "INSERT 0 1"
 
 
 async def save(

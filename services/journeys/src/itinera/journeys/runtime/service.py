@@ -145,6 +145,11 @@ class Instance:
         )
 
 
+def _status(reason: str) -> str:
+    """An ended instance's status, by why it ended."""
+    return "completed" if reason == "completed" else "failed" if reason.startswith("failed") else "exited"
+
+
 def _identities(profile: Mapping[str, Any]) -> set[str]:
     """``Namespace:id`` of every identity in the profile's identity map (lower-cased)."""
     found = set()
@@ -252,8 +257,8 @@ class Run:
 
     # Walking
 
-    async def _apply(self, inst: Instance, done: Walk, profile: Mapping[str, Any]) -> None:
-        """Keep what a walk did: its steps and messages, and where the instance is now."""
+    def _publish(self, inst: Instance, done: Walk, profile: Mapping[str, Any]) -> None:
+        """What a walk did, to publish: its steps, message requests and profile updates."""
         for s in done.steps:
             self._step(inst, s.step, s.kind, s.node, s.node_type, s.reason, s.detail)
         for m in done.messages:
@@ -295,6 +300,11 @@ class Run:
                     },
                 )
             )
+
+    async def _apply(self, inst: Instance, done: Walk, profile: Mapping[str, Any]) -> None:
+        """Keep what a walk of a live instance did: what it publishes, and where the
+        instance is now."""
+        self._publish(inst, done, profile)
         inst.steps = done.steps[-1].step if done.steps else inst.steps
         await repository.clear_waits(self.conn, self.sandbox, inst.id)
         inst.wait = inst.waiting_node = None
@@ -304,11 +314,19 @@ class Run:
                 await self._jump(inst, done.jump_to, profile)
             return
         inst.node = done.paused_at
+        await self._keep_pause(inst, done)
+        await self._save(inst, "waiting", None)
+
+    async def _keep_pause(self, inst: Instance, done: Walk) -> None:
+        """What a paused instance waits for: its resume timer, its custom action call,
+        its event."""
+        if done.paused_at is None:
+            return
         if done.due_at is not None:
             await repository.set_timer(
                 self.conn, self.sandbox, inst.id, "resume", done.paused_at, done.due_at
             )
-        if done.call is not None and done.paused_at is not None:
+        if done.call is not None:
             await repository.add_call(
                 self.conn,
                 self.sandbox,
@@ -318,7 +336,7 @@ class Run:
                 uuid.UUID(done.call.action_id),
                 done.call.inputs,
             )
-        if done.event_wait is not None and done.paused_at is not None:
+        if done.event_wait is not None:
             w = done.event_wait
             await repository.set_event_wait(
                 self.conn,
@@ -332,7 +350,6 @@ class Run:
                 w.reaction,
             )
             inst.wait, inst.waiting_node = w, done.paused_at
-        await self._save(inst, "waiting", None)
 
     async def _save(self, inst: Instance, status: str, reason: str | None) -> None:
         ended = None if status == "waiting" else self.now
@@ -350,9 +367,7 @@ class Run:
 
     async def _end(self, inst: Instance, reason: str) -> None:
         """End a live instance with the reason (``completed``, ``failed: ...``, or why it exited)."""
-        status = (
-            "completed" if reason == "completed" else "failed" if reason.startswith("failed") else "exited"
-        )
+        status = _status(reason)
         inst.steps += 1
         self._step(inst, inst.steps, "exited", inst.node, None, reason, {})
         await repository.end_instance_rows(self.conn, self.sandbox, inst.id)
@@ -401,6 +416,20 @@ class Run:
                 return None
         instance_id = uuid.uuid4()
         context: dict[str, Any] = {"event": dict(event) if event is not None else None, "messages": {}}
+        entry = version.entry
+        done = walk(
+            version,
+            getattr(entry, "next", None),
+            instance_id=str(instance_id),
+            context=context,
+            profile=profile,
+            now=self.now,
+            steps_before=1,
+        )
+        # The instance is written once, as the walk left it: an entry that is refused
+        # (a live instance, a trigger already taken) leaves nothing behind.
+        walked = done.steps[-1].step if done.steps else 1
+        ended = done.ended
         inserted = await repository.insert_instance(
             self.conn,
             self.sandbox,
@@ -412,30 +441,33 @@ class Run:
             doc.testMode.enabled,
             context,
             self.now,
+            status="waiting" if ended is None else _status(ended),
+            node=done.paused_at if ended is None else None,
+            steps=walked if ended is None else walked + 1,
+            end_reason=ended,
         )
         if not inserted:
             return None
         inst = Instance(
             self.sandbox, instance_id, version, profile_id, None, context, 1, doc.testMode.enabled
         )
-        self.live.setdefault(profile_id, []).append(inst)
-        entry = version.entry
         self._step(
             inst, 1, "entered", entry.id, entry.type, trigger_id.partition(":")[0], {"trigger": trigger_id}
         )
+        self._publish(inst, done, profile)
+        inst.steps = walked
+        if ended is not None:
+            inst.steps += 1
+            self._step(inst, inst.steps, "exited", None, None, ended, {})
+            if done.jump_to is not None:
+                await self._jump(inst, done.jump_to, profile)
+            return inst
+        inst.node = done.paused_at
+        self.live.setdefault(profile_id, []).append(inst)
         await repository.set_timer(
             self.conn, self.sandbox, instance_id, "timeout", None, self.now + version.timeout
         )
-        done = walk(
-            version,
-            getattr(entry, "next", None),
-            instance_id=str(instance_id),
-            context=inst.context,
-            profile=profile,
-            now=self.now,
-            steps_before=1,
-        )
-        await self._apply(inst, done, profile)
+        await self._keep_pause(inst, done)
         return inst
 
     async def resume(
