@@ -9,6 +9,7 @@ contexts (the profile, then the item of each enclosing filter) and the variable 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -19,6 +20,10 @@ from itinera.common.pql import functions as fn
 from itinera.common.pql.errors import PqlError, Problem
 from itinera.common.pql.parser import parse, problem_at
 
+Events = Sequence[Mapping[str, Any]] | Callable[[], Sequence[Mapping[str, Any]]]
+"""A profile's events, or what gives them the first time the rule reads ``xEvent``: a
+caller holding events in some encoded form decodes only those a rule actually reads
+(``a and xEvent[...]`` never reads them when ``a`` is false)."""
 Fn = Callable[["Env"], Any]
 ElementFn = Callable[["Env", Any, Any, bool], Any]
 TimeFn = Callable[["Env"], fn.Period | None]
@@ -86,24 +91,30 @@ AGGREGATES = ("sum", "count", "average", "min", "max")
 class Env:
     """What one evaluation sees."""
 
-    __slots__ = ("_segment_source", "_segments", "contexts", "events", "now", "root", "slots", "today")
+    __slots__ = ("_events", "_segment_source", "_segments", "contexts", "now", "root", "slots", "today")
 
     def __init__(
         self,
         root: Any,
-        events: Sequence[Any],
+        events: Events,
         now: datetime,
         segments: Mapping[str, str] | None,
         slot_count: int,
     ) -> None:
         self.root = root
-        self.events = events
+        self._events = events
         self.now = now
         self.today = now.date()
         self.contexts: list[Any] = [root]
         self.slots: list[Any] = [None] * slot_count
         self._segments = segments
         self._segment_source = root
+
+    def events(self) -> Sequence[Mapping[str, Any]]:
+        events = self._events
+        if callable(events):
+            events = self._events = events()
+        return events
 
     def segments(self) -> Mapping[str, str]:
         if self._segments is None:
@@ -162,10 +173,14 @@ class Rule:
         profile: Mapping[str, Any],
         *,
         now: datetime | None = None,
-        events: Sequence[Mapping[str, Any]] | None = None,
+        events: Events | None = None,
         segments: Mapping[str, str] | None = None,
     ) -> Any:
-        root: Any = profile if isinstance(profile, Mapping) else {}
+        """The rule's value for ``profile`` at ``now``. ``events``: the profile's events
+        (default: its ``xEvent``), or a function giving them, called at most once and
+        only if the rule reads them; ``segments``: its memberships (default: its
+        ``segmentMembership``)."""
+        root: Any = profile if type(profile) is dict or isinstance(profile, Mapping) else {}
         if events is None:
             found = root.get("xEvent")
             events = found if isinstance(found, list | tuple) else []
@@ -186,7 +201,7 @@ class Rule:
         profile: Mapping[str, Any],
         *,
         now: datetime | None = None,
-        events: Sequence[Mapping[str, Any]] | None = None,
+        events: Events | None = None,
         segments: Mapping[str, str] | None = None,
     ) -> bool:
         """Whether the profile is in the audience the rule defines."""
@@ -203,6 +218,8 @@ def _utc(now: datetime | None) -> datetime:
         return datetime.now(UTC)
     if now.tzinfo is None:
         return now.replace(tzinfo=UTC)
+    if now.tzinfo is UTC:
+        return now
     return now.astimezone(UTC)
 
 
@@ -228,6 +245,68 @@ def check(expression: ast.Expression) -> list[Problem]:
 
 def _constant(value: Any) -> Fn:
     return lambda env: value
+
+
+def _get(value: Any, name: str) -> Any:
+    """``fn.get``, reading a plain dict directly."""
+    return value.get(name) if type(value) is dict else fn.get(value, name)
+
+
+def _get_path(value: Any, names: tuple[str, ...]) -> Any:
+    """``fn.get_path``, reading plain dicts (what decoded JSON is made of) directly."""
+    for name in names:
+        if type(value) is dict:
+            value = value.get(name)
+        elif value is None:
+            return None
+        else:
+            value = fn.get(value, name)
+    return value
+
+
+_BOOLEAN_OPERATORS = frozenset({*ast.COMPARISONS, "and", "or", "in", "notIn", "like"})
+_PYTHON_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def _boolean(node: ast.Expression) -> bool:
+    """Whether the compiled node always returns a bool (so ``fn.truthy`` of it is itself)."""
+    return isinstance(node, ast.Binary) and node.op in _BOOLEAN_OPERATORS
+
+
+def _literal_comparison(op: str, left: Fn, literal: Any) -> Fn | None:
+    """``left op literal`` when the literal is a number, or a string compared with ``=``
+    or ``!=`` that is no date or time: a value of the literal's own kind is compared
+    directly, which is what ``fn.compare`` would conclude (numbers compare as numbers;
+    two strings are equal only as equal text unless both read as times); any other
+    value goes to ``fn.compare``. None when the literal is of another kind."""
+    compare = _PYTHON_COMPARISONS[op]
+    if fn.is_number(literal):
+
+        def number(env: Env) -> bool:
+            value = left(env)
+            kind = type(value)
+            if kind is int or kind is float:
+                return compare(value, literal)
+            return fn.compare(op, value, literal)
+
+        return number
+    if isinstance(literal, str) and op in ("=", "!=") and fn.as_time(literal) is None:
+
+        def text(env: Env) -> bool:
+            value = left(env)
+            if type(value) is str:
+                return compare(value, literal)
+            return fn.compare(op, value, literal)
+
+        return text
+    return None
 
 
 def _items(value: Any) -> Sequence[Any]:
@@ -339,10 +418,10 @@ class _Compiler:
             slot = scope.variables[name]
             return lambda env: env.slots[slot]
         if name == "xEvent":
-            return lambda env: env.events
+            return lambda env: env.events()
         if name == "segmentMembership" and scope.depth == 1:
             self.reads_membership = True
-        return lambda env: fn.get(env.contexts[-1], name)
+        return lambda env: _get(env.contexts[-1], name)
 
     def _field(self, node: ast.Field, scope: _Scope) -> Fn:
         names: list[str] = []
@@ -356,12 +435,12 @@ class _Compiler:
             if base.name == "segmentMembership" and scope.depth == 1:
                 self.reads_membership = True
             full = (base.name, *path)
-            return lambda env: fn.get_path(env.contexts[-1], full)
+            return lambda env: _get_path(env.contexts[-1], full)
         target = self.compile(base, scope)
         if len(path) == 1:
             name = path[0]
-            return lambda env: fn.get(target(env), name)
-        return lambda env: fn.get_path(target(env), path)
+            return lambda env: _get(target(env), name)
+        return lambda env: _get_path(target(env), path)
 
     def _up(self, node: ast.Node, levels: int, scope: _Scope) -> Fn:
         if levels >= scope.depth:
@@ -433,11 +512,17 @@ class _Compiler:
             text = node.right.value
             return lambda env: fn.like(left(env), text, pattern)
         right = self.compile(node.right, scope)
-        if op == "and":
-            return lambda env: fn.truthy(left(env)) and fn.truthy(right(env))
-        if op == "or":
-            return lambda env: fn.truthy(left(env)) or fn.truthy(right(env))
+        if op in ("and", "or"):
+            first = left if _boolean(node.left) else lambda env: fn.truthy(left(env))
+            second = right if _boolean(node.right) else lambda env: fn.truthy(right(env))
+            if op == "and":
+                return lambda env: first(env) and second(env)
+            return lambda env: first(env) or second(env)
         if op in ast.COMPARISONS:
+            if isinstance(node.right, ast.Literal):
+                fast = _literal_comparison(op, left, node.right.value)
+                if fast is not None:
+                    return fast
             return lambda env: fn.compare(op, left(env), right(env))
         if op == "in":
             return lambda env: fn.in_list(left(env), right(env))
@@ -737,22 +822,23 @@ class _Compiler:
 
     def _filter(self, target_node: ast.Expression, condition_node: ast.Expression, scope: _Scope) -> Fn:
         target = self.compile(target_node, scope)
-        condition = self.compile(condition_node, scope.deeper())
+        compiled = self.compile(condition_node, scope.deeper())
+        condition = compiled if _boolean(condition_node) else lambda env: fn.truthy(compiled(env))
 
         def filter_(env: Env) -> Any:
             collection = target(env)
             if collection is None:
                 return None
-            if isinstance(collection, Mapping):
+            if not isinstance(collection, list | tuple):
+                if not isinstance(collection, Mapping):
+                    return None
                 collection = (collection,)
-            elif not isinstance(collection, list | tuple):
-                return None
             contexts = env.contexts
             kept: list[Any] = []
             for item in collection:
                 contexts.append(item)
                 try:
-                    if fn.truthy(condition(env)):
+                    if condition(env):
                         kept.append(item)
                 finally:
                     contexts.pop()

@@ -146,15 +146,19 @@ async def profiles_after(
     id order. FOR SHARE: a change being applied to one of them (which holds it FOR UPDATE)
     is waited for, and none can be applied until the chunk commits, so that the chunk's
     memberships and the streaming evaluation's never overwrite each other."""
-    rows = await conn.fetch(
-        """SELECT profile_id, attributes FROM profiles
-           WHERE sandbox = $1 AND ($2::uuid IS NULL OR profile_id > $2)
-           ORDER BY profile_id LIMIT $3 FOR SHARE""",
+    chunk: dict[str, dict[str, Any]] | None = await conn.fetchval(
+        # One JSON object for the whole chunk (in id order): one value to decode, not
+        # one row per profile.
+        """SELECT json_object_agg(profile_id, attributes ORDER BY profile_id) FROM (
+               SELECT profile_id, attributes FROM profiles
+               WHERE sandbox = $1 AND ($2::uuid IS NULL OR profile_id > $2)
+               ORDER BY profile_id LIMIT $3 FOR SHARE
+           ) chunk""",
         sandbox,
         after,
         limit,
     )
-    return {str(r["profile_id"]): r["attributes"] for r in rows}
+    return chunk or {}
 
 
 async def advance(

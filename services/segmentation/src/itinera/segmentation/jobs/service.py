@@ -4,8 +4,8 @@ on ``itinera.audiences.v1`` (``evaluation: "batch"``), whatever the audiences'
 ``evaluationInfo`` says.
 
 A job goes NEW -> PROCESSING -> SUCCEEDED, or FAILED (with the reason) or CANCELLED.
-Workers (:class:`SegmentJobRunner`) take it one chunk of :data:`CHUNK` profiles (by
-profile id) at a time, each chunk in one transaction that holds the job row
+Workers (:class:`SegmentJobRunner`) take it one chunk of profiles (by profile id; see
+:data:`CHUNK`) at a time, each chunk in one transaction that holds the job row
 (``FOR NO KEY UPDATE SKIP LOCKED``) and does everything the chunk causes: the
 memberships, the time-dependent re-evaluations, the announcements (outbox) and the
 job's cursor, progress and counters. A crash rolls back only the chunk in flight, and
@@ -46,13 +46,18 @@ from itinera.segmentation.jobs.schemas import PROPERTY_PREFIX, ListQuery
 from itinera.segmentation.membership import repository as memberships
 from itinera.segmentation.membership.repository import Audience, Change
 from itinera.segmentation.membership.rules import MEMBER
-from itinera.segmentation.membership.service import announcements, evaluate_in_order, events_for
+from itinera.segmentation.membership.service import announcements, evaluate_reading_events
 
 log = logging.getLogger(__name__)
 
 JOBS = "/data/core/ups/segment/jobs"
-CHUNK = 2_000
-"""Profiles evaluated in one transaction."""
+CHUNK = 5_000
+"""Profiles evaluated in one transaction by a job over one audience. A job over ``n``
+audiences takes ``CHUNK // n`` at a time (at least :data:`MIN_CHUNK`): the transaction
+holds its profiles against streaming changes (``FOR SHARE``) until it commits, so its
+length follows the number of evaluations, not of profiles. Larger chunks spread each
+chunk's fixed cost (claiming the job, its round trips, the commit) over more profiles."""
+MIN_CHUNK = 100
 MAX_SEGMENTS = 100
 ATTEMPTS = 5
 """Failed attempts in a row at one chunk after which the job FAILS."""
@@ -279,11 +284,12 @@ async def _evaluate_chunk(
     event_limit: int,
     now: datetime,
 ) -> tuple[dict[str, dict[str, str]], list[Change]]:
-    """Evaluate every audience for every profile of the chunk, and record what changed;
-    (the memberships after, the changes)."""
-    held = await memberships.memberships_of(conn, sandbox, profiles)
-    events = await events_for(conn, sandbox, audiences, profiles, now, event_limit)
-    outcome = evaluate_in_order(audiences, profiles, {}, events, held, now)  # every pair
+    """Evaluate every audience for every profile of the chunk (not empty, in id order),
+    and record what changed; (the memberships after, the changes). Events are read only
+    for the profiles whose evaluation reads them."""
+    first, last = next(iter(profiles)), next(reversed(profiles))
+    held = await memberships.memberships_between(conn, sandbox, first, last)
+    outcome = await evaluate_reading_events(conn, sandbox, audiences, profiles, {}, held, now, event_limit)
     changes = outcome.changes
     await memberships.schedule(conn, sandbox, outcome.schedule)
     await memberships.save(conn, sandbox, changes, now)
@@ -293,15 +299,16 @@ async def _evaluate_chunk(
 
 async def step(conn: asyncpg.Connection, job: Row, chunk: int, event_limit: int) -> None:
     """Carry a claimed job one chunk further, in the caller's transaction: start it,
-    evaluate its next chunk, or end it (SUCCEEDED, CANCELLED, or FAILED when one of its
-    audiences is gone)."""
+    evaluate its next chunk (``chunk`` profiles for one audience, see :data:`CHUNK`), or
+    end it (SUCCEEDED, CANCELLED, or FAILED when one of its audiences is gone)."""
     sandbox, job_id = job["sandbox"], job["id"]
     if job["cancelling"]:
         await repository.finish(conn, sandbox, job_id, "CANCELLED")
         return
     if job["status"] == "NEW":
         await repository.start(conn, sandbox, job_id)
-    profiles = await repository.profiles_after(conn, sandbox, job["last_profile_id"], chunk)
+    size = max(chunk // max(len(job["segments"]), 1), min(chunk, MIN_CHUNK))
+    profiles = await repository.profiles_after(conn, sandbox, job["last_profile_id"], size)
     ids = [s["id"] for s in job["segments"]]
     audiences = await memberships.audiences_by_id(conn, sandbox, ids)
     gone = [i for i in ids if i not in audiences]
@@ -316,7 +323,7 @@ async def step(conn: asyncpg.Connection, job: Row, chunk: int, event_limit: int)
         counters = _count(job["counters"], profiles, held, changes)
         last = next(reversed(profiles))  # they come in id order
         await repository.advance(conn, sandbox, job_id, last, len(profiles), counters)
-    if len(profiles) < chunk:
+    if len(profiles) < size:
         await repository.finish(conn, sandbox, job_id, "SUCCEEDED")
 
 

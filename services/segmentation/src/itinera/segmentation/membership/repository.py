@@ -119,14 +119,34 @@ async def memberships_of(
     return found
 
 
+async def memberships_between(
+    conn: asyncpg.Connection, sandbox: str, first: str, last: str
+) -> dict[str, dict[str, str]]:
+    """:func:`memberships_of` for every profile id from ``first`` to ``last``: one range of
+    the primary key instead of one look-up per profile, for a run of profiles in id order."""
+    rows = await conn.fetch(
+        """SELECT profile_id, audience_id, status FROM memberships
+           WHERE sandbox = $1 AND profile_id >= $2 AND profile_id <= $3
+           ORDER BY audience_id, profile_id FOR UPDATE""",
+        sandbox,
+        first,
+        last,
+    )
+    found: dict[str, dict[str, str]] = defaultdict(dict)
+    for r in rows:
+        found[str(r["profile_id"])][str(r["audience_id"])] = r["status"]
+    return found
+
+
 async def events_of(
     conn: asyncpg.Connection, sandbox: str, profile_ids: Iterable[str], since: datetime | None, limit: int
-) -> dict[str, list[dict[str, Any]]]:
+) -> dict[str, str]:
     """Each profile's events since ``since`` (all when None), at most ``limit`` each,
-    newest first; a profile without any is left out. One row per profile, its events as
-    one JSON array: decoding one value per profile costs far less than one per event."""
-    rows = await conn.fetch(
-        """SELECT p.id, e.bodies
+    newest first, as the text of one JSON array; a profile without any is left out.
+    Left as text for the caller to decode the ones it reads; and all in one row of two
+    arrays, which asyncpg decodes in a fraction of the time one row per profile takes."""
+    row = await conn.fetchrow(
+        """SELECT array_agg(p.id::text) AS ids, array_agg(e.bodies::text) AS bodies
            FROM unnest($2::uuid[]) AS p(id)
            CROSS JOIN LATERAL (
                SELECT json_agg(body ORDER BY occurred_at DESC) AS bodies FROM (
@@ -141,7 +161,9 @@ async def events_of(
         since,
         limit,
     )
-    return {str(r[0]): r[1] for r in rows}
+    if row is None or row["ids"] is None:
+        return {}
+    return dict(zip(row["ids"], row["bodies"], strict=True))
 
 
 @dataclass(frozen=True, slots=True)

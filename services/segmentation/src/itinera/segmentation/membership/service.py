@@ -21,12 +21,14 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
+import orjson
 
 from itinera.common import pql
 from itinera.common.db.outbox import enqueue
 from itinera.common.kafka import topics
 from itinera.common.kafka.envelope import Envelope
 from itinera.common.periodic import Periodic
+from itinera.common.pql.compiler import Events
 from itinera.segmentation.membership import repository
 from itinera.segmentation.membership.repository import Audience, Change
 from itinera.segmentation.membership.rules import relevant, transition
@@ -79,7 +81,7 @@ def announcements(sandbox: str, changes: Iterable[Change], at: datetime, evaluat
     return found
 
 
-def next_check(audience: Audience, events: Sequence[Mapping[str, Any]], now: datetime) -> datetime | None:
+def next_check(audience: Audience, events: Events, now: datetime) -> datetime | None:
     """When time alone can next change the rule's answer for a profile with ``events``:
     an event leaving the look-back window (or a future-dated one reaching now); the
     next UTC midnight for a rule on calendar time (``today``, ``this month``...)."""
@@ -88,7 +90,7 @@ def next_check(audience: Audience, events: Sequence[Mapping[str, Any]], now: dat
     if audience.lookback is None:
         return datetime.combine(now.date() + timedelta(days=1), time(), UTC)
     candidates = []
-    for event in events:
+    for event in events() if callable(events) else events:
         at = occurred_at(event)
         if at is None:
             continue
@@ -104,38 +106,56 @@ class Outcome:
     changes: list[Change] = field(default_factory=list)
     schedule: list[tuple[str, str, datetime | None]] = field(default_factory=list)
     """(audience, profile, next check or None) of every time-dependent rule evaluated."""
+    deferred: set[str] = field(default_factory=set)
+    """Profiles evaluated without their events for which a rule read them: not in
+    ``changes`` nor ``schedule``, to be evaluated again with them."""
+
+
+class EventsNeeded(Exception):
+    """A rule read the events of a profile evaluated without them."""
+
+
+def _not_read() -> list[dict[str, Any]]:
+    raise EventsNeeded
 
 
 def evaluate(
     audiences: Sequence[Audience],
     profiles: Mapping[str, dict[str, Any]],
     touched: Mapping[str, set[str] | None],
-    events: Mapping[str, list[dict[str, Any]]],
+    events: Mapping[str, Events] | None,
     memberships: Mapping[str, Mapping[str, str]],
     now: datetime,
     only: set[tuple[str, str]] | None = None,
 ) -> Outcome:
     """The membership changes of evaluating the relevant audiences for each profile
-    (``only``: just these (audience, profile) pairs), and when to look again."""
+    (``only``: just these (audience, profile) pairs), and when to look again.
+    ``events`` None: the events were not read; a profile for which a rule reads them
+    is ``deferred`` instead."""
     outcome = Outcome()
     changes, schedule = outcome.changes, outcome.schedule
     rules = [(audience, rule_of(audience).qualifies) for audience in audiences]
     for profile_id, attributes in profiles.items():
         held = memberships.get(profile_id, {})
-        own = events.get(profile_id, [])
-        for audience, rule in rules:
-            if only is not None:
-                if (audience.id, profile_id) not in only:
-                    continue
-            elif touched and not relevant(audience.references, touched.get(profile_id)):
-                continue  # (nothing touched: every profile is evaluated afresh)
-            qualifies = rule(attributes, now=now, events=own, segments=held)
-            previous = held.get(audience.id)
-            status, announced = transition(previous, qualifies)
-            if status is not None and status != previous:
-                changes.append(Change(audience.id, profile_id, status, announced, previous))
-            if audience.time_dependent:
-                schedule.append((audience.id, profile_id, next_check(audience, own, now)))
+        own: Events = _not_read if events is None else events.get(profile_id, [])
+        done, due = len(changes), len(schedule)
+        try:
+            for audience, rule in rules:
+                if only is not None:
+                    if (audience.id, profile_id) not in only:
+                        continue
+                elif touched and not relevant(audience.references, touched.get(profile_id)):
+                    continue  # (nothing touched: every profile is evaluated afresh)
+                qualifies = rule(attributes, now=now, events=own, segments=held)
+                previous = held.get(audience.id)
+                status, announced = transition(previous, qualifies)
+                if status is not None and status != previous:
+                    changes.append(Change(audience.id, profile_id, status, announced, previous))
+                if audience.time_dependent:
+                    schedule.append((audience.id, profile_id, next_check(audience, own, now)))
+        except EventsNeeded:
+            del changes[done:], schedule[due:]
+            outcome.deferred.add(profile_id)
     return outcome
 
 
@@ -163,8 +183,9 @@ async def evaluate_streaming(
     wanted = _affected(audiences, [plan.touched.get(p) for p in alive])
     if wanted and alive:
         memberships = await repository.memberships_of(conn, sandbox, alive)
-        events = await events_for(conn, sandbox, wanted, alive, now, event_limit)
-        outcome = evaluate_in_order(wanted, alive, plan.touched, events, memberships, now)
+        outcome = await evaluate_reading_events(
+            conn, sandbox, wanted, alive, plan.touched, memberships, now, event_limit
+        )
         changes = outcome.changes
         await repository.schedule(conn, sandbox, outcome.schedule)
     await repository.save(conn, sandbox, changes, now)
@@ -181,6 +202,46 @@ def window_start(now: datetime, lookbacks: Iterable[timedelta | None]) -> dateti
     return now - max(w for w in listed if w is not None)
 
 
+class StoredEvents:
+    """A profile's events as read (the text of one JSON array), decoded the first time a
+    rule reads them, once for every rule that does: a rule such as ``a and xEvent[...]``
+    reads no event of a profile for which ``a`` is false."""
+
+    __slots__ = ("_decoded", "_text")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._decoded: list[dict[str, Any]] | None = None
+
+    def __call__(self) -> list[dict[str, Any]]:
+        if self._decoded is None:
+            self._decoded = orjson.loads(self._text)
+        return self._decoded
+
+
+def _event_window(audiences: Iterable[Audience], now: datetime) -> tuple[bool, datetime | None]:
+    """(whether any rule reads events, where the longest look-back of those that do starts)."""
+    readers = [a for a in audiences if any(r.startswith("xEvent") for r in a.references)]
+    return bool(readers), window_start(now, (a.lookback for a in readers))
+
+
+async def stored_events(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    audiences: Iterable[Audience],
+    profiles: Iterable[str],
+    now: datetime,
+    limit: int,
+) -> Mapping[str, StoredEvents]:
+    """The profiles' events the audiences' rules read (see :func:`events_for`), each
+    profile's decoded only when a rule reads them."""
+    read, since = _event_window(audiences, now)
+    if not read:
+        return {}
+    found = await repository.events_of(conn, sandbox, profiles, since, limit)
+    return {profile_id: StoredEvents(text) for profile_id, text in found.items()}
+
+
 async def events_for(
     conn: asyncpg.Connection,
     sandbox: str,
@@ -192,11 +253,11 @@ async def events_for(
     """The profiles' events the audiences' rules read: none when no rule reads events,
     else those within the longest look-back of the rules that do (at most ``limit``
     each, the most recent)."""
-    readers = [a for a in audiences if any(r.startswith("xEvent") for r in a.references)]
-    if not readers:
+    read, since = _event_window(audiences, now)
+    if not read:
         return {}
-    since = window_start(now, (a.lookback for a in readers))
-    return await repository.events_of(conn, sandbox, profiles, since, limit)
+    found = await repository.events_of(conn, sandbox, profiles, since, limit)
+    return {profile_id: orjson.loads(text) for profile_id, text in found.items()}
 
 
 def in_order(audiences: Iterable[Audience]) -> list[list[Audience]]:
@@ -216,14 +277,15 @@ def evaluate_in_order(
     audiences: Sequence[Audience],
     profiles: Mapping[str, dict[str, Any]],
     touched: Mapping[str, set[str] | None],
-    events: Mapping[str, list[dict[str, Any]]],
+    events: Mapping[str, Events] | None,
     memberships: dict[str, dict[str, str]],
     now: datetime,
     only: set[tuple[str, str]] | None = None,
 ) -> Outcome:
     """:func:`evaluate`, audiences named by others first: a profile entering or leaving
     one is seen by the rules that name it (``inSegment``) in the same pass, and counts as
-    a change for them. ``memberships`` is updated as it goes."""
+    a change for them. ``memberships`` is updated as it goes, except for a deferred
+    profile (``events`` None), whose memberships are left as they were."""
     total = Outcome()
     moved: dict[str, set[str]] = {}
     for round_ in in_order(audiences):
@@ -239,7 +301,44 @@ def evaluate_in_order(
                 moved.setdefault(change.profile_id, set()).add(change.audience_id)
         total.changes += outcome.changes
         total.schedule += outcome.schedule
+        if outcome.deferred:
+            total.deferred |= outcome.deferred
+            profiles = {p: a for p, a in profiles.items() if p not in outcome.deferred}
+    if total.deferred:
+        # Deferred in a later round: undo what the earlier rounds did for the profile.
+        for change in reversed([c for c in total.changes if c.profile_id in total.deferred]):
+            held = memberships[change.profile_id]
+            if change.previous is None:
+                del held[change.audience_id]
+            else:
+                held[change.audience_id] = change.previous
+        total.changes = [c for c in total.changes if c.profile_id not in total.deferred]
+        total.schedule = [s for s in total.schedule if s[1] not in total.deferred]
     return total
+
+
+async def evaluate_reading_events(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    audiences: Sequence[Audience],
+    profiles: Mapping[str, dict[str, Any]],
+    touched: Mapping[str, set[str] | None],
+    memberships: dict[str, dict[str, str]],
+    now: datetime,
+    event_limit: int,
+    only: set[tuple[str, str]] | None = None,
+) -> Outcome:
+    """:func:`evaluate_in_order`, reading only the events that the evaluation reads:
+    every profile is first evaluated without them, then those for which a rule read
+    them again with theirs (``a and xEvent[...]`` reads none when ``a`` is false). A
+    rule's value can only depend on events it read, so the outcome is the same."""
+    outcome = evaluate_in_order(audiences, profiles, touched, None, memberships, now, only)
+    if outcome.deferred:
+        later = {p: a for p, a in profiles.items() if p in outcome.deferred}
+        events = await stored_events(conn, sandbox, audiences, later, now, event_limit)
+        more = evaluate_in_order(audiences, later, touched, events, memberships, now, only)
+        outcome = Outcome(outcome.changes + more.changes, outcome.schedule + more.schedule)
+    return outcome
 
 
 async def evaluate_due(conn: asyncpg.Connection, limit: int, event_limit: int) -> int:
@@ -253,8 +352,10 @@ async def evaluate_due(conn: asyncpg.Connection, limit: int, event_limit: int) -
         audiences = await repository.audiences_by_id(conn, sandbox, {a for a, _ in pairs})
         profiles = await repository.profiles_of(conn, sandbox, {p for _, p in pairs})
         memberships = await repository.memberships_of(conn, sandbox, profiles)
-        events = await events_for(conn, sandbox, audiences.values(), profiles, now, event_limit)
-        outcome = evaluate_in_order(list(audiences.values()), profiles, {}, events, memberships, now, pairs)
+        ordered = list(audiences.values())
+        outcome = await evaluate_reading_events(
+            conn, sandbox, ordered, profiles, {}, memberships, now, event_limit, pairs
+        )
         await repository.schedule(conn, sandbox, outcome.schedule)
         await repository.save(conn, sandbox, outcome.changes, now)
         await enqueue(conn, topics.AUDIENCES.name, announcements(sandbox, outcome.changes, now, "scheduled"))
