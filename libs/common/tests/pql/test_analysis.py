@@ -22,6 +22,10 @@ class TestReferences:
         analysis = analyse('xEvent[eventType = "x" and commerce.order.priceTotal > 5].count() > 1')
         assert analysis.references == ["xEvent.commerce.order.priceTotal", "xEvent.eventType"]
 
+    def test_counting_every_event_reads_the_events(self) -> None:
+        assert analyse("xEvent.count() > 1").references == ["xEvent"]
+        assert analyse("count(xEvent) > 1").references == ["xEvent"]
+
     def test_paths_read_through_bound_variables(self) -> None:
         analysis = analyse(
             "exists E from xEvent where (E.commerce.item.price > 50),"

@@ -101,7 +101,7 @@ def _render(path: Path) -> str:
 
 def _leaves(paths: set[Path]) -> set[Path]:
     """Drops the paths that only lead to longer ones also read."""
-    kept = {path for path in paths if path and path != (_EVENTS,)}
+    kept = {path for path in paths if path}
     prefixes = {path[:end] for path in kept for end in range(1, len(path))}
     return kept - prefixes
 
@@ -334,8 +334,8 @@ class _Walker:
             case ast.Name(name=name):
                 if name in scope:
                     return scope[name]
-                if name == _EVENTS:
-                    return (_EVENTS,)
+                if name == _EVENTS:  # the events are read, whether or not a field of them is
+                    return self.record((_EVENTS,))
                 context = contexts[-1]
                 return self.record((*context, name) if context is not None else None)
             case ast.Field(target=target, name=name):
