@@ -1,7 +1,8 @@
 """``itinera run`` end to end: the command ``make run`` calls starts every service as its
 own process, seeds the demo and prints what a newcomer needs; an event sent with the
 printed token and connection reaches Kafka over HTTP and over Kafka, one trace follows
-it, and Ctrl-C stops everything cleanly.
+it; local delivery (SMTP sink, inbox, SMS and push simulators) answers and the services
+are pointed at it; and Ctrl-C stops everything cleanly.
 
 The stack runs on the session's broker and database (``ITINERA_KAFKA_BOOTSTRAP`` /
 ``ITINERA_DATABASE_URL``, as a platform team would point it at theirs) and on shifted
@@ -12,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import smtplib
 import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
 
 import httpx
 import orjson
@@ -26,6 +30,8 @@ from itinera.common.kafka import topics
 from itinera.common.testing import StackInfo, environment_for, topic_reader
 
 PORT_OFFSET = 20_000
+SMTP_PORT = 1025 + PORT_OFFSET
+INBOX = f"http://127.0.0.1:{8025 + PORT_OFFSET}"
 
 
 @dataclass
@@ -75,6 +81,18 @@ async def stack(topics_created: StackInfo) -> AsyncIterator[RunningStack]:
         if process.returncode is None:
             process.send_signal(signal.SIGINT)
             await asyncio.wait_for(process.wait(), timeout=60)
+
+
+def _children_environments(pid: int) -> list[dict[str, str]] | None:
+    """The environment of each child process of ``pid`` (Linux), or None if unknown."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if not children.exists():
+        return None
+    environments = []
+    for child in children.read_text().split():
+        raw = Path(f"/proc/{child}/environ").read_bytes().decode(errors="replace")
+        environments.append(dict(v.split("=", 1) for v in raw.split("\0") if "=" in v))
+    return environments
 
 
 def event() -> dict[str, object]:
@@ -138,6 +156,49 @@ class TestLocalStack:
         (record,) = [r for r in records if orjson.loads(r.value or b"{}").get("_id") == sent["_id"]]
         assert record.headers["traceparent"].split("-")[1] == trace_id
 
+    async def test_mail_sent_to_the_smtp_sink_shows_in_the_inbox_json_api(self, stack: RunningStack) -> None:
+        assert f"inbox         {INBOX}" in "".join(stack.output)
+        message = EmailMessage()
+        message["Subject"] = f"Local stack {uuid.uuid4().hex}"
+        message["From"] = "news@itinera.test"
+        message["To"] = "ada@example.com"
+        message["List-Unsubscribe"] = "<https://itinera.test/u/1>"
+        message.set_content("Hello Ada")
+        message.add_alternative("<p>Hello Ada</p>", subtype="html")
+
+        def send() -> None:
+            with smtplib.SMTP("127.0.0.1", SMTP_PORT, timeout=10) as client:
+                client.send_message(message)
+
+        await asyncio.to_thread(send)
+        async with httpx.AsyncClient(base_url=INBOX) as http:
+            listing = (await http.get("/api/messages", params={"to": "ada@example.com"})).json()
+            (shown,) = [m for m in listing["messages"] if m["subject"] == message["Subject"]]
+            assert shown["listUnsubscribe"] == "<https://itinera.test/u/1>"
+            assert shown["text"] == "Hello Ada\n"
+            assert shown["html"] == "<p>Hello Ada</p>\n"
+            assert (await http.get("/")).status_code == 200
+            sms = await http.post(
+                "/2010-04-01/Accounts/AC1/Messages.json",
+                data={"To": "+15551230000", "From": "+15557654321", "Body": "hi"},
+            )
+            assert sms.status_code == 201
+            assert (await http.get("/api/sms")).json()["messages"][0]["id"] == sms.json()["sid"]
+            push = await http.post("/v1/projects/demo/messages:send", json={"message": {"token": "t-1"}})
+            assert push.status_code == 200
+            assert (await http.get("/api/push")).json()["messages"][0]["name"] == push.json()["name"]
+
+    async def test_the_services_are_pointed_at_local_delivery(self, stack: RunningStack) -> None:
+        environments = await asyncio.to_thread(_children_environments, stack.process.pid)
+        if environments is None:
+            pytest.skip("this kernel does not list a process's children in /proc")
+        assert environments
+        for environment in environments:
+            assert environment["ITINERA_CHANNELS_SMTP_HOST"] == "127.0.0.1"
+            assert environment["ITINERA_CHANNELS_SMTP_PORT"] == str(SMTP_PORT)
+            assert environment["ITINERA_CHANNELS_SMS_BASE_URL"] == INBOX
+            assert environment["ITINERA_CHANNELS_PUSH_BASE_URL"] == INBOX
+
     async def test_ctrl_c_stops_every_process_cleanly(self, stack: RunningStack) -> None:
         stack.process.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(stack.process.wait(), timeout=60) == 0
@@ -147,3 +208,7 @@ class TestLocalStack:
         async with httpx.AsyncClient() as http:
             with pytest.raises(httpx.ConnectError):
                 await http.get(f"{stack.url}/healthz")
+            with pytest.raises(httpx.ConnectError):
+                await http.get(f"{INBOX}/healthz")
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.to_thread(smtplib.SMTP, "127.0.0.1", SMTP_PORT, timeout=10)

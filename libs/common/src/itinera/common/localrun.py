@@ -1,11 +1,16 @@
 """``itinera run``: the whole suite on one machine, without Docker.
 
 Starts the broker and PostgreSQL (unless ``ITINERA_KAFKA_BOOTSTRAP`` /
-``ITINERA_DATABASE_URL`` name external ones), creates the topics, applies every
-service's migrations, starts each installed service on its own port as a child
-process with its log lines prefixed by its name, runs the services' demo seeds,
-prints the URLs and a development token, and on Ctrl-C (or SIGTERM) stops the
-services, then the infrastructure.
+``ITINERA_DATABASE_URL`` name external ones), starts local delivery in this process
+(the SMTP sink on 1025, the inbox with the SMS and push simulators on 8025; see
+:mod:`itinera.common.sinks`), creates the topics, applies every service's migrations,
+starts each installed service on its own port as a child process with its log lines
+prefixed by its name and the channels settings (``ITINERA_CHANNELS_SMTP_HOST``,
+``..._SMTP_PORT``, ``..._SMS_BASE_URL``, ``..._PUSH_BASE_URL``) pointing at local
+delivery, runs the services' demo seeds, prints the URLs and a development token, and
+on Ctrl-C (or SIGTERM) stops the services, then local delivery, then the
+infrastructure. ``--port-offset`` shifts every port but the broker's and the
+database's, local delivery's included.
 """
 
 from __future__ import annotations
@@ -76,6 +81,9 @@ async def _run(args: argparse.Namespace) -> int:
     from itinera.common.cli import services
     from itinera.common.kafka.admin import create_topics
 
+    # Imported here: production images run ``itinera serve`` without the ``local`` extra.
+    from itinera.common.sinks import DEFAULT_SMTP_PORT, DEFAULT_WEB_PORT, LocalDelivery
+
     env_kafka = os.environ.get("ITINERA_KAFKA_BOOTSTRAP")
     env_db = os.environ.get("ITINERA_DATABASE_URL")
     print("itinera | starting infrastructure", flush=True)
@@ -88,6 +96,9 @@ async def _run(args: argparse.Namespace) -> int:
         pg_port=args.pg_port,
         fresh_database=args.fresh,
     )
+    delivery = LocalDelivery(
+        smtp_port=DEFAULT_SMTP_PORT + args.port_offset, web_port=DEFAULT_WEB_PORT + args.port_offset
+    )
     children: list[tuple[str, asyncio.subprocess.Process]] = []
     pumps: list[asyncio.Task[None]] = []
     stop = asyncio.Event()
@@ -95,12 +106,14 @@ async def _run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        await delivery.start()
         env = {
             **os.environ,
             "ITINERA_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
             "ITINERA_DATABASE_URL": infra.database_url,
             "ITINERA_LOG_FORMAT": os.environ.get("ITINERA_LOG_FORMAT", "text"),
             "PYTHONUNBUFFERED": "1",
+            **delivery.environment(),
         }
         settings = CommonSettings(kafka_bootstrap=infra.kafka_bootstrap, database_url=infra.database_url)
         created = await create_topics(settings)
@@ -140,6 +153,10 @@ async def _run(args: argparse.Namespace) -> int:
             f"  {name:<13} {url_of(name)}   (docs: /docs, OpenAPI: /openapi.json)"
             for name, s in installed.items()
         ]
+        lines.append(
+            f"  {'inbox':<13} {delivery.web_url}   (email sent to SMTP {delivery.smtp_host}:"
+            f"{delivery.smtp_port}; SMS and push simulators at the same URL)"
+        )
         if not args.no_demo:
             for entry in entry_points(group="itinera.demo"):
                 seed = entry.load()
@@ -177,7 +194,10 @@ async def _run(args: argparse.Namespace) -> int:
                 await proc.wait()
         for pump in pumps:
             pump.cancel()
-        await asyncio.to_thread(infra.stop)
+        try:
+            await delivery.stop()
+        finally:
+            await asyncio.to_thread(infra.stop)
         print("itinera | stopped", flush=True)
 
 

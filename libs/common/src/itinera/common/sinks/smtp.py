@@ -1,0 +1,260 @@
+"""The SMTP sink: an aiosmtpd server that accepts every message and keeps it.
+
+Any sender, any recipient, any size up to 32 MiB: each message is answered ``250``,
+parsed with the standard library's ``email`` package and added to a
+:class:`~itinera.common.sinks.store.Store` of :class:`ReceivedMail`. Nothing is relayed.
+
+It speaks plain SMTP (EHLO, 8BITMIME, SMTPUTF8, PIPELINING). STARTTLS is not offered,
+so a client that insists on TLS must be told not to (aiosmtplib upgrades only when
+offered). AUTH PLAIN and LOGIN are offered without TLS and accept any credentials, so
+a client configured with a username and password works unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import errno
+import logging
+import uuid
+import weakref
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage, Message
+from email.utils import getaddresses
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
+
+from itinera.common.sinks.store import DEFAULT_CAP, Store
+
+DEFAULT_SMTP_PORT = 1025
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str | None
+    content_type: str
+    size: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"filename": self.filename, "contentType": self.content_type, "size": self.size}
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMail:
+    """One message as the sink received it.
+
+    ``headers`` holds every header in order (values decoded from RFC 2047), repeated
+    ones included; :meth:`header` reads one by name, ignoring case.
+    """
+
+    id: str
+    received_at: datetime
+    envelope_from: str
+    envelope_to: tuple[str, ...]
+    headers: tuple[tuple[str, str], ...]
+    text: str | None
+    html: str | None
+    size: int
+    attachments: tuple[Attachment, ...] = ()
+    recipients: frozenset[str] = field(default=frozenset(), repr=False)
+    """Lower-cased addresses of the envelope recipients and of the To and Cc headers."""
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (any case), or None."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers if key.lower() == wanted), None)
+
+    @property
+    def subject(self) -> str | None:
+        return self.header("Subject")
+
+    @property
+    def message_id(self) -> str | None:
+        return self.header("Message-ID")
+
+    @property
+    def from_(self) -> str | None:
+        return self.header("From")
+
+    @property
+    def to(self) -> str | None:
+        return self.header("To")
+
+    @property
+    def list_unsubscribe(self) -> str | None:
+        return self.header("List-Unsubscribe")
+
+    @property
+    def list_unsubscribe_post(self) -> str | None:
+        return self.header("List-Unsubscribe-Post")
+
+    def sent_to(self, address: str) -> bool:
+        """Whether ``address`` (any case) is an envelope recipient or in To or Cc."""
+        return address.strip().lower() in self.recipients
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "receivedAt": self.received_at.isoformat(),
+            "envelopeFrom": self.envelope_from,
+            "envelopeTo": list(self.envelope_to),
+            "messageId": self.message_id,
+            "subject": self.subject,
+            "from": self.from_,
+            "to": self.to,
+            "cc": self.header("Cc"),
+            "listUnsubscribe": self.list_unsubscribe,
+            "listUnsubscribePost": self.list_unsubscribe_post,
+            "headers": [[name, value] for name, value in self.headers],
+            "text": self.text,
+            "html": self.html,
+            "attachments": [a.as_json() for a in self.attachments],
+            "size": self.size,
+        }
+
+
+def parse_mail(raw: bytes, envelope_from: str, envelope_to: list[str]) -> ReceivedMail:
+    """A :class:`ReceivedMail` from the bytes of a message; never raises (a message
+    the parser cannot read is kept with what could be read)."""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    headers = tuple((name, _header_text(message, name, value)) for name, value in message.raw_items())
+    addresses = {a.lower() for a in envelope_to}
+    for name in ("To", "Cc"):
+        values = [value for key, value in headers if key.lower() == name.lower()]
+        addresses.update(address.lower() for _, address in getaddresses(values) if address)
+    text = html = None
+    attachments: list[Attachment] = []
+    if isinstance(message, EmailMessage):
+        text = _content(message.get_body(preferencelist=("plain",)))
+        html = _content(message.get_body(preferencelist=("html",)))
+        attachments = [
+            Attachment(part.get_filename(), part.get_content_type(), len(_payload(part)))
+            for part in message.walk()
+            if not part.is_multipart() and (part.get_filename() is not None or part.is_attachment())
+        ]
+    return ReceivedMail(
+        id=uuid.uuid4().hex,
+        received_at=datetime.now(UTC),
+        envelope_from=envelope_from,
+        envelope_to=tuple(envelope_to),
+        headers=headers,
+        text=text,
+        html=html,
+        size=len(raw),
+        attachments=tuple(attachments),
+        recipients=frozenset(addresses),
+    )
+
+
+def _header_text(message: Message, name: str, raw_value: str) -> str:
+    try:
+        return str(message.policy.header_fetch_parse(name, raw_value)).strip()
+    except Exception:  # a header too broken to decode is shown as sent
+        return raw_value.strip()
+
+
+def _payload(part: Message) -> bytes:
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
+
+
+def _content(part: Message | None) -> str | None:
+    """A body part's text with its charset and transfer encoding undone, lines ending
+    in ``\n`` (SMTP carries CRLF)."""
+    if part is None:
+        return None
+    text: str | None = None
+    try:
+        content = part.get_content()  # type: ignore[attr-defined]
+        if isinstance(content, str):
+            text = content
+    except Exception:  # an unknown charset or a broken transfer encoding
+        pass
+    if text is None:
+        text = _payload(part).decode("utf-8", "replace")
+    return text.replace("\r\n", "\n")
+
+
+class _Handler:
+    def __init__(self, store: Store[ReceivedMail]) -> None:
+        self.store = store
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        self.store.add(parse_mail(raw, envelope.mail_from or "", list(envelope.rcpt_tos)))
+        return "250 Message accepted for delivery"
+
+
+def _accept_any_credentials(*_: object) -> AuthResult:
+    return AuthResult(success=True)
+
+
+def _not_the_login_data_notice(record: logging.LogRecord) -> bool:
+    # aiosmtpd 1.4 warns on every successful AUTH that a field it sets itself is
+    # deprecated; nothing a client or this module can change.
+    return "login_data is deprecated" not in record.getMessage()
+
+
+logging.getLogger("mail.log").addFilter(_not_the_login_data_notice)
+
+
+class SmtpSink:
+    """The SMTP server on the running event loop (no thread of its own).
+
+    ``port=0`` takes a free port; :attr:`port` is the one bound once started."""
+
+    def __init__(
+        self,
+        store: Store[ReceivedMail] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_SMTP_PORT,
+        cap: int = DEFAULT_CAP,
+    ) -> None:
+        self.store: Store[ReceivedMail] = store if store is not None else Store(cap)
+        self.host = host
+        self.port = port
+        self._server: asyncio.Server | None = None
+        self._connections: weakref.WeakSet[SMTP] = weakref.WeakSet()
+
+    def _protocol(self) -> SMTP:
+        smtp = SMTP(
+            _Handler(self.store),
+            data_size_limit=MAX_MESSAGE_BYTES,
+            enable_SMTPUTF8=True,
+            # A fixed name: the default looks up the machine's FQDN, which can take
+            # seconds where DNS is slow.
+            hostname="itinera-smtp-sink",
+            ident="Itinera SMTP sink",
+            auth_require_tls=False,
+            authenticator=_accept_any_credentials,
+            loop=asyncio.get_running_loop(),
+        )
+        self._connections.add(smtp)
+        return smtp
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(self._protocol, self.host, self.port)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise RuntimeError(f"port {self.port} for the SMTP sink is taken") from exc
+            raise
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        # A client may hold its connection open between messages (a pooled sender):
+        # close those too, so stopping does not wait for the client.
+        for smtp in list(self._connections):
+            if smtp.transport is not None:
+                smtp.transport.close()
+        await self._server.wait_closed()
+        self._server = None
