@@ -571,3 +571,70 @@ class TestTimers:
         await eventually(both_ended, timeout_s=30)
         ends = {i["profileId"]: (i["status"], i["endReason"]) for i in await instances(api, journey_id)}
         assert ends == {stuck: ("exited", "timeout"), healthy: ("completed", "completed")}
+
+
+async def changed(producer: Producer, sandbox: str, profile: str, **fields: Any) -> None:
+    """A change of the profile's view, as the profile service publishes it."""
+    data = {
+        "sandbox": sandbox,
+        "profileId": profile,
+        "changes": [{"path": p, "old": None, "new": v} for p, v in fields.get("paths", {}).items()],
+        "mergedProfileIds": [],
+        "changedAt": datetime.now(UTC).isoformat(),
+        **({"deleted": True} if fields.get("deleted") else {}),
+    }
+    envelope = Envelope(
+        type="com.itinera.profile.change.v1", source="/t", data=data, sandbox=sandbox, key=profile
+    )
+    await producer.publish(topics.PROFILE_CHANGES.name, [envelope])
+
+
+class TestFreshProfiles:
+    async def test_a_step_after_a_wait_reads_the_profile_as_it_changed_meanwhile(
+        self, api: httpx.AsyncClient, producer: Producer, sandbox: str, infrastructure: StackInfo
+    ) -> None:
+        nodes: list[dict[str, Any]] = [
+            {"id": "start", "type": "event", "eventType": "cart.abandoned", "next": "pause"},
+            {"id": "pause", "type": "wait", "duration": "PT2S", "next": "tier"},
+            {
+                "id": "tier",
+                "type": "condition",
+                "branches": [{"name": "gold", "condition": 'loyalty.tier = "gold"', "next": "vip"}],
+            },
+            {"id": "vip", "type": "message", "channel": "email", "templateId": "vip"},
+        ]
+        journey_id = await live(api, nodes)
+        profile = str(uuid.uuid4())
+        async with topic_reader(infrastructure, topics.MESSAGES.name) as messages:
+            await happened(producer, sandbox, profile, "cart.abandoned")
+
+            async def waiting() -> bool:
+                return len(await instances(api, journey_id, status="waiting")) == 1
+
+            await eventually(waiting, timeout_s=30)
+            await changed(producer, sandbox, profile, paths={"loyalty.tier": "gold"})
+            found = await messages.wait_for(lambda r: len(of(r, sandbox)) == 1, timeout_s=30)
+        assert of(found, sandbox)[0]["profile"]["loyalty"] == {"tier": "gold"}
+        assert of(found, sandbox)[0]["profile"]["person"] == JANE["person"]
+
+    async def test_an_erased_profile_leaves_its_journeys(
+        self, api: httpx.AsyncClient, producer: Producer, sandbox: str
+    ) -> None:
+        nodes: list[dict[str, Any]] = [
+            {"id": "start", "type": "event", "eventType": "cart.abandoned", "next": "pause"},
+            {"id": "pause", "type": "wait", "duration": "P1D"},
+        ]
+        journey_id = await live(api, nodes)
+        profile = str(uuid.uuid4())
+        await happened(producer, sandbox, profile, "cart.abandoned")
+
+        async def waiting() -> bool:
+            return len(await instances(api, journey_id, status="waiting")) == 1
+
+        await eventually(waiting, timeout_s=30)
+        await changed(producer, sandbox, profile, deleted=True)
+
+        async def erased() -> bool:
+            return [i["endReason"] for i in await instances(api, journey_id)] == ["profile deleted"]
+
+        await eventually(erased, timeout_s=30)

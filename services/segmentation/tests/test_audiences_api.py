@@ -16,13 +16,13 @@ import pytest
 from fastapi import FastAPI
 
 from itinera.common.auth import ALL_SCOPES, mint_token
+from itinera.common.projection import Event, Plan
 from itinera.common.testing import client_for, eventually
 from itinera.segmentation.audiences import service
 from itinera.segmentation.audiences.schemas import PreviewIn
 from itinera.segmentation.audiences.service import Limits
 from itinera.segmentation.config import SegmentationSettings
 from itinera.segmentation.projection import repository as projection
-from itinera.segmentation.projection.changes import Event, Plan
 
 DEFINITIONS = "/data/core/ups/segment/definitions"
 JOBS = "/data/core/ups/segment/jobs"

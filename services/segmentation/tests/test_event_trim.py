@@ -11,8 +11,8 @@ from typing import Any
 import asyncpg
 import httpx
 
+from itinera.common.projection import Event, Plan
 from itinera.segmentation.projection import repository as projection
-from itinera.segmentation.projection.changes import Event, Plan
 
 DEFINITIONS = "/data/core/ups/segment/definitions"
 NOW = datetime.now(UTC)

@@ -23,11 +23,11 @@ from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import Record
 from itinera.common.kafka.envelope import Envelope
 from itinera.common.kafka.producer import Producer
+from itinera.common.projection import Event, Plan
 from itinera.common.testing import StackInfo, client_for, eventually, topic_reader
 from itinera.segmentation.config import SegmentationSettings
 from itinera.segmentation.jobs.service import CHUNK
 from itinera.segmentation.projection import repository as projection
-from itinera.segmentation.projection.changes import Event, Plan
 
 DEFINITIONS = "/data/core/ups/segment/definitions"
 JOBS = "/data/core/ups/segment/jobs"

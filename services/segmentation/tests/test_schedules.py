@@ -15,11 +15,11 @@ import pytest
 from fastapi import FastAPI
 
 from itinera.common.auth import ALL_SCOPES, mint_token
+from itinera.common.projection import Plan
 from itinera.common.testing import client_for, eventually, running
 from itinera.segmentation.app import SERVICE
 from itinera.segmentation.config import SegmentationSettings
 from itinera.segmentation.projection import repository as projection
-from itinera.segmentation.projection.changes import Plan
 from itinera.segmentation.schedules import cron
 from itinera.segmentation.schedules.service import fire_due
 

@@ -36,7 +36,12 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
         ConsumerLoop(
             settings=config,
             group=config.journeys_consumer_group,
-            topic_names=[topics.PROFILE_EVENTS.name, topics.AUDIENCES.name, topics.IDENTITY_MERGES.name],
+            topic_names=[
+                topics.PROFILE_EVENTS.name,
+                topics.PROFILE_CHANGES.name,
+                topics.AUDIENCES.name,
+                topics.IDENTITY_MERGES.name,
+            ],
             handler=RuntimeHandler(runtime.pool, config.default_sandbox),
             dead_letters=runtime.producer,
             service="journeys",

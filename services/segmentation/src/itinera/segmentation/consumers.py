@@ -14,9 +14,9 @@ import asyncpg
 from itinera.common.errors import FieldError
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import PermanentError, Record
+from itinera.common.projection import plan
 from itinera.segmentation.membership.service import evaluate_streaming
 from itinera.segmentation.projection import repository
-from itinera.segmentation.projection.changes import plan
 
 
 def _checked(record: Record) -> tuple[str, dict[str, Any]]:

@@ -1,5 +1,7 @@
-"""What the runtime consumes (group ``itinera-journeys``): profile events, audience
-memberships and identity merges; and its timers. Each consumed batch is one transaction
+"""What the runtime consumes (group ``itinera-journeys``): profile events and changes
+(which keep each profile's view, as :mod:`itinera.common.projection` does for any
+service downstream of the profile service), audience memberships and identity merges;
+and its timers. Each consumed batch is one transaction
 per sandbox, with what it publishes (outbox); a record that is not what its topic
 promises is dead-lettered with the reason."""
 
@@ -17,6 +19,7 @@ from itinera.common.errors import FieldError
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import PermanentError, Record
 from itinera.common.periodic import Periodic
+from itinera.common.projection import plan
 from itinera.journeys.runtime import repository
 from itinera.journeys.runtime.service import Instance, Run, compiled
 from itinera.journeys.runtime.walker import Journey
@@ -41,6 +44,15 @@ def _parsed(record: Record, default_sandbox: str) -> tuple[str, dict[str, Any]]:
             problems.append(FieldError("/event", "expected the experience event", "required"))
         if not isinstance(data.get("profile"), Mapping):
             problems.append(FieldError("/profile", "expected the profile's snapshot", "required"))
+    elif record.topic == topics.PROFILE_CHANGES.name:
+        changes = data.get("changes", [])
+        if not isinstance(changes, list) or not all(
+            isinstance(c, Mapping) and isinstance(c.get("path"), str) and c["path"] for c in changes
+        ):
+            problems.append(FieldError("/changes", "expected [{path, old, new}, ...]", "type"))
+        merged = data.get("mergedProfileIds", [])
+        if not isinstance(merged, list) or not all(isinstance(m, str) for m in merged):
+            problems.append(FieldError("/mergedProfileIds", "expected a list of profile ids", "type"))
     elif record.topic == topics.AUDIENCES.name:
         if data.get("status") not in ("realized", "exited"):
             problems.append(FieldError("/status", "expected realized or exited", "enum"))
@@ -81,7 +93,18 @@ class RuntimeHandler:
     ) -> None:
         run = Run(conn, sandbox, datetime.now(UTC))
         events = [d for t, d, _ in items if t == topics.PROFILE_EVENTS.name]
-        await repository.store_profiles(conn, sandbox, {d["_profile"]: d["profile"] for d in events})
+        kept = [
+            ("event" if t == topics.PROFILE_EVENTS.name else "change", d)
+            for t, d, _ in items
+            if t in (topics.PROFILE_EVENTS.name, topics.PROFILE_CHANGES.name)
+        ]
+        deleted: list[uuid.UUID] = []
+        if kept:
+            named = {str(d["profileId"]) for _, d in kept}
+            named |= {str(m) for _, d in kept for m in d.get("mergedProfileIds") or ()}
+            planned = plan(await repository.attributes_of(conn, sandbox, named), kept)
+            await repository.apply_profiles(conn, sandbox, planned)
+            deleted = [uuid.UUID(p) for p in sorted(planned.deleted)]
         event_types = {str(d["event"].get("eventType")) for d in events}
         audiences = {str(d["audienceId"]) for t, d, _ in items if t == topics.AUDIENCES.name}
         entries: dict[tuple[str, str], list[Journey]] = defaultdict(list)
@@ -91,13 +114,18 @@ class RuntimeHandler:
                     entries[(kind, row["entry_key"])].append(compiled(row))
         members = [d["_profile"] for t, d, _ in items if t == topics.AUDIENCES.name]
         profiles = await repository.profiles_of(conn, sandbox, members) if members else {}
-        await run.load_live([d["_profile"] for _, d, _ in items if "_merged" not in d])
+        await run.load_live([*deleted, *(d["_profile"] for _, d, _ in items if "_merged" not in d)])
+        for erased in deleted:  # a profile erased (privacy): its instances end
+            for inst in list(run.live.get(erased, [])):
+                await run.end(inst, "profile deleted")
         for topic, data, record_id in items:
             profile_id: uuid.UUID = data["_profile"]
             if topic == topics.PROFILE_EVENTS.name:
                 event = data["event"]
                 found = entries.get(("event", str(event.get("eventType"))), [])
                 await run.on_event(profile_id, data["profile"], event, found)
+            elif topic == topics.PROFILE_CHANGES.name:
+                continue  # kept above
             elif topic == topics.AUDIENCES.name:
                 audience_id = str(data["audienceId"])
                 await run.on_membership(

@@ -10,6 +10,8 @@ from typing import Any
 import asyncpg
 from asyncpg import Record as Row
 
+from itinera.common.projection import Plan
+
 
 async def live_versions(
     conn: asyncpg.Connection, sandbox: str, entry_type: str, keys: Sequence[str]
@@ -310,20 +312,38 @@ async def move_instances(
     )
 
 
-async def store_profiles(
-    conn: asyncpg.Connection, sandbox: str, profiles: dict[uuid.UUID, dict[str, Any]]
-) -> None:
-    if not profiles:
-        return
-    await conn.execute(
-        """INSERT INTO profiles (sandbox, profile_id, attributes)
-           SELECT $1, * FROM unnest($2::uuid[], $3::jsonb[])
-           ON CONFLICT (sandbox, profile_id)
-           DO UPDATE SET attributes = excluded.attributes, updated_at = now()""",
+async def attributes_of(
+    conn: asyncpg.Connection, sandbox: str, profile_ids: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """The profiles as kept, locked until the transaction ends (in id order, so that
+    batches naming the same profiles wait for each other rather than deadlock)."""
+    rows = await conn.fetch(
+        """SELECT profile_id, attributes FROM profiles
+            WHERE sandbox = $1 AND profile_id = ANY($2::uuid[])
+            ORDER BY profile_id FOR UPDATE""",
         sandbox,
-        list(profiles),
-        list(profiles.values()),
+        sorted(set(profile_ids)),
     )
+    return {str(r["profile_id"]): r["attributes"] for r in rows}
+
+
+async def apply_profiles(conn: asyncpg.Connection, sandbox: str, plan: Plan) -> None:
+    """Keep a batch's plan of the profiles: deleted and merged ones go, the others are
+    written whole (events are not kept here)."""
+    gone = sorted(plan.deleted | set(plan.merged))
+    if gone:
+        await conn.execute(
+            "DELETE FROM profiles WHERE sandbox = $1 AND profile_id = ANY($2::uuid[])", sandbox, gone
+        )
+    if plan.profiles:
+        await conn.execute(
+            """INSERT INTO profiles (sandbox, profile_id, attributes)
+               SELECT $1, p.id, p.a FROM json_to_recordset($2::json) AS p(id uuid, a jsonb)
+               ON CONFLICT (sandbox, profile_id) DO UPDATE
+               SET attributes = EXCLUDED.attributes, updated_at = now()""",
+            sandbox,
+            [{"id": pid, "a": attributes} for pid, attributes in sorted(plan.profiles.items())],
+        )
 
 
 async def profiles_of(

@@ -29,10 +29,10 @@ from itinera.common.kafka import topics
 from itinera.common.kafka.envelope import Envelope
 from itinera.common.periodic import Periodic
 from itinera.common.pql.compiler import Events
+from itinera.common.projection import Plan, occurred_at
 from itinera.segmentation.membership import repository
 from itinera.segmentation.membership.repository import Audience, Change
 from itinera.segmentation.membership.rules import relevant, transition
-from itinera.segmentation.projection.changes import Plan, occurred_at
 
 log = logging.getLogger(__name__)
 

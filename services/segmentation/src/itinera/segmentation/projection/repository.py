@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from itinera.segmentation.projection.changes import Plan
+from itinera.common.projection import Plan
 
 
 async def attributes_of(

@@ -1,5 +1,6 @@
-"""The profile projection's rules, as pure functions: what the rules of audiences need
-to read, kept from what the profile service publishes.
+"""A projection of profiles, as pure functions: what a service downstream of the profile
+service keeps of each profile's merged view (segmentation, for the rules of audiences;
+journeys, for the steps their instances take), from what the profile service publishes.
 
 - ``itinera.profile.changes.v1`` carries, per profile, the attributes of its merged view
   that changed (dotted leaf paths with old and new values) and the profile ids merged
