@@ -113,6 +113,18 @@ class TestLocalStack:
             ready = await http.get(f"{stack.url}/readyz")
         assert ready.json() == {"status": "ready", "checks": {"database": "ok", "broker": "ok"}}
 
+    async def test_the_demo_journey_and_campaign_are_live(self, stack: RunningStack) -> None:
+        text = "".join(stack.output)
+        assert "Demo journey:  'Demo: welcome'" in text
+        journeys = f"http://127.0.0.1:{8004 + PORT_OFFSET}"
+        headers = {"authorization": f"Bearer {stack.token}"}
+        async with httpx.AsyncClient(base_url=journeys, headers=headers) as http:
+            listed = (await http.get("/v1/journeys")).json()["items"]
+            campaigns = (await http.get("/v1/campaigns")).json()["items"]
+        (welcome,) = [j for j in listed if j["name"] == "Demo: welcome"]
+        assert welcome["status"] == "live"
+        assert [c["status"] for c in campaigns if c["name"] == "Demo: order confirmation"] == ["live"]
+
     async def test_one_trace_follows_an_event_from_the_http_request_onto_kafka(
         self, stack: RunningStack, infrastructure: StackInfo
     ) -> None:
