@@ -35,6 +35,10 @@ ALL_SCOPES = (
     "audiences:write",
     "journeys:read",
     "journeys:write",
+    "content:read",
+    "content:write",
+    "channels:read",
+    "channels:write",
 )
 
 

@@ -1,0 +1,71 @@
+"""The channels service: message requests from journeys and campaigns checked (consent,
+suppression, frequency caps, quiet hours), rendered with the published templates and
+delivered over email (SMTP), SMS, push and webhooks, with feedback on what became of
+each; the suppression list (AJO's API), capping rules and quiet hours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import APIRouter
+
+from itinera.channels.config import ChannelsSettings, settings
+from itinera.channels.content.consumers import ContentHandler
+from itinera.channels.messages.consumers import MessageHandler
+from itinera.channels.messages.delivery import DeliveryRunner
+from itinera.common.kafka import topics
+from itinera.common.kafka.consumer import ConsumerLoop
+from itinera.common.service import Runtime, Service, Worker
+
+
+def _routers() -> Sequence[APIRouter]:
+    from itinera.channels.messages.endpoints import router as messages
+    from itinera.channels.rules.endpoints import router as rules
+    from itinera.channels.suppression.endpoints import router as suppression
+    from itinera.channels.unsubscribe.endpoints import router as unsubscribe
+
+    return (suppression, rules, messages, unsubscribe)
+
+
+def _workers(runtime: Runtime) -> Sequence[Worker]:
+    config = runtime.settings
+    assert isinstance(config, ChannelsSettings)
+    return [
+        ConsumerLoop(
+            settings=config,
+            group=config.channels_content_consumer_group,
+            topic_names=[topics.CONTENT.name],
+            handler=ContentHandler(runtime.pool, config.default_sandbox),
+            dead_letters=runtime.producer,
+            service="channels",
+        ),
+        ConsumerLoop(
+            settings=config,
+            group=config.channels_consumer_group,
+            topic_names=[topics.MESSAGES.name],
+            handler=MessageHandler(runtime.pool, config.default_sandbox, config.channels_default_time_zone),
+            dead_letters=runtime.producer,
+            service="channels",
+        ),
+        DeliveryRunner(runtime.pool, config),
+    ]
+
+
+SERVICE = Service(
+    name="channels",
+    port=8006,
+    schema="channels",
+    migrations="itinera.channels.migrations",
+    settings=settings,
+    routers=_routers,
+    workers=_workers,
+    title="Itinera channels",
+    description=(
+        "Delivery in the shape of Adobe Journey Optimizer's channels: message requests checked "
+        "against consent, the suppression list (/ajo/config/suppression), frequency capping "
+        "rules (/v1/capping/rules) and quiet hours (/v1/quiet-hours), rendered with the "
+        "published templates and sent over email, SMS, push and webhooks, with feedback on "
+        "itinera.feedback.v1; one-click unsubscribe (/v1/unsubscribe)."
+    ),
+)

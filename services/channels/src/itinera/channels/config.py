@@ -1,0 +1,90 @@
+"""Channels service settings (``ITINERA_CHANNELS_*``) on top of the common ones."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from itinera.common.settings import CommonSettings
+
+
+class ChannelsSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="ITINERA_", extra="ignore")
+
+    channels_consumer_group: str = "itinera-channels"
+    """The group of the message pipeline (``itinera.messages.v1``)."""
+    channels_content_consumer_group: str = "itinera-channels-content"
+    """The group of the template store (``itinera.content.v1``)."""
+    channels_public_url: str = "http://127.0.0.1:8006"
+    """Where recipients reach this service: one-click unsubscribe links start with it."""
+    channels_domain: str = "itinera.local"
+    """The right-hand side of Message-ID headers and of the unsubscribe mailbox."""
+    channels_unsubscribe_mailbox: str | None = None
+    """The ``mailto:`` of List-Unsubscribe; default ``unsubscribe@<domain>``."""
+    channels_default_sender: str = "Itinera <noreply@itinera.local>"
+    """The From of an email whose template names no sender."""
+
+    channels_smtp_host: str = "127.0.0.1"
+    channels_smtp_port: int = Field(default=1025, ge=1, le=65535)
+    channels_smtp_security: Literal["none", "starttls", "tls"] = "none"
+    """``tls``: TLS from the first byte (port 465); ``starttls``: upgrade after EHLO (587)."""
+    channels_smtp_username: str | None = None
+    channels_smtp_password: SecretStr | None = None
+    channels_smtp_validate_certs: bool = True
+    channels_smtp_timeout_s: float = Field(default=30.0, gt=0)
+
+    channels_sms_base_url: str = "http://127.0.0.1:8025"
+    channels_sms_account: str = "AC00000000000000000000000000000000"
+    channels_sms_token: SecretStr = SecretStr("development")
+    channels_sms_from: str = "+15005550006"
+    channels_push_base_url: str = "http://127.0.0.1:8025"
+    channels_push_project: str = "itinera-dev"
+    channels_push_token: SecretStr = SecretStr("development")
+    """The OAuth access token sent to the push API (a real deployment refreshes it)."""
+    channels_http_timeout_s: float = Field(default=10.0, gt=0)
+
+    channels_webhook_allow_hosts: Annotated[frozenset[str], NoDecode] = frozenset()
+    """Hosts a webhook may call although they are private or loopback, comma-separated."""
+
+    channels_rate_email: float = Field(default=100.0, gt=0)
+    """Messages a second each provider may take from one process (a token bucket)."""
+    channels_rate_sms: float = Field(default=20.0, gt=0)
+    channels_rate_push: float = Field(default=200.0, gt=0)
+    channels_rate_webhook: float = Field(default=50.0, gt=0)
+
+    channels_delivery_interval_s: float = Field(default=0.2, gt=0)
+    """Seconds between looks for messages due (new, queued, retried), when none was."""
+    channels_delivery_batch: int = Field(default=50, ge=1, le=10_000)
+    """The most sends one worker has in flight at once."""
+    channels_send_lease_s: float = Field(default=300.0, gt=0)
+    """How long a claimed message stays ``sending`` before another worker may send it again."""
+    channels_max_attempts: int = Field(default=5, ge=1, le=50)
+    """Attempts of a message whose sends fail softly, before it fails."""
+    channels_retry_initial_s: float = Field(default=30.0, gt=0)
+    """The wait before the second attempt; it doubles each time."""
+    channels_retry_max_s: float = Field(default=3600.0, gt=0)
+    channels_default_time_zone: str = "UTC"
+    """Quiet hours' time zone of a profile without ``timeZone``."""
+    channels_test_pause_before_send_s: float = Field(default=0.0, ge=0)
+    """Tests only: sleep this long between claiming a message and sending it."""
+
+    @field_validator("channels_webhook_allow_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple | set | frozenset):
+            return frozenset(host.strip().lower().rstrip(".") for host in value if host.strip())
+        return value
+
+    @property
+    def unsubscribe_mailbox(self) -> str:
+        return self.channels_unsubscribe_mailbox or f"unsubscribe@{self.channels_domain}"
+
+
+@cache
+def settings() -> ChannelsSettings:
+    return ChannelsSettings()

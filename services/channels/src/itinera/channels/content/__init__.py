@@ -1,0 +1,1 @@
+"""The template store: templates and fragments as the content service publishes them."""

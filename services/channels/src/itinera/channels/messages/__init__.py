@@ -1,0 +1,1 @@
+"""The message pipeline: message requests in, checks, rendering, delivery, feedback out."""

@@ -1,0 +1,144 @@
+"""What the message pipeline consumes (group ``itinera-channels``): message requests on
+``itinera.messages.v1``, from journeys and campaigns.
+
+Each batch is one transaction per sandbox: every request not seen before (by message
+id) is checked, rendered and recorded (:mod:`itinera.channels.messages.pipeline`), an
+excluded one with its feedback in the outbox. A request whose id is already recorded
+changes nothing, however often it is delivered. Sending happens after the commit, in
+:class:`~itinera.channels.messages.delivery.DeliveryRunner`. A record that is not a
+message request is dead-lettered with the reasons.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from itinera.channels.content import repository as content
+from itinera.channels.messages import feedback, pipeline, repository
+from itinera.channels.rules import repository as rules
+from itinera.common.errors import FieldError
+from itinera.common.kafka.consumer import PermanentError, Record
+
+CHANNELS = ("email", "sms", "push", "webhook")
+
+
+def _uuid(value: Any, path: str, problems: list[FieldError]) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        problems.append(FieldError(path, "expected a UUID", "format"))
+        return uuid.UUID(int=0)
+
+
+def parsed(record: Record, default_sandbox: str) -> tuple[str, dict[str, Any]]:
+    data = record.json()
+    if not isinstance(data, dict):
+        raise PermanentError([FieldError("", "expected an object", "type")])
+    problems: list[FieldError] = []
+    data["_id"] = _uuid(data.get("messageId"), "/messageId", problems)
+    data["_profile"] = _uuid(data.get("profileId"), "/profileId", problems)
+    if data.get("channel") not in CHANNELS:
+        problems.append(FieldError("/channel", "expected email, sms, push or webhook", "enum"))
+    if data.get("category") not in ("marketing", "transactional"):
+        problems.append(FieldError("/category", "expected marketing or transactional", "enum"))
+    if data.get("templateId") is not None and not isinstance(data["templateId"], str):
+        problems.append(FieldError("/templateId", "expected a template id or null", "type"))
+    if not isinstance(data.get("profile"), Mapping):
+        problems.append(FieldError("/profile", "expected the profile's snapshot", "required"))
+    if not isinstance(data.get("context", {}), Mapping):
+        problems.append(FieldError("/context", "expected an object", "type"))
+    if not isinstance(data.get("origin", {}), Mapping):
+        problems.append(FieldError("/origin", "expected an object", "type"))
+    if problems:
+        raise PermanentError(problems)
+    return str(data.get("sandbox") or record.sandbox or default_sandbox), data
+
+
+def _requested_at(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+class MessageHandler:
+    """Checks, renders and records a batch of message requests."""
+
+    def __init__(self, pool: asyncpg.Pool, default_sandbox: str, default_zone: str) -> None:
+        self.pool = pool
+        self.default_sandbox = default_sandbox
+        self.default_zone = default_zone
+
+    async def __call__(self, batch: list[Record]) -> None:
+        by_sandbox: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for record in batch:
+            sandbox, data = parsed(record, self.default_sandbox)
+            by_sandbox[sandbox].append(data)
+        for sandbox, requests in by_sandbox.items():
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self._apply(conn, sandbox, requests)
+
+    async def _apply(self, conn: asyncpg.Connection, sandbox: str, requests: list[dict[str, Any]]) -> None:
+        now = datetime.now(UTC)
+        seen = await repository.known(conn, sandbox, [r["_id"] for r in requests])
+        fresh = []
+        for request in requests:
+            if request["_id"] not in seen:
+                seen.add(request["_id"])
+                fresh.append(request)
+        if not fresh:
+            return
+        templates = await content.templates(
+            conn, sandbox, sorted({r["templateId"] for r in fresh if r.get("templateId")})
+        )
+        wanted = sorted({f for t in templates.values() for f in t["fragments"] or ()})
+        fragments = await content.fragments(conn, sandbox, wanted) if wanted else {}
+        policies = pipeline.Policies(
+            await rules.capping_rules(conn, sandbox), await rules.quiet_hours(conn, sandbox)
+        )
+        excluded = []
+        for request in sorted(fresh, key=lambda r: str(r["_profile"])):
+            await repository.lock_profile(conn, sandbox, request["_profile"])
+            template = templates.get(request.get("templateId") or "")
+            own = (
+                {f: fragments[f] for f in (template["fragments"] or ()) if f in fragments} if template else {}
+            )
+            decision = await pipeline.decide(
+                conn, sandbox, request, template, own, policies, now, self.default_zone
+            )
+            row = {
+                "sandbox": sandbox,
+                "message_id": request["_id"],
+                "profile_id": request["_profile"],
+                "channel": request["channel"],
+                "category": request["category"],
+                "template_id": request.get("templateId"),
+                "template_version": template["version"] if template else None,
+                "locale": decision.locale,
+                "state": decision.state,
+                "reason": decision.reason,
+                "detail": decision.detail,
+                "address": decision.address,
+                "content": decision.content,
+                "origin": request.get("origin") or {},
+                "requested_at": _requested_at(request.get("requestedAt")),
+                "created_at": now,
+                "next_attempt_at": decision.next_attempt_at,
+                "queued_until": decision.queued_until,
+            }
+            if await repository.insert(conn, row) and decision.state == "excluded":
+                excluded.append(
+                    feedback.envelope(
+                        sandbox, row, "excluded", reason=decision.reason, address=decision.address, at=now
+                    )
+                )
+        await feedback.publish(conn, excluded)

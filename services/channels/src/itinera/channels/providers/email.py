@@ -1,0 +1,104 @@
+"""Email over SMTP (aiosmtplib).
+
+Each message gets ``Message-ID: <{messageId}@{ITINERA_CHANNELS_DOMAIN}>``, so a copy sent
+twice (see the README's "Exactly once") is recognisable as the same message. Marketing
+messages carry ``List-Unsubscribe`` (a ``mailto:`` and an HTTPS one-click link) and
+``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058); transactional ones do
+not. The server's answer decides: a 5xx refusal of the recipient is a hard bounce
+(the address is suppressed), a 4xx one a soft bounce (tried again); a connection
+failure or a time-out is tried again; another 5xx (to the sender or the data) fails
+the message without suppressing the address.
+"""
+
+from __future__ import annotations
+
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+from typing import Any
+
+import aiosmtplib
+
+from itinera.channels.config import ChannelsSettings
+from itinera.channels.providers import Outgoing, SendFailed
+from itinera.channels.unsubscribe.tokens import sign
+
+
+def _sender(value: Any, default: str) -> str:
+    if isinstance(value, dict) and isinstance(value.get("address"), str) and value["address"]:
+        return formataddr((str(value.get("name") or ""), value["address"]))
+    if isinstance(value, str) and value:
+        return value
+    return default
+
+
+class EmailProvider:
+    def __init__(self, settings: ChannelsSettings) -> None:
+        self.settings = settings
+
+    def unsubscribe_url(self, message: Outgoing) -> str:
+        token = sign(
+            self.settings.auth_secret.get_secret_value(),
+            message.sandbox,
+            message.message_id,
+            message.profile_id,
+            message.channel,
+            message.address,
+        )
+        return f"{self.settings.channels_public_url.rstrip('/')}/v1/unsubscribe/{token}"
+
+    def build(self, message: Outgoing) -> EmailMessage:
+        content = message.content
+        email = EmailMessage()
+        email["From"] = _sender(content.get("sender"), self.settings.channels_default_sender)
+        email["To"] = message.address
+        if content.get("replyTo"):
+            email["Reply-To"] = _sender(content.get("replyTo"), "")
+        email["Subject"] = str(content.get("subject") or "").replace("\r", " ").replace("\n", " ")
+        email["Date"] = formatdate(localtime=False, usegmt=True)
+        email["Message-ID"] = f"<{message.message_id}@{self.settings.channels_domain}>"
+        if message.category == "marketing":
+            mailto = f"mailto:{self.settings.unsubscribe_mailbox}?subject=unsubscribe%20{message.message_id}"
+            email["List-Unsubscribe"] = f"<{mailto}>, <{self.unsubscribe_url(message)}>"
+            email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        text, html = content.get("text"), content.get("html")
+        if text:
+            email.set_content(str(text))
+            if html:
+                email.add_alternative(str(html), subtype="html")
+        else:
+            email.set_content(str(html or ""), subtype="html")
+        return email
+
+    async def send(self, message: Outgoing) -> str:
+        try:
+            Address(addr_spec=message.address)
+        except (ValueError, IndexError) as exc:
+            raise SendFailed(f"not an email address: {exc}", retry=False) from None
+        email = self.build(message)
+        s = self.settings
+        try:
+            await aiosmtplib.send(
+                email,
+                hostname=s.channels_smtp_host,
+                port=s.channels_smtp_port,
+                username=s.channels_smtp_username,
+                password=s.channels_smtp_password.get_secret_value() if s.channels_smtp_password else None,
+                use_tls=s.channels_smtp_security == "tls",
+                start_tls=True if s.channels_smtp_security == "starttls" else False,
+                validate_certs=s.channels_smtp_validate_certs,
+                timeout=s.channels_smtp_timeout_s,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            refusal = exc.recipients[0] if exc.recipients else None
+            code = refusal.code if refusal is not None else 550
+            text = refusal.message if refusal is not None else str(exc)
+            hard = code >= 500
+            raise SendFailed(
+                f"{code} {text}", retry=not hard, bounce="hard" if hard else "soft", suppress=hard
+            ) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            raise SendFailed(f"{exc.code} {exc.message}", retry=exc.code < 500) from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise SendFailed(f"{type(exc).__name__}: {exc}", retry=True) from None
+        return str(email["Message-ID"])

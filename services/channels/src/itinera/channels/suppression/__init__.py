@@ -1,0 +1,1 @@
+"""The suppression list, in the shape of AJO's Suppression API (``/ajo/config/suppression``)."""

@@ -1,0 +1,241 @@
+"""AJO's Suppression API over the suppression list the channels check before sending.
+
+- ``GET /ajo/config/suppression/addresses`` and ``/domains``: a page of entries:
+  ``type`` (``client``, the default: suppressed; ``allowed``), ``orderby``
+  (``creationdate``, ``entityvalue``, ``-`` for descending; ``-creationdate`` by default),
+  ``limit`` (20, at most 1,000), ``start`` (the ``_page.next`` of the page before);
+  ``{_page: {orderby, next, count}, items, _links: {self, next}}``.
+- ``POST`` the same paths: an array of ``{entity: {type, entityValue}, comment, user}``
+  -> 201, the entries (one already listed is refreshed, keeping its id).
+- ``GET``/``DELETE`` ``.../addresses/{email}`` and ``.../domains/{domain}``: one entry
+  (404 when not listed); DELETE answers 204.
+
+Addresses are email addresses by default; ``entity.type`` ``phone`` or ``pushToken``
+lists an SMS number or a device token (an addition: AJO's list is of email addresses).
+Reads need ``channels:read``, writes ``channels:write``. ``x-api-key`` and
+``x-gw-ims-org-id`` are accepted and ignored; the sandbox is the token's.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+import asyncpg
+from fastapi import APIRouter, Body, Query, Response, Security
+
+from itinera.channels.suppression import repository
+from itinera.channels.suppression.schemas import AJO_TYPES, PROBLEMS, AddEntry, EntryOut, EntryPage
+from itinera.common.auth import Principal, require_scope
+from itinera.common.errors import FieldError, NotFound, ValidationFailed
+from itinera.common.service import Db
+from itinera.common.web.problems import documented
+
+router = APIRouter(tags=["suppression (AJO)"], responses=PROBLEMS)
+Reader = Annotated[Principal, Security(require_scope("channels:read"))]
+Writer = Annotated[Principal, Security(require_scope("channels:write"))]
+BASE = "/ajo/config/suppression"
+ListType = Annotated[Literal["client", "allowed"], Query(description="client: suppressed; allowed")]
+_EMAIL = re.compile(r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,62})\.)+[a-z0-9-]{1,63}$")
+_PHONE = re.compile(r"^\+?[0-9]{3,20}$")
+_TOKEN = re.compile(r"^[\x21-\x7e]{1,1024}$")
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: documented("Not on the list")}
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def entry_out(kind: str, row: asyncpg.Record) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": str(row["id"]),
+        "entity": {
+            "type": row["entity_type"] if kind == "addresses" else "domain",
+            "entityValue": row["value"],
+        },
+        "suppressed": {
+            "type": AJO_TYPES[row["reason"]],
+            "reason": row["reason"],
+            "user": row["suppressed_by"],
+            "comment": row["comment"],
+            "date": _ms(row["updated_at"]),
+        },
+        "creationDate": _ms(row["created_at"]),
+        "lastModifiedDate": _ms(row["updated_at"]),
+        "status": "active",
+        "listType": row["list_type"],
+        "client": {"imsOrgId": None, "sandboxId": row["sandbox"]},
+    }
+    if kind == "addresses":
+        out["bounceState"] = {"softCount": row["soft_count"], "bounceEvents": list(row["bounce_events"])}
+    return out
+
+
+def _entries(kind: str, body: list[AddEntry]) -> list[dict[str, Any]]:
+    problems: list[FieldError] = []
+    entries = []
+    for i, item in enumerate(body):
+        path = f"/body/{i}/entity"
+        kind_of = (item.entity.type or ("email" if kind == "addresses" else "domain")).strip()
+        if kind == "addresses":
+            entity_type = {"email": "email", "phone": "phone", "pushtoken": "pushToken"}.get(kind_of.lower())
+            pattern = {"email": _EMAIL, "phone": _PHONE, "pushToken": _TOKEN}.get(entity_type or "")
+        else:
+            entity_type = "domain" if kind_of.lower() == "domain" else None
+            pattern = _DOMAIN
+        if entity_type is None:
+            problems.append(FieldError(f"{path}/type", f"{kind_of!r} is not a type of {kind}", "enum"))
+            continue
+        value = repository.normal(item.entity.entityValue, entity_type)
+        if pattern is None or not pattern.fullmatch(value):
+            problems.append(FieldError(f"{path}/entityValue", f"not a valid {entity_type}", "format"))
+            continue
+        for name in ("comment", "user"):
+            text = getattr(item, name)
+            if text is not None and "\x00" in text:
+                problems.append(FieldError(f"/body/{i}/{name}", "NUL characters are not allowed", "format"))
+        entries.append(
+            {
+                "value": value,
+                "entity_type": entity_type,
+                "reason": "manual",
+                "user": item.user,
+                "comment": item.comment,
+            }
+        )
+    if problems:
+        raise ValidationFailed("some entries are not valid", problems)
+    return entries
+
+
+def _after(order: str, start: str | None) -> tuple[datetime | None, str] | None:
+    if start is None:
+        return None
+    if "\x00" in start:
+        raise ValidationFailed(
+            "start is not a page key",
+            [FieldError("/query/start", "NUL characters are not allowed", "format")],
+        )
+    if order == "entityvalue":
+        return None, start
+    stamp, _, value = start.partition(":")
+    try:
+        return datetime.fromtimestamp(int(stamp) / 1000, UTC), value
+    except (ValueError, OverflowError, OSError):
+        raise ValidationFailed(
+            "start is not a page key",
+            [FieldError("/query/start", "expected the _page.next of a page", "format")],
+        ) from None
+
+
+async def _page(
+    db: asyncpg.Connection,
+    kind: str,
+    sandbox: str,
+    list_type: str,
+    orderby: str,
+    limit: int,
+    start: str | None,
+) -> dict[str, Any]:
+    descending = orderby.startswith("-")
+    order = orderby.lstrip("-").lower()
+    if order not in ("creationdate", "entityvalue"):
+        raise ValidationFailed(
+            "orderby is creationdate or entityvalue",
+            [FieldError("/query/orderby", "expected creationdate or entityvalue, - for descending", "enum")],
+        )
+    rows = await repository.page(db, kind, sandbox, list_type, order, descending, _after(order, start), limit)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    following = None
+    if more:
+        last = rows[-1]
+        following = last["value"] if order == "entityvalue" else f"{_ms(last['created_at'])}:{last['value']}"
+    query = {"type": list_type, "orderby": orderby, "limit": limit}
+    links: dict[str, Any] = {
+        "self": {"href": f"{BASE}/{kind}?{urlencode({**query, **({'start': start} if start else {})})}"}
+    }
+    if following is not None:
+        links["next"] = {"href": f"{BASE}/{kind}?{urlencode({**query, 'start': following})}"}
+    return {
+        "_page": {"orderby": orderby, "next": following, "count": len(rows)},
+        "items": [entry_out(kind, r) for r in rows],
+        "_links": links,
+    }
+
+
+def _routes(kind: str, one: str) -> None:
+    path = f"{BASE}/{kind}"
+
+    @router.get(path, summary=f"Suppressed or allowed {kind}", response_model=EntryPage, name=f"list_{kind}")
+    async def listing(
+        caller: Reader,
+        db: Db,
+        type: ListType = "client",
+        orderby: Annotated[str, Query(max_length=32)] = "-creationdate",
+        limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+        start: Annotated[str | None, Query(max_length=2048)] = None,
+    ) -> dict[str, Any]:
+        return await _page(db, kind, caller.sandbox, type, orderby, limit, start)
+
+    @router.post(
+        path,
+        status_code=201,
+        summary=f"Add suppressed or allowed {kind}",
+        response_model=list[EntryOut],
+        name=f"add_{kind}",
+    )
+    async def adding(
+        caller: Writer,
+        db: Db,
+        body: Annotated[list[AddEntry], Body(max_length=1000)],
+        type: ListType = "client",
+    ) -> list[dict[str, Any]]:
+        entries = _entries(kind, body)
+        async with db.transaction():
+            rows = await repository.add(db, kind, caller.sandbox, type, entries)
+        return [entry_out(kind, r) for r in rows]
+
+    @router.get(
+        f"{path}/{{{one}}}",
+        summary=f"One of the {kind}",
+        response_model=EntryOut,
+        responses=_NOT_FOUND,
+        name=f"get_{kind}",
+    )
+    async def getting(
+        caller: Reader, db: Db, value: str = _path(one), type: ListType = "client"
+    ) -> dict[str, Any]:
+        row = await repository.one(db, kind, caller.sandbox, type, value)
+        if row is None:
+            raise NotFound(f"{value!r} is not on the {type} list")
+        return entry_out(kind, row)
+
+    @router.delete(
+        f"{path}/{{{one}}}",
+        status_code=204,
+        summary=f"Remove one of the {kind}",
+        responses=_NOT_FOUND,
+        name=f"delete_{kind}",
+    )
+    async def deleting(
+        caller: Writer, db: Db, value: str = _path(one), type: ListType = "client"
+    ) -> Response:
+        async with db.transaction():
+            row = await repository.delete(db, kind, caller.sandbox, type, value)
+        if row is None:
+            raise NotFound(f"{value!r} is not on the {type} list")
+        return Response(status_code=204)
+
+
+def _path(name: str) -> Any:
+    from fastapi import Path
+
+    return Path(alias=name, max_length=1024)
+
+
+_routes("addresses", "email")
+_routes("domains", "domain")

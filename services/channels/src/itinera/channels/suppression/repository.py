@@ -1,0 +1,193 @@
+"""SQL of the suppression list: addresses (email addresses, phone numbers, push tokens)
+and email domains, each on the client (suppressed) or the allowed list."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+TABLES = {"addresses": "suppressed_addresses", "domains": "suppressed_domains"}
+
+
+def normal(value: str, entity_type: str) -> str:
+    """How a value is kept and looked up: email addresses and domains in lower case;
+    phone numbers and push tokens as given (a token's case matters)."""
+    value = value.strip()
+    return value.lower() if entity_type in ("email", "domain") else value
+
+
+def domains_of(address: str) -> list[str]:
+    """The email address's domain and the domains above it (``a.b.com``, ``b.com``)."""
+    _, at, domain = address.rpartition("@")
+    if not at or not domain:
+        return []
+    labels = domain.lower().rstrip(".").split(".")
+    return [".".join(labels[i:]) for i in range(len(labels) - 1)] or [domain.lower()]
+
+
+async def suppressed(conn: asyncpg.Connection, sandbox: str, channel: str, address: str) -> str | None:
+    """Why the address (or, for email, its domain) is suppressed; None when it is not."""
+    entity_type = {"email": "email", "sms": "phone", "push": "pushToken"}.get(channel)
+    if entity_type is None:
+        return None
+    reason: str | None = await conn.fetchval(
+        """SELECT reason FROM suppressed_addresses
+           WHERE sandbox = $1 AND list_type = 'client' AND value = $2""",
+        sandbox,
+        normal(address, entity_type),
+    )
+    if reason is None and channel == "email":
+        reason = await conn.fetchval(
+            """SELECT reason FROM suppressed_domains
+               WHERE sandbox = $1 AND list_type = 'client' AND value = ANY($2::text[]) LIMIT 1""",
+            sandbox,
+            domains_of(address),
+        )
+    return reason
+
+
+async def add(
+    conn: asyncpg.Connection,
+    kind: str,
+    sandbox: str,
+    list_type: str,
+    entries: Sequence[dict[str, Any]],
+) -> list[asyncpg.Record]:
+    """Add (or refresh) entries ``{value, entity_type, reason, user, comment}``; an entry
+    already listed keeps its id and creation date and takes the new reason and comment."""
+    rows = []
+    for entry in entries:
+        if kind == "addresses":
+            row = await conn.fetchrow(
+                """INSERT INTO suppressed_addresses
+                       (sandbox, value, id, entity_type, list_type, reason, suppressed_by, comment)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                   ON CONFLICT (sandbox, list_type, value) DO UPDATE SET
+                       reason = EXCLUDED.reason, suppressed_by = EXCLUDED.suppressed_by,
+                       comment = EXCLUDED.comment, updated_at = now()
+                   RETURNING *""",
+                sandbox,
+                entry["value"],
+                uuid.uuid4(),
+                entry["entity_type"],
+                list_type,
+                entry["reason"],
+                entry.get("user"),
+                entry.get("comment"),
+            )
+        else:
+            row = await conn.fetchrow(
+                """INSERT INTO suppressed_domains
+                       (sandbox, value, id, list_type, reason, suppressed_by, comment)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)
+                   ON CONFLICT (sandbox, list_type, value) DO UPDATE SET
+                       reason = EXCLUDED.reason, suppressed_by = EXCLUDED.suppressed_by,
+                       comment = EXCLUDED.comment, updated_at = now()
+                   RETURNING *""",
+                sandbox,
+                entry["value"],
+                uuid.uuid4(),
+                list_type,
+                entry["reason"],
+                entry.get("user"),
+                entry.get("comment"),
+            )
+        rows.append(row)
+    return rows
+
+
+async def record_bounce(
+    conn: asyncpg.Connection, sandbox: str, value: str, entity_type: str, reason: str, event: dict[str, Any]
+) -> None:
+    """Suppress an address after a bounce or a refusal, keeping the event in its bounce
+    state; a manual or unsubscribe entry keeps its reason."""
+    await conn.execute(
+        """INSERT INTO suppressed_addresses
+               (sandbox, value, id, entity_type, list_type, reason, suppressed_by, comment,
+                soft_count, bounce_events)
+           VALUES ($1, $2, $3, $4, 'client', $5, 'itinera-channels', $6,
+                   CASE WHEN $5 = 'soft' THEN 1 ELSE 0 END, jsonb_build_array($7::jsonb))
+           ON CONFLICT (sandbox, list_type, value) DO UPDATE SET
+               reason = CASE WHEN suppressed_addresses.reason IN ('soft', 'hard')
+                             THEN EXCLUDED.reason ELSE suppressed_addresses.reason END,
+               soft_count = suppressed_addresses.soft_count + EXCLUDED.soft_count,
+               bounce_events = suppressed_addresses.bounce_events || EXCLUDED.bounce_events,
+               updated_at = now()""",
+        sandbox,
+        value,
+        uuid.uuid4(),
+        entity_type,
+        reason,
+        event.get("message"),
+        event,
+    )
+
+
+async def one(
+    conn: asyncpg.Connection, kind: str, sandbox: str, list_type: str, value: str
+) -> asyncpg.Record | None:
+    if "\x00" in value:  # PostgreSQL text holds none: nothing can match
+        return None
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"""SELECT * FROM {TABLES[kind]} WHERE sandbox = $1 AND list_type = $2 AND value IN ($3, lower($3))
+            ORDER BY value = $3 DESC LIMIT 1""",
+        sandbox,
+        list_type,
+        value.strip(),
+    )
+    return row
+
+
+async def delete(
+    conn: asyncpg.Connection, kind: str, sandbox: str, list_type: str, value: str
+) -> asyncpg.Record | None:
+    found = await one(conn, kind, sandbox, list_type, value)
+    if found is None:
+        return None
+    await conn.execute(
+        f"DELETE FROM {TABLES[kind]} WHERE sandbox = $1 AND list_type = $2 AND value = $3",
+        sandbox,
+        list_type,
+        found["value"],
+    )
+    return found
+
+
+async def page(
+    conn: asyncpg.Connection,
+    kind: str,
+    sandbox: str,
+    list_type: str,
+    order: str,
+    descending: bool,
+    after: tuple[datetime | None, str] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """One page in the order asked, after the key ``after`` (creation time and value, or
+    value alone when ordered by value); one row more than ``limit``, to know of a next."""
+    direction = "DESC" if descending else "ASC"
+    compare = "<" if descending else ">"
+    table = TABLES[kind]
+    created = "date_trunc('milliseconds', created_at)"
+    if order == "entityvalue":
+        keys, start = f"value {direction}", f"value {compare} $3"
+        args: list[Any] = [after[1]] if after else []
+    else:
+        keys = f"{created} {direction}, value {direction}"
+        start = f"({created}, value) {compare} ($3, $4)"
+        args = [after[0], after[1]] if after else []
+    where = f"sandbox = $1 AND list_type = $2{' AND ' + start if after else ''}"
+    limit_arg = f"${3 + len(args)}"
+    return list(
+        await conn.fetch(
+            f"SELECT * FROM {table} WHERE {where} ORDER BY {keys} LIMIT {limit_arg}",
+            sandbox,
+            list_type,
+            *args,
+            limit + 1,
+        )
+    )

@@ -1,0 +1,205 @@
+"""The channels service, running once per test session on the real broker and database,
+sending to a real SMTP server and to the SMS and push simulators (``LocalDelivery``)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from itinera.channels.app import SERVICE
+from itinera.channels.config import ChannelsSettings
+from itinera.common.auth import ALL_SCOPES, mint_token
+from itinera.common.kafka import topics
+from itinera.common.kafka.envelope import Envelope
+from itinera.common.kafka.producer import Producer
+from itinera.common.sinks import LocalDelivery
+from itinera.common.testing import StackInfo, client_for, eventually, running, settings_for
+
+
+@pytest.fixture(scope="session")
+async def delivery() -> AsyncIterator[LocalDelivery]:
+    async with LocalDelivery(smtp_port=0, web_port=0) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def channels_settings(topics_created: StackInfo, delivery: LocalDelivery) -> ChannelsSettings:
+    return settings_for(
+        topics_created,
+        ChannelsSettings,
+        channels_smtp_host=delivery.smtp_host,
+        channels_smtp_port=delivery.smtp_port,
+        channels_sms_base_url=delivery.sms_base_url,
+        channels_push_base_url=delivery.push_base_url,
+        channels_public_url="https://channels.example.com",
+        channels_domain="mail.example.com",
+        channels_delivery_interval_s=0.05,
+        channels_retry_initial_s=0.1,
+        channels_retry_max_s=0.5,
+        channels_max_attempts=3,
+        channels_webhook_allow_hosts="127.0.0.1",
+    )
+
+
+@pytest.fixture(scope="session")
+async def channels_app(channels_settings: ChannelsSettings) -> AsyncIterator[FastAPI]:
+    async with running(SERVICE.create_app("all", channels_settings)) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+async def producer(channels_settings: ChannelsSettings) -> AsyncIterator[Producer]:
+    started = Producer(channels_settings)
+    await started.start()
+    yield started
+    await started.stop()
+
+
+@pytest.fixture
+def pool(channels_app: FastAPI) -> asyncpg.Pool:
+    found: asyncpg.Pool = channels_app.state.runtime.pool
+    return found
+
+
+@pytest.fixture
+def sandbox() -> str:
+    """A sandbox of the test's own."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def api(
+    channels_app: FastAPI, channels_settings: ChannelsSettings, sandbox: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client with every scope in the test's own sandbox (``sandbox``)."""
+    token = mint_token(channels_settings, scopes=ALL_SCOPES, sandbox=sandbox)
+    async with client_for(channels_app, token) as client:
+        yield client
+
+
+class Content:
+    """Publishes templates and fragments as the content service does, and waits until
+    the channels' store holds them."""
+
+    def __init__(self, producer: Producer, pool: asyncpg.Pool, sandbox: str) -> None:
+        self.producer = producer
+        self.pool = pool
+        self.sandbox = sandbox
+
+    async def publish(
+        self,
+        item_id: str,
+        variants: dict[str, Any] | None,
+        *,
+        kind: str = "template",
+        channel: str | None = "email",
+        version: int = 1,
+        default: str = "en",
+        fragments: list[str] | None = None,
+        deleted: bool = False,
+        wait: bool = True,
+    ) -> None:
+        data: dict[str, Any] = {
+            "sandbox": self.sandbox,
+            "kind": kind,
+            "id": item_id,
+            "version": version,
+            "deleted": deleted,
+        }
+        if not deleted:
+            data |= {"name": item_id, "defaultLocale": default, "variants": variants or {}}
+            if kind == "template":
+                data |= {"channel": channel, "fragments": fragments or []}
+            else:
+                data["fragmentType"] = "visual"
+            data["publishedAt"] = datetime.now(UTC).isoformat()
+        envelope = Envelope(
+            type="com.itinera.content.v1",
+            source="/itinera/content",
+            data=data,
+            sandbox=self.sandbox,
+            key=f"{kind}:{item_id}",
+        )
+        await self.producer.publish(topics.CONTENT.name, [envelope])
+        if wait:
+
+            async def stored() -> bool:
+                async with self.pool.acquire() as conn:
+                    found = await conn.fetchval(
+                        "SELECT version FROM content_items WHERE sandbox = $1 AND kind = $2 AND id = $3",
+                        self.sandbox,
+                        kind,
+                        item_id,
+                    )
+                return found is not None and found >= version
+
+            await eventually(stored)
+
+
+@pytest.fixture
+def content(producer: Producer, pool: asyncpg.Pool, sandbox: str) -> Content:
+    return Content(producer, pool, sandbox)
+
+
+class Requests:
+    """Publishes message requests as journeys and campaigns do."""
+
+    def __init__(self, producer: Producer, sandbox: str) -> None:
+        self.producer = producer
+        self.sandbox = sandbox
+
+    def body(
+        self,
+        template: str | None,
+        profile: dict[str, Any],
+        *,
+        channel: str = "email",
+        category: str = "marketing",
+        context: dict[str, Any] | None = None,
+        message_id: str | None = None,
+        profile_id: str | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "messageId": message_id or str(uuid.uuid4()),
+            "sandbox": self.sandbox,
+            "profileId": profile_id or str(uuid.uuid5(uuid.NAMESPACE_URL, repr(sorted(profile.items())))),
+            "channel": channel,
+            "templateId": template,
+            "category": category,
+            "context": context or {},
+            "profile": profile,
+            "origin": {
+                "kind": "journey",
+                "journeyId": str(uuid.uuid4()),
+                "version": 1,
+                "nodeId": "send",
+                "step": 2,
+            },
+            "requestedAt": datetime.now(UTC).isoformat(),
+        }
+
+    async def send(self, *bodies: dict[str, Any]) -> list[str]:
+        envelopes = [
+            Envelope(
+                type="com.itinera.message.request.v1",
+                source="/itinera/journeys",
+                data=body,
+                sandbox=self.sandbox,
+                key=body["profileId"],
+            )
+            for body in bodies
+        ]
+        await self.producer.publish(topics.MESSAGES.name, envelopes)
+        return [body["messageId"] for body in bodies]
+
+
+@pytest.fixture
+def requests(producer: Producer, sandbox: str) -> Requests:
+    return Requests(producer, sandbox)

@@ -1,0 +1,38 @@
+"""The content service: message templates per channel and locale, and the fragments
+they include, versioned and published; published versions go to the channels on
+``itinera.content.v1``; templates are previewed with a profile and a context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import APIRouter
+
+from itinera.common.service import Service
+from itinera.content.config import settings
+
+
+def _routers() -> Sequence[APIRouter]:
+    from itinera.content.fragments.endpoints import router as fragments
+    from itinera.content.templates.endpoints import router as templates
+
+    return (templates, fragments)
+
+
+SERVICE = Service(
+    name="content",
+    port=8005,
+    schema="content",
+    migrations="itinera.content.migrations",
+    settings=settings,
+    routers=_routers,
+    title="Itinera content",
+    description=(
+        "Message templates in the shape of Adobe Journey Optimizer's content: per channel "
+        "(email, SMS, push, webhook) and locale, versioned and published (/v1/templates), "
+        "the visual and expression fragments they include (/v1/fragments), and previews "
+        "of a template for a profile. Published versions are sent to the channels on "
+        "itinera.content.v1."
+    ),
+)

@@ -1,0 +1,111 @@
+"""``POST /v1/templates/{id}/preview``: a version rendered for a profile and a context,
+in the locale the profile reads, with the paths the data lacked and the errors met."""
+
+from __future__ import annotations
+
+import httpx
+
+from .helpers import FRAGMENTS, TEMPLATES, created, email, fragment, published
+
+JANE = {"person": {"name": {"firstName": "Jane <3"}}, "preferredLanguage": "fr-CA"}
+
+
+class TestPreview:
+    async def test_renders_the_variant_of_the_profile_language(self, api: httpx.AsyncClient) -> None:
+        await created(api, TEMPLATES, email())
+        response = await api.post(f"{TEMPLATES}/welcome-email/preview", json={"profile": JANE})
+        assert response.status_code == 200, response.text
+        preview = response.json()
+        assert (preview["locale"], preview["version"], preview["errors"]) == ("fr", 1, [])
+        assert preview["parts"]["subject"]["text"] == "Bienvenue, Jane <3"
+        assert preview["parts"]["html"]["text"] == "<p>Bonjour Jane &lt;3</p>"
+        english = await api.post(
+            f"{TEMPLATES}/welcome-email/preview", json={"profile": {**JANE, "preferredLanguage": "es"}}
+        )
+        assert english.json()["locale"] == "en"
+        chosen = await api.post(f"{TEMPLATES}/welcome-email/preview", json={"profile": JANE, "locale": "EN"})
+        assert chosen.json()["parts"]["text"]["text"] == "Hi Jane <3"
+        unknown = await api.post(f"{TEMPLATES}/welcome-email/preview", json={"locale": "de"})
+        assert (unknown.status_code, unknown.json()["errors"][0]["path"]) == (400, "/locale")
+
+    async def test_reports_the_paths_the_data_lacks_with_their_positions(
+        self, api: httpx.AsyncClient
+    ) -> None:
+        body = email()
+        body["variants"]["en"]["text"] = "Hi {{profile.person.name.firstName}},\nyour code: {{context.code}}"
+        await created(api, TEMPLATES, body)
+        preview = (await api.post(f"{TEMPLATES}/welcome-email/preview", json={"profile": {}})).json()
+        assert preview["locale"] == "en"
+        text = preview["parts"]["text"]
+        assert text["text"] == "Hi ,\nyour code: "
+        assert text["undefinedPaths"] == [
+            {
+                "path": "profile.person.name.firstName",
+                "line": 1,
+                "column": 6,
+                "offset": 5,
+                "endOffset": 34,
+                "fragment": None,
+            },
+            {
+                "path": "context.code",
+                "line": 2,
+                "column": 14,
+                "offset": 51,
+                "endOffset": 63,
+                "fragment": None,
+            },
+        ]
+        given = (
+            await api.post(
+                f"{TEMPLATES}/welcome-email/preview",
+                json={"profile": {"person": {"name": {"firstName": "Jo"}}}, "context": {"code": "X1"}},
+            )
+        ).json()
+        assert (given["parts"]["text"]["text"], given["parts"]["text"]["undefinedPaths"]) == (
+            "Hi Jo,\nyour code: X1",
+            [],
+        )
+
+    async def test_a_draft_that_does_not_compile_shows_its_problems(self, api: httpx.AsyncClient) -> None:
+        body = email()
+        body["variants"]["en"]["html"] = "{{#if profile.x}}never closed"
+        await created(api, TEMPLATES, body)
+        preview = (await api.post(f"{TEMPLATES}/welcome-email/preview", json={})).json()
+        html = preview["parts"]["html"]
+        assert html["text"] is None
+        assert [(e["path"], e["code"]) for e in preview["errors"]] == [("/variants/en/html", "template")]
+        assert preview["parts"]["subject"]["text"] == "Welcome, "
+
+    async def test_previews_a_chosen_version_with_published_fragments(self, api: httpx.AsyncClient) -> None:
+        await fragment(api, "sign", "-- {{profile.person.name.firstName ?: 'team'}}")
+        body = email()
+        body["variants"]["en"]["text"] = 'v1 {{fragment id="sign"}}'
+        await created(api, TEMPLATES, body)
+        await published(api, TEMPLATES, "welcome-email")
+        body["variants"]["en"]["text"] = "v2"
+        await api.put(f"{TEMPLATES}/welcome-email", json=body)
+        latest = (await api.post(f"{TEMPLATES}/welcome-email/preview", json={})).json()
+        assert (latest["version"], latest["parts"]["text"]["text"]) == (2, "v2")
+        first = (await api.post(f"{TEMPLATES}/welcome-email/preview", json={"version": 1})).json()
+        assert first["parts"]["text"]["text"] == "v1 -- team"
+        # A fragment published anew is what the next preview includes.
+        await api.put(f"{FRAGMENTS}/sign", json={"name": "sign", "type": "expression", "content": "-- Shop"})
+        await published(api, FRAGMENTS, "sign")
+        again = (await api.post(f"{TEMPLATES}/welcome-email/preview", json={"version": 1})).json()
+        assert again["parts"]["text"]["text"] == "v1 -- Shop"
+        assert (await api.post(f"{TEMPLATES}/welcome-email/preview", json={"version": 9})).status_code == 404
+
+    async def test_a_webhook_payload_must_render_as_json(self, api: httpx.AsyncClient) -> None:
+        hook = {"payload": '{"name": "{{profile.name}}"}', "headers": {"X-Id": "{{profile.id}}"}}
+        await created(
+            api, TEMPLATES, {"id": "hook", "name": "h", "channel": "webhook", "variants": {"en": hook}}
+        )
+        good = (await api.post(f"{TEMPLATES}/hook/preview", json={"profile": {"name": "Jo", "id": 7}})).json()
+        assert (good["parts"]["payload"]["text"], good["parts"]["headers/X-Id"]["text"], good["errors"]) == (
+            '{"name": "Jo"}',
+            "7",
+            [],
+        )
+        bad = (await api.post(f"{TEMPLATES}/hook/preview", json={"profile": {"name": 'say "hi"'}})).json()
+        assert [(e["path"], e["code"]) for e in bad["errors"]] == [("/variants/en/payload", "json")]
