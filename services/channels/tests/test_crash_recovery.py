@@ -14,18 +14,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import httpx
-import pytest
 
 from itinera.channels.config import ChannelsSettings
 from itinera.common.devstack import free_port
@@ -33,55 +27,7 @@ from itinera.common.kafka import topics
 from itinera.common.kafka.envelope import Envelope
 from itinera.common.kafka.producer import Producer
 from itinera.common.sinks import LocalDelivery
-from itinera.common.testing import StackInfo, environment_for
-
-
-@pytest.fixture
-async def own_database(topics_created: StackInfo) -> AsyncIterator[str]:
-    name = f"crash_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(topics_created.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        base, _, _ = topics_created.database_url.rpartition("/")
-        yield f"{base}/{name}"
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
-@contextmanager
-def worker(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    command = [
-        sys.executable,
-        "-m",
-        "itinera.common.cli",
-        "serve",
-        "channels",
-        "--role",
-        "all",
-        "--port",
-        str(port),
-    ]
-    process = subprocess.Popen(command, env=env, start_new_session=True)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=30)
-
-
-async def ready(url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get(f"{url}/readyz", timeout=2)).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise TimeoutError(f"{url} did not become ready")
+from itinera.common.testing import StackInfo, environment_for, ready, service_process
 
 
 async def state_of(database_url: str, sandbox: str, message_id: str) -> str | None:
@@ -170,7 +116,8 @@ async def test_a_worker_killed_between_render_and_send_sends_the_message_once(
                     )
                 ],
             )
-            with worker(base | {"ITINERA_CHANNELS_TEST_PAUSE_BEFORE_SEND_S": "120"}, port) as first:
+            paused = base | {"ITINERA_CHANNELS_TEST_PAUSE_BEFORE_SEND_S": "120"}
+            with service_process("channels", paused, port) as first:
                 await ready(url)
                 # The template first: the content consumer must hold it when the request comes.
                 deadline = time.monotonic() + 60
@@ -198,7 +145,7 @@ async def test_a_worker_killed_between_render_and_send_sends_the_message_once(
                 os.killpg(first.pid, signal.SIGKILL)
                 first.wait(timeout=30)
             assert not sink.mail.find(lambda m: m.sent_to(to))  # killed before the send
-            with worker(base, port):
+            with service_process("channels", base, port):
                 await ready(url)
                 await sink.mail.wait_for(lambda m: m.sent_to(to), timeout_s=60)
                 await until_state(own_database, sandbox, message_id, "sent")

@@ -11,27 +11,20 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import httpx
 import orjson
-import pytest
 
 from itinera.common.auth import ALL_SCOPES, mint_token
 from itinera.common.devstack import free_port
 from itinera.common.kafka import topics
 from itinera.common.kafka.envelope import Envelope
 from itinera.common.kafka.producer import Producer
-from itinera.common.testing import StackInfo, environment_for, topic_reader
+from itinera.common.testing import StackInfo, environment_for, ready, service_process, topic_reader
 from itinera.journeys.config import JourneysSettings
 
 PROFILES = 300
@@ -44,55 +37,6 @@ JOURNEY = {
         {"id": "second", "type": "message", "channel": "sms", "templateId": "two"},
     ],
 }
-
-
-@pytest.fixture
-async def own_database(topics_created: StackInfo) -> AsyncIterator[str]:
-    """A database of the test's own on the session's server; its URL."""
-    name = f"crash_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(topics_created.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        base, _, _ = topics_created.database_url.rpartition("/")
-        yield f"{base}/{name}"
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
-@contextmanager
-def worker(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    command = [
-        sys.executable,
-        "-m",
-        "itinera.common.cli",
-        "serve",
-        "journeys",
-        "--role",
-        "all",
-        "--port",
-        str(port),
-    ]
-    process = subprocess.Popen(command, env=env, start_new_session=True)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=30)
-
-
-async def ready(url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get(f"{url}/readyz", timeout=2)).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise TimeoutError(f"{url} did not become ready")
 
 
 async def test_a_worker_killed_mid_run_and_restarted_sends_every_message_once(
@@ -117,7 +61,7 @@ async def test_a_worker_killed_mid_run_and_restarted_sends_every_message_once(
     await producer.start()
     try:
         async with topic_reader(topics_created, topics.MESSAGES.name) as messages:
-            with worker(env, port) as first:
+            with service_process("journeys", env, port) as first:
                 await ready(url)
                 async with httpx.AsyncClient(base_url=url, headers=headers) as api:
                     created = (await api.post("/v1/journeys", json=JOURNEY)).json()
@@ -155,7 +99,7 @@ async def test_a_worker_killed_mid_run_and_restarted_sends_every_message_once(
                     if x.sandbox == sandbox
                 }
                 assert len(sent_before) < 2 * PROFILES  # killed with work left
-            with worker(env, port):
+            with service_process("journeys", env, port):
                 await ready(url)
 
                 def all_sent(records: list[Any]) -> bool:

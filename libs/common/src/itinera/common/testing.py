@@ -202,6 +202,62 @@ def serving(
         process.wait(timeout=30)
 
 
+@pytest.fixture
+async def own_database(topics_created: StackInfo) -> AsyncIterator[str]:
+    """A database of the test's own on the session's server, dropped after it; its URL.
+    For a service process under test that nothing else of the session may share (a
+    worker killed and restarted, with consumer groups of its own too)."""
+    import asyncpg
+
+    name = f"own_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(topics_created.database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        base, _, _ = topics_created.database_url.rpartition("/")
+        yield f"{base}/{name}"
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@contextmanager
+def service_process(service: str, env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """``itinera serve SERVICE --role all`` in a process group of its own (so a test can
+    SIGKILL it whole), stopped at the end if it still runs."""
+    command = [
+        sys.executable,
+        "-m",
+        "itinera.common.cli",
+        "serve",
+        service,
+        "--role",
+        "all",
+        "--port",
+        str(port),
+    ]
+    process = subprocess.Popen(command, env=env, start_new_session=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+async def ready(url: str, timeout_s: float = 60) -> None:
+    """Wait until the service at ``url`` answers ``/readyz`` with 200."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get(f"{url}/readyz", timeout=2)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    raise TimeoutError(f"{url} did not become ready")
+
+
 def no_server_errors(
     url: str,
     token: str,
