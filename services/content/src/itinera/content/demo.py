@@ -24,8 +24,8 @@ TEMPLATES: tuple[dict[str, Any], ...] = (
                 "html": (
                     "<h1>Welcome{{#if profile.person.name.firstName}}, "
                     "{{profile.person.name.firstName}}{{/if}}!</h1>"
-                    "<p>Thanks for signing up{{#if context.signupChannel}} on our "
-                    "{{context.signupChannel}}{{/if}}.</p>"
+                    "<p>Thanks for signing up{{#if context.signupPage}} on "
+                    "{{context.signupPage}}{{/if}}.</p>"
                     '<p><a href="https://shop.example/new-arrivals">See what is new</a></p>'
                 ),
                 "text": 'Welcome, {{profile.person.name.firstName ?: "friend"}}! Thanks for signing up.',

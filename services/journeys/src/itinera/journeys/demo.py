@@ -22,7 +22,7 @@ WELCOME: dict[str, Any] = {
             "type": "message",
             "channel": "email",
             "templateId": "demo-welcome",
-            "context": {"signupChannel": "_journey.event.channel"},
+            "context": {"signupPage": "_journey.event.web.webPageDetails.name"},
             "next": "opened",
         },
         {
