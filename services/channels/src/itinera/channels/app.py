@@ -1,7 +1,8 @@
 """The channels service: message requests from journeys and campaigns checked (consent,
 suppression, frequency caps, quiet hours), rendered with the published templates and
 delivered over email (SMTP), SMS, push and webhooks, with feedback on what became of
-each; the suppression list (AJO's API), capping rules and quiet hours.
+each; the suppression list (AJO's API), capping rules and quiet hours; unsubscribe
+links, and the open pixel and click redirects of emails.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from itinera.channels.config import ChannelsSettings, settings
 from itinera.channels.content.consumers import ContentHandler
 from itinera.channels.messages.consumers import MessageHandler
 from itinera.channels.messages.delivery import DeliveryRunner
+from itinera.channels.tracking import Tracker
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import ConsumerLoop
 from itinera.common.service import Runtime, Service, Worker
@@ -23,9 +25,10 @@ def _routers() -> Sequence[APIRouter]:
     from itinera.channels.messages.endpoints import router as messages
     from itinera.channels.rules.endpoints import router as rules
     from itinera.channels.suppression.endpoints import router as suppression
+    from itinera.channels.tracking.endpoints import router as tracking
     from itinera.channels.unsubscribe.endpoints import router as unsubscribe
 
-    return (suppression, rules, messages, unsubscribe)
+    return (suppression, rules, messages, unsubscribe, tracking)
 
 
 def _workers(runtime: Runtime) -> Sequence[Worker]:
@@ -44,7 +47,14 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             settings=config,
             group=config.channels_consumer_group,
             topic_names=[topics.MESSAGES.name],
-            handler=MessageHandler(runtime.pool, config.default_sandbox, config.channels_default_time_zone),
+            handler=MessageHandler(
+                runtime.pool,
+                config.default_sandbox,
+                config.channels_default_time_zone,
+                Tracker(config.channels_public_url, config.auth_secret.get_secret_value())
+                if config.channels_tracking
+                else None,
+            ),
             dead_letters=runtime.producer,
             service="channels",
         ),
@@ -66,6 +76,7 @@ SERVICE = Service(
         "against consent, the suppression list (/ajo/config/suppression), frequency capping "
         "rules (/v1/capping/rules) and quiet hours (/v1/quiet-hours), rendered with the "
         "published templates and sent over email, SMS, push and webhooks, with feedback on "
-        "itinera.feedback.v1; one-click unsubscribe (/v1/unsubscribe)."
+        "itinera.feedback.v1; one-click unsubscribe (/v1/unsubscribe); open and click tracking "
+        "of emails (/v1/t)."
     ),
 )

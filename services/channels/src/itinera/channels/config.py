@@ -19,7 +19,9 @@ class ChannelsSettings(CommonSettings):
     channels_content_consumer_group: str = "itinera-channels-content"
     """The group of the template store (``itinera.content.v1``)."""
     channels_public_url: str = "http://127.0.0.1:8006"
-    """Where recipients reach this service: one-click unsubscribe links start with it."""
+    """Where recipients reach this service: unsubscribe and tracking links start with it."""
+    channels_tracking: bool = True
+    """Rewrite emails' links to the click redirect and add the open pixel (see README)."""
     channels_domain: str = "itinera.local"
     """The right-hand side of Message-ID headers and of the unsubscribe mailbox."""
     channels_unsubscribe_mailbox: str | None = None

@@ -3,7 +3,9 @@
 
 Each batch is one transaction per sandbox: every request not seen before (by message
 id) is checked, rendered and recorded (:mod:`itinera.channels.messages.pipeline`), an
-excluded one with its feedback in the outbox. A request whose id is already recorded
+excluded one with its feedback in the outbox; an email's HTML gets its tracking (links
+rewritten, the open pixel) and its links are recorded with it
+(:mod:`itinera.channels.tracking`). A request whose id is already recorded
 changes nothing, however often it is delivered. Sending happens after the commit, in
 :class:`~itinera.channels.messages.delivery.DeliveryRunner`. A record that is not a
 message request is dead-lettered with the reasons.
@@ -22,6 +24,8 @@ import asyncpg
 from itinera.channels.content import repository as content
 from itinera.channels.messages import feedback, pipeline, repository
 from itinera.channels.rules import repository as rules
+from itinera.channels.tracking import Tracker
+from itinera.channels.tracking import repository as tracking
 from itinera.common.errors import FieldError
 from itinera.common.kafka.consumer import PermanentError, Record
 
@@ -73,10 +77,13 @@ def _requested_at(value: Any) -> datetime | None:
 class MessageHandler:
     """Checks, renders and records a batch of message requests."""
 
-    def __init__(self, pool: asyncpg.Pool, default_sandbox: str, default_zone: str) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, default_sandbox: str, default_zone: str, tracker: Tracker | None = None
+    ) -> None:
         self.pool = pool
         self.default_sandbox = default_sandbox
         self.default_zone = default_zone
+        self.tracker = tracker
 
     async def __call__(self, batch: list[Record]) -> None:
         by_sandbox: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -115,6 +122,12 @@ class MessageHandler:
             decision = await pipeline.decide(
                 conn, sandbox, request, template, own, policies, now, self.default_zone
             )
+            links: list[str] = []
+            parts = decision.content
+            if self.tracker is not None and request["channel"] == "email" and parts and parts.get("html"):
+                parts["html"], links = self.tracker.instrument(
+                    sandbox, str(request["_id"]), str(parts["html"])
+                )
             row = {
                 "sandbox": sandbox,
                 "message_id": request["_id"],
@@ -135,7 +148,10 @@ class MessageHandler:
                 "next_attempt_at": decision.next_attempt_at,
                 "queued_until": decision.queued_until,
             }
-            if await repository.insert(conn, row) and decision.state == "excluded":
+            inserted = await repository.insert(conn, row)
+            if inserted and links:
+                await tracking.record_links(conn, sandbox, request["_id"], links)
+            if inserted and decision.state == "excluded":
                 excluded.append(
                     feedback.envelope(
                         sandbox, row, "excluded", reason=decision.reason, address=decision.address, at=now

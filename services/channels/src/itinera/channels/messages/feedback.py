@@ -1,6 +1,7 @@
 """Feedback records (``itinera.feedback.v1``), enqueued in the outbox of the transaction
 that records what they report. Each has a ``ce_id`` derived from the message id and the
-status, so a fact reported again (a retried transaction) carries the same id."""
+status, so a fact reported again (a retried transaction) carries the same id; a fact that
+may happen many times (a click) adds what tells its occurrences apart."""
 
 from __future__ import annotations
 
@@ -28,9 +29,12 @@ def envelope(
     reason: str | None = None,
     bounce: str | None = None,
     address: str | None = None,
+    url: str | None = None,
     at: datetime | None = None,
+    occurrence: str | None = None,
 ) -> Envelope:
-    """``message`` holds ``message_id``, ``profile_id``, ``channel`` and ``origin``."""
+    """``message`` holds ``message_id``, ``profile_id``, ``channel`` and ``origin``;
+    ``occurrence`` distinguishes repeated facts of one status (each click)."""
     moment = at or datetime.now(UTC)
     data: dict[str, Any] = {
         "sandbox": sandbox,
@@ -41,7 +45,7 @@ def envelope(
         "reason": reason,
         "bounce": bounce,
         "address": address,
-        "url": None,
+        "url": url,
         "origin": dict(message.get("origin") or {}),
         "at": moment.isoformat().replace("+00:00", "Z"),
     }
@@ -51,7 +55,11 @@ def envelope(
         data=data,
         sandbox=sandbox,
         key=str(message["profile_id"]),
-        id=str(uuid.uuid5(_IDS, f"{sandbox}|{message['message_id']}|{status}")),
+        id=str(
+            uuid.uuid5(
+                _IDS, f"{sandbox}|{message['message_id']}|{status}" + (f"|{occurrence}" if occurrence else "")
+            )
+        ),
         time=moment,
     )
 

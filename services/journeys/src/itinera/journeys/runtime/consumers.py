@@ -118,6 +118,19 @@ class RuntimeHandler:
         for erased in deleted:  # a profile erased (privacy): its instances end
             for inst in list(run.live.get(erased, [])):
                 await run.end(inst, "profile deleted")
+        await run.load_entries(
+            [
+                (d["_profile"], uuid.UUID(version.id))
+                for t, d, _ in items
+                for version in (
+                    entries.get(("event", str(d["event"].get("eventType"))), [])
+                    if t == topics.PROFILE_EVENTS.name
+                    else entries.get(("audience", str(d["audienceId"])), [])
+                    if t == topics.AUDIENCES.name
+                    else []
+                )
+            ]
+        )
         for topic, data, record_id in items:
             profile_id: uuid.UUID = data["_profile"]
             if topic == topics.PROFILE_EVENTS.name:

@@ -69,6 +69,26 @@ async def last_entry(
     return row
 
 
+async def last_entries(
+    conn: asyncpg.Connection, sandbox: str, pairs: Iterable[tuple[uuid.UUID, uuid.UUID]]
+) -> dict[tuple[uuid.UUID, uuid.UUID], Row]:
+    """The latest instance (status, entered_at) of each (profile, journey) that has one,
+    in one statement."""
+    listed = sorted(set(pairs))
+    rows = await conn.fetch(
+        """SELECT DISTINCT ON (i.profile_id, i.journey_id) i.profile_id, i.journey_id, i.status, i.entered_at
+             FROM instances i
+             JOIN unnest($2::uuid[], $3::uuid[]) AS k(profile_id, journey_id)
+               ON i.profile_id = k.profile_id AND i.journey_id = k.journey_id
+            WHERE i.sandbox = $1
+            ORDER BY i.profile_id, i.journey_id, i.entered_at DESC""",
+        sandbox,
+        [p for p, _ in listed],
+        [j for _, j in listed],
+    )
+    return {(r["profile_id"], r["journey_id"]): r for r in rows}
+
+
 async def insert_instance(
     conn: asyncpg.Connection,
     sandbox: str,

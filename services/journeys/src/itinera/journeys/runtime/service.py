@@ -199,6 +199,18 @@ class Run:
     step_rows: list[tuple[Any, ...]] = field(default_factory=list)
     live: dict[uuid.UUID, list[Instance]] = field(default_factory=dict)
     """Live instances by profile, as far as this run has loaded them."""
+    known_entries: dict[tuple[uuid.UUID, uuid.UUID], Mapping[str, Any] | None] = field(default_factory=dict)
+    """(profile, journey) -> its latest instance (``status``, ``entered_at``) or None, as
+    loaded by :meth:`load_entries` and kept up to date by :meth:`enter`."""
+
+    async def load_entries(self, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
+        """Read the latest instance of each (profile, journey) that may be entered, in one
+        statement rather than one per entry."""
+        missing = [p for p in dict.fromkeys(pairs) if p not in self.known_entries]
+        if missing:
+            found = await repository.last_entries(self.conn, self.sandbox, missing)
+            for pair in missing:
+                self.known_entries[pair] = found.get(pair)
 
     async def load_live(self, profile_ids: Sequence[uuid.UUID]) -> None:
         missing = [p for p in dict.fromkeys(profile_ids) if p not in self.live]
@@ -368,6 +380,7 @@ class Run:
     async def _end(self, inst: Instance, reason: str) -> None:
         """End a live instance with the reason (``completed``, ``failed: ...``, or why it exited)."""
         status = _status(reason)
+        self.known_entries.pop((inst.profile_id, uuid.UUID(inst.journey.id)), None)  # read anew
         inst.steps += 1
         self._step(inst, inst.steps, "exited", inst.node, None, reason, {})
         await repository.end_instance_rows(self.conn, self.sandbox, inst.id)
@@ -408,7 +421,10 @@ class Run:
         if doc.testMode.enabled and not _identities(profile) & {p.lower() for p in doc.testMode.testProfiles}:
             return None
         journey_id = uuid.UUID(version.id)
-        last = await repository.last_entry(self.conn, self.sandbox, profile_id, journey_id)
+        if (profile_id, journey_id) in self.known_entries:
+            last = self.known_entries[(profile_id, journey_id)]
+        else:
+            last = await repository.last_entry(self.conn, self.sandbox, profile_id, journey_id)
         if last is not None:
             if last["status"] == "waiting" or not doc.reentrance.allowed:
                 return None
@@ -447,7 +463,12 @@ class Run:
             end_reason=ended,
         )
         if not inserted:
+            self.known_entries.pop((profile_id, journey_id), None)  # read again if asked again
             return None
+        self.known_entries[(profile_id, journey_id)] = {
+            "status": "waiting" if ended is None else _status(ended),
+            "entered_at": self.now,
+        }
         inst = Instance(
             self.sandbox, instance_id, version, profile_id, None, context, 1, doc.testMode.enabled
         )
@@ -561,6 +582,7 @@ class Run:
     async def on_merge(self, survivor: uuid.UUID, merged: Sequence[uuid.UUID]) -> None:
         """Instances of merged profiles follow the survivor, but for journeys it already
         has a live instance of: those end (``merged``)."""
+        self.known_entries.clear()  # instances change profiles: read them anew
         await self.load_live([survivor, *merged])
         kept = {inst.journey.id for inst in self.live[survivor]}
         moving = []
