@@ -18,7 +18,8 @@ from itinera.common.xdm.schemas import SchemaLibrary
 from itinera.ingestion.catalog.service import Catalog
 from itinera.ingestion.collection.service import Ingestor
 from itinera.ingestion.config import IngestionSettings, settings
-from itinera.ingestion.consumers import InboundHandler
+from itinera.ingestion.consumers import FeedbackHandler, InboundHandler
+from itinera.ingestion.feedback import FeedbackConverter, FeedbackIngestor
 from itinera.ingestion.registry.service import Registry
 
 
@@ -59,7 +60,24 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             ),
             dead_letters=runtime.producer,
             service="ingestion",
-        )
+        ),
+        ConsumerLoop(
+            settings=config,
+            group=config.ingestion_feedback_consumer_group,
+            topic_names=[topics.FEEDBACK.name],
+            handler=FeedbackHandler(
+                FeedbackIngestor(
+                    FeedbackConverter(
+                        runtime.state["registry"].library,
+                        config.schemas_dir,
+                        config.ingestion_feedback_push_namespace,
+                    ),
+                    runtime.producer,
+                )
+            ),
+            dead_letters=runtime.producer,
+            service="ingestion",
+        ),
     ]
 
 

@@ -23,6 +23,11 @@ class IngestionSettings(CommonSettings):
     """Deepest nesting accepted in an entity; deeper input is refused, not recursed into."""
     ingestion_catalog_ttl_s: float = 30.0
     ingestion_consumer_group: str = "itinera-ingestion"
+    ingestion_feedback_consumer_group: str = "itinera-ingestion-feedback"
+    """Consumer group of the ``itinera.feedback.v1`` worker."""
+    ingestion_feedback_push_namespace: str | None = None
+    """Identity namespace of push tokens in feedback events. No standard namespace holds
+    them, so push feedback is dead-lettered unless a (custom) namespace is named here."""
 
 
 @cache

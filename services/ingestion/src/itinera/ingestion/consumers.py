@@ -1,4 +1,5 @@
-"""Kafka input: ``itinera.inbound.v1``, the same messages as the HTTP API.
+"""Kafka input: ``itinera.inbound.v1``, the same messages as the HTTP API, and
+``itinera.feedback.v1``, message feedback from the channels (see :mod:`feedback`).
 
 A record names where it goes with the ``itinera_connection`` header (a streaming
 connection id) or ``itinera_dataset`` (a dataset id), or, in the AEP shape, with
@@ -20,6 +21,7 @@ from itinera.common.errors import FieldError, NotFound
 from itinera.common.kafka.consumer import Record
 from itinera.ingestion.catalog.service import Catalog, Connection
 from itinera.ingestion.collection.service import Ingestor, Submission
+from itinera.ingestion.feedback import FeedbackIngestor
 
 _NAMESPACE = uuid.UUID("1f6b3c64-58a1-4c1e-9f57-7d1a0a5b3c21")
 
@@ -85,3 +87,14 @@ class InboundHandler:
             origin_key=record.key,
             trace={k: v for k, v in record.headers.items() if k in ("traceparent", "tracestate")},
         )
+
+
+class FeedbackHandler:
+    """``itinera.feedback.v1``: each record becomes an experience event, published
+    before the loop commits the offset; a record that cannot become one is dead-lettered."""
+
+    def __init__(self, ingestor: FeedbackIngestor) -> None:
+        self.ingestor = ingestor
+
+    async def __call__(self, batch: list[Record]) -> None:
+        await self.ingestor.ingest(batch)
