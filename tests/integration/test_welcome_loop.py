@@ -156,3 +156,49 @@ async def test_a_sign_up_gets_the_welcome_email_in_the_customers_language(stack:
     assert "Merci de votre inscription." in mail["html"]
     assert mail["messageId"]
     assert mail["listUnsubscribe"]
+
+    # Opening it: the pixel is fetched, the channels report it, ingestion brings it back
+    # as a message.tracking event of the profile, and the journey that waited for the
+    # open ends there, without the SMS.
+    pixel = re.search(r'<img src="([^"]+/v1/t/o/[^"]+\.gif)"', mail["html"])
+    assert pixel, mail["html"]
+    async with httpx.AsyncClient(headers=stack.headers, timeout=30) as http:
+        opened = await http.get(pixel[1])
+        assert opened.status_code == 200
+        assert opened.headers["content-type"] == "image/gif"
+        profile_id = (await http.get(f"{PROFILE}/v1/profiles", params={"identity": f"Email:{email}"})).json()[
+            "profileId"
+        ]
+        journey = next(
+            j
+            for j in (await http.get(f"{JOURNEYS}/v1/journeys")).json()["items"]
+            if j["name"] == "Demo: welcome"
+        )
+        instances = f"{JOURNEYS}/v1/journeys/{journey['id']}/instances"
+        ended: list[dict[str, Any]] = []
+
+        async def open_reached_the_journey() -> bool:
+            found = (await http.get(instances, params={"profileId": profile_id})).json()["items"]
+            ended[:] = [i for i in found if i["status"] != "waiting"]
+            return bool(ended)
+
+        await eventually(open_reached_the_journey, timeout_s=60)
+        (instance,) = ended
+        history = (await http.get(f"{instances}/{instance['instanceId']}")).json()["history"]
+        steps = [(s["kind"], s["nodeId"], s["reason"]) for s in history]
+        events = (
+            await http.get(
+                f"{PROFILE}/data/core/ups/access/entities",
+                params={
+                    "schema.name": "_xdm.context.experienceevent",
+                    "relatedSchema.name": "_xdm.context.profile",
+                    "relatedEntityId": profile_id,
+                },
+            )
+        ).json()
+    assert instance["status"] == "completed"
+    assert ("finished", "opened", "event received") in steps
+    assert not [s for s in steps if s[1] == "reminder"]  # no SMS
+    kinds = [e["entity"]["eventType"] for e in events["children"]]
+    assert "message.tracking" in kinds
+    assert "demo.signup" in kinds

@@ -115,11 +115,15 @@ async def _run(args: argparse.Namespace) -> int:
             "PYTHONUNBUFFERED": "1",
             **delivery.environment(),
         }
+        installed = services()
+        if "channels" in installed:  # the links its emails carry (unsubscribe, tracking)
+            env["ITINERA_CHANNELS_PUBLIC_URL"] = (
+                f"http://127.0.0.1:{installed['channels'].port + args.port_offset}"
+            )
         settings = CommonSettings(kafka_bootstrap=infra.kafka_bootstrap, database_url=infra.database_url)
         created = await create_topics(settings)
         print(f"itinera | broker {infra.kafka_bootstrap}: {len(created)} topic(s) created", flush=True)
         print(f"itinera | database {infra.database_url}", flush=True)
-        installed = services()
         for index, (name, service) in enumerate(installed.items()):
             port = service.port + args.port_offset
             if not port_free(port):
