@@ -16,6 +16,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,12 @@ import pytest
 
 from itinera.common.devstack import Broker, free_port
 from itinera.common.testing import StackInfo, environment_for, eventually
+from itinera.ingestion.demo import store
 
 PORT_OFFSET = 21_000
 INGESTION = f"http://127.0.0.1:{8001 + PORT_OFFSET}"
 PROFILE = f"http://127.0.0.1:{8002 + PORT_OFFSET}"
+SEGMENTATION = f"http://127.0.0.1:{8003 + PORT_OFFSET}"
 JOURNEYS = f"http://127.0.0.1:{8004 + PORT_OFFSET}"
 INBOX = f"http://127.0.0.1:{8025 + PORT_OFFSET}"
 
@@ -37,6 +40,7 @@ class Stack:
     token: str
     web_events: str
     crm_profiles: str
+    output: str
 
     @property
     def headers(self) -> dict[str, str]:
@@ -97,7 +101,7 @@ async def stack(topics_created: StackInfo, broker: str) -> AsyncIterator[Stack]:
         assert web, text
         assert crm, text
         drained = asyncio.create_task(_drain(process))  # keep the pipe from filling up
-        yield Stack(token[1], web[1], crm[1])
+        yield Stack(token[1], web[1], crm[1], text)
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGINT)
@@ -202,3 +206,36 @@ async def test_a_sign_up_gets_the_welcome_email_in_the_customers_language(stack:
     kinds = [e["entity"]["eventType"] for e in events["children"]]
     assert "message.tracking" in kinds
     assert "demo.signup" in kinds
+
+
+async def test_the_demo_store_fills_its_audiences(stack: Stack) -> None:
+    sent = re.search(
+        r"Demo store: +(\d+) customers and (\d+) product views and purchases sent", stack.output
+    )
+    assert sent, stack.output
+    assert int(sent[1]) == 40
+    assert int(sent[2]) > 40
+    buyers = re.search(r"Demo audience: +'Demo: bought in the last 30 days' \(([0-9a-f-]+)\)", stack.output)
+    assert buyers, stack.output
+    async with httpx.AsyncClient(headers=stack.headers, timeout=30) as http:
+        customers, _ = store(datetime.now(UTC))
+        emails = [c["personalEmail"]["address"] for c in customers]
+
+        async def stitched() -> bool:
+            for email in emails:
+                if (
+                    await http.get(f"{PROFILE}/v1/profiles", params={"identity": f"Email:{email}"})
+                ).status_code != 200:
+                    return False
+            return True
+
+        await eventually(stitched, timeout_s=90)
+        await asyncio.sleep(2)  # their events follow them through the projection
+        job = await http.post(f"{SEGMENTATION}/data/core/ups/segment/jobs", json=[{"segmentId": buyers[1]}])
+        assert job.status_code == 200, job.text
+
+        async def has_members() -> bool:
+            found = await http.get(f"{SEGMENTATION}/v1/audiences/{buyers[1]}/members")
+            return bool(found.json()["children"])
+
+        await eventually(has_members, timeout_s=90)
