@@ -50,10 +50,13 @@ bench-segmentation: install ## measure streaming qualification: event to audienc
 bench-journeys: install ## measure the journey runtime: event to message request, entries/s, timers firing
 	$(BIN)/python benchmarks/journeys.py $(BENCH_ARGS)
 
+bench-channels: install ## measure the channels service: emails/s to the SMTP sink, render p99, event to email
+	$(BIN)/python benchmarks/channels.py $(BENCH_ARGS)
+
 token: install ## print a development bearer token
 	@$(BIN)/itinera token
 
 clean: ## remove the virtualenv and local state
 	rm -rf $(VENV) .stack .cache
 
-.PHONY: help install run test lint typecheck check bench-ingest bench-profile bench-segmentation bench-journeys token clean
+.PHONY: help install run test lint typecheck check bench-ingest bench-profile bench-segmentation bench-journeys bench-channels token clean
