@@ -37,6 +37,8 @@ class ChannelsSettings(CommonSettings):
     channels_smtp_password: SecretStr | None = None
     channels_smtp_validate_certs: bool = True
     channels_smtp_timeout_s: float = Field(default=30.0, gt=0)
+    channels_smtp_connections: int = Field(default=4, ge=1, le=100)
+    """SMTP connections a worker keeps open and reuses (one message at a time on each)."""
 
     channels_sms_base_url: str = "http://127.0.0.1:8025"
     channels_sms_account: str = "AC00000000000000000000000000000000"

@@ -52,8 +52,9 @@ class DeliveryRunner(Periodic):
         self.client = httpx.AsyncClient(
             follow_redirects=False, trust_env=False, timeout=settings.channels_http_timeout_s
         )
+        self.email = EmailProvider(settings)
         self.providers: dict[str, Provider] = {
-            "email": EmailProvider(settings),
+            "email": self.email,
             "sms": SmsProvider(settings, self.client),
             "push": PushProvider(settings, self.client),
             "webhook": WebhookProvider(settings, self.client),
@@ -70,6 +71,7 @@ class DeliveryRunner(Periodic):
         await super().stop()
         if self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
+        await self.email.connections.close()
         await self.client.aclose()
 
     def backoff(self, attempt: int) -> timedelta:

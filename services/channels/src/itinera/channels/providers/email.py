@@ -8,10 +8,17 @@ not. The server's answer decides: a 5xx refusal of the recipient is a hard bounc
 (the address is suppressed), a 4xx one a soft bounce (tried again); a connection
 failure or a time-out is tried again; another 5xx (to the sender or the data) fails
 the message without suppressing the address.
+
+Connections are kept and reused, ``ITINERA_CHANNELS_SMTP_CONNECTIONS`` of them at most
+per worker, one message at a time on each: a connection, its greeting, TLS and login
+cost more than a message. A connection that fails in any way is closed, never reused.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
@@ -32,9 +39,55 @@ def _sender(value: Any, default: str) -> str:
     return default
 
 
+class Connections:
+    """Open SMTP connections, reused; at most ``size`` at a time."""
+
+    def __init__(self, settings: ChannelsSettings) -> None:
+        self.settings = settings
+        self.idle: list[aiosmtplib.SMTP] = []
+        self.slots = asyncio.Semaphore(settings.channels_smtp_connections)
+
+    def _new(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        return aiosmtplib.SMTP(
+            hostname=s.channels_smtp_host,
+            port=s.channels_smtp_port,
+            username=s.channels_smtp_username,
+            password=s.channels_smtp_password.get_secret_value() if s.channels_smtp_password else None,
+            use_tls=s.channels_smtp_security == "tls",
+            start_tls=True if s.channels_smtp_security == "starttls" else False,
+            validate_certs=s.channels_smtp_validate_certs,
+            timeout=s.channels_smtp_timeout_s,
+            local_hostname=s.channels_domain,  # not looked up at every connection
+        )
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[aiosmtplib.SMTP]:
+        async with self.slots:
+            client = self.idle.pop() if self.idle else None
+            if client is None or not client.is_connected:
+                client = self._new()
+                await client.connect()
+            reusable = False
+            try:
+                yield client
+                reusable = True
+            finally:
+                if reusable and client.is_connected:
+                    self.idle.append(client)
+                else:
+                    client.close()
+
+    async def close(self) -> None:
+        """Drop the idle connections (without a QUIT: stopping never waits on a server)."""
+        while self.idle:
+            self.idle.pop().close()
+
+
 class EmailProvider:
     def __init__(self, settings: ChannelsSettings) -> None:
         self.settings = settings
+        self.connections = Connections(settings)
 
     def unsubscribe_url(self, message: Outgoing) -> str:
         token = sign(
@@ -76,19 +129,9 @@ class EmailProvider:
         except (ValueError, IndexError) as exc:
             raise SendFailed(f"not an email address: {exc}", retry=False) from None
         email = self.build(message)
-        s = self.settings
         try:
-            await aiosmtplib.send(
-                email,
-                hostname=s.channels_smtp_host,
-                port=s.channels_smtp_port,
-                username=s.channels_smtp_username,
-                password=s.channels_smtp_password.get_secret_value() if s.channels_smtp_password else None,
-                use_tls=s.channels_smtp_security == "tls",
-                start_tls=True if s.channels_smtp_security == "starttls" else False,
-                validate_certs=s.channels_smtp_validate_certs,
-                timeout=s.channels_smtp_timeout_s,
-            )
+            async with self.connections.connection() as client:
+                await client.send_message(email)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refusal = exc.recipients[0] if exc.recipients else None
             code = refusal.code if refusal is not None else 550
