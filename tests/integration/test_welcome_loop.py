@@ -209,9 +209,7 @@ async def test_a_sign_up_gets_the_welcome_email_in_the_customers_language(stack:
 
 
 async def test_the_demo_store_fills_its_audiences(stack: Stack) -> None:
-    sent = re.search(
-        r"Demo store: +(\d+) customers and (\d+) product views and purchases sent", stack.output
-    )
+    sent = re.search(r"Demo store: +(\d+) customers and (\d+) product views and purchases sent", stack.output)
     assert sent, stack.output
     assert int(sent[1]) == 40
     assert int(sent[2]) > 40
