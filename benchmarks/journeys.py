@@ -44,8 +44,6 @@ import contextlib
 import math
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,6 +60,7 @@ import uvloop
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from machine import CpuUse, cpu_sample, cpu_use, machine_line, num, percentile_ms, say
 from prometheus_client.parser import text_string_to_metric_families
+from stack import Stack
 
 from itinera.common.auth import mint_token
 from itinera.common.devstack import Infrastructure, free_port
@@ -206,59 +205,6 @@ class Tick:
     lag: float
     outbox: int
     requests: int
-
-
-@dataclass
-class Stack:
-    state_dir: Path | None = None
-    infra: Infrastructure | None = None
-    servers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def start(self, name: str, env: dict[str, str]) -> str:
-        assert self.state_dir is not None
-        port = free_port()
-        with open(self.state_dir / f"{name}.log", "ab") as log:
-            self.servers[name] = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "itinera.common.cli",
-                    "serve",
-                    name,
-                    "--role",
-                    "all",
-                    "--port",
-                    str(port),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        return f"http://127.0.0.1:{port}"
-
-    def watched(self) -> dict[str, int]:
-        pids = {name: p.pid for name, p in self.servers.items()}
-        if self.infra is not None and self.infra.broker is not None and self.infra.broker.process:
-            pids["broker"] = self.infra.broker.process.pid
-        if self.infra is not None and self.infra.database is not None and self.infra.database.process:
-            pids["postgres"] = self.infra.database.process.pid
-        return pids
-
-    def stop(self) -> None:
-        for process in self.servers.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.servers.values():
-            try:
-                process.wait(timeout=25)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self.servers.clear()
-        if self.infra is not None:
-            self.infra.stop()
-            self.infra = None
 
 
 @dataclass

@@ -37,8 +37,6 @@ import contextlib
 import math
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +52,7 @@ import orjson
 import uvloop
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from machine import CpuUse, cpu_sample, cpu_use, machine_line, num, percentile_ms, say
+from stack import Stack
 
 from itinera.common.auth import mint_token
 from itinera.common.devstack import Infrastructure, free_port
@@ -110,62 +109,6 @@ class Run:
     answered_all: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-@dataclass
-class Stack:
-    state_dir: Path | None = None
-    infra: Infrastructure | None = None
-    servers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def start(self, settings: CommonSettings, env: dict[str, str]) -> dict[str, str]:
-        urls = {}
-        assert self.state_dir is not None
-        for name in ("profile", "segmentation"):
-            port = free_port()
-            with open(self.state_dir / f"{name}.log", "ab") as log:
-                self.servers[name] = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "itinera.common.cli",
-                        "serve",
-                        name,
-                        "--role",
-                        "all",
-                        "--port",
-                        str(port),
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    start_new_session=True,
-                )
-            urls[name] = f"http://127.0.0.1:{port}"
-        return urls
-
-    def watched(self) -> dict[str, int]:
-        pids = {name: p.pid for name, p in self.servers.items()}
-        if self.infra is not None and self.infra.broker is not None and self.infra.broker.process:
-            pids["broker"] = self.infra.broker.process.pid
-        if self.infra is not None and self.infra.database is not None and self.infra.database.process:
-            pids["postgres"] = self.infra.database.process.pid
-        return pids
-
-    def stop(self) -> None:
-        for process in self.servers.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.servers.values():
-            try:
-                process.wait(timeout=25)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self.servers.clear()
-        if self.infra is not None:
-            self.infra.stop()
-            self.infra = None
-
-
 async def ready(client: httpx.AsyncClient, url: str, stack: Stack, deadline: float) -> None:
     while time.monotonic() < deadline:
         if any(p.poll() is not None for p in stack.servers.values()):
@@ -205,7 +148,7 @@ async def bench(args: argparse.Namespace, stack: Stack) -> Run:
         "ITINERA_DATABASE_URL": settings.database_url,
         "ITINERA_LOG_LEVEL": "WARNING",
     }
-    urls = stack.start(settings, env)
+    urls = {name: stack.start(name, env) for name in ("profile", "segmentation")}
     sandbox = f"bench-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     token = mint_token(settings, sandbox=sandbox)
     headers = {"authorization": f"Bearer {token}"}

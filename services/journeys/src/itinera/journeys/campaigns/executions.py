@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -47,6 +47,7 @@ from itinera.journeys.campaigns.service import iso, json_problems, parse_id, ref
 from itinera.journeys.definitions.validation import Problem
 from itinera.journeys.runtime import repository as profiles
 from itinera.journeys.runtime.service import MessageRequest
+from itinera.journeys.runtime.walker import json_value
 from itinera.journeys.schedules import next_run
 
 _MESSAGE_IDS = uuid.UUID("4c1e8a27-9b3d-5f60-a2c4-7d8e9f0a1b2c")
@@ -80,24 +81,13 @@ def _rule(expression: str) -> pql.Rule:
     return pql.compile_rule(expression)
 
 
-def _plain(value: Any) -> Any:
-    """A PQL value as JSON carries it."""
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
-
-
 def personalised(context: Mapping[str, Any], profile: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     """The campaign's context for one profile: expressions evaluated over it, values as they are."""
     found: dict[str, Any] = {}
     for name, entry in context.items():
         if isinstance(entry, str):
             try:
-                found[name] = _plain(_rule(entry).evaluate(profile, now=now))
+                found[name] = json_value(_rule(entry).evaluate(profile, now=now))
             except pql.PqlError:  # checked when the campaign was saved; kept apart all the same
                 found[name] = None
         else:

@@ -160,14 +160,14 @@ def view_of(profile: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str,
     }
 
 
-def _plain(value: Any) -> Any:
-    """A PQL value as JSON can carry it."""
+def json_value(value: Any) -> Any:
+    """A PQL value as JSON can carry it (dates and times as ISO-8601 text)."""
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [json_value(v) for v in value]
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): json_value(v) for k, v in value.items()}
     return value
 
 
@@ -255,7 +255,7 @@ class _Walker:
     def _values(self, expressions: Mapping[str, str], view: Mapping[str, Any]) -> dict[str, Any]:
         """Each named expression's value, as JSON can carry it."""
         return {
-            name: _plain(self.journey.rule(expression).evaluate(view, now=self.now))
+            name: json_value(self.journey.rule(expression).evaluate(view, now=self.now))
             for name, expression in expressions.items()
         }
 
@@ -335,7 +335,7 @@ class _Walker:
             attributes: dict[str, Any] = {}
             try:
                 for update in node.updates:
-                    value = _plain(self.journey.rule(update.value).evaluate(view, now=self.now))
+                    value = json_value(self.journey.rule(update.value).evaluate(view, now=self.now))
                     *parents, last = update.path.split(".")
                     target = attributes
                     for key in parents:

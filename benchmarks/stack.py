@@ -1,0 +1,69 @@
+"""The stack a benchmark starts for itself: a broker and PostgreSQL (the local
+infrastructure, ``itinera.common.devstack``) and services as processes of their own
+(``itinera serve NAME --role all``), each logging to the run's folder; what to watch for
+CPU accounting; and stopping all of it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from itinera.common.devstack import Infrastructure, free_port
+
+
+@dataclass
+class Stack:
+    """Started by the benchmark, stopped by :meth:`stop` whatever happened."""
+
+    state_dir: Path | None = None
+    infra: Infrastructure | None = None
+    servers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, env: dict[str, str]) -> str:
+        assert self.state_dir is not None
+        port = free_port()
+        with open(self.state_dir / f"{name}.log", "ab") as log:
+            self.servers[name] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "itinera.common.cli",
+                    "serve",
+                    name,
+                    "--role",
+                    "all",
+                    "--port",
+                    str(port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        return f"http://127.0.0.1:{port}"
+
+    def watched(self) -> dict[str, int]:
+        pids = {name: p.pid for name, p in self.servers.items()}
+        if self.infra is not None and self.infra.broker is not None and self.infra.broker.process:
+            pids["broker"] = self.infra.broker.process.pid
+        if self.infra is not None and self.infra.database is not None and self.infra.database.process:
+            pids["postgres"] = self.infra.database.process.pid
+        return pids
+
+    def stop(self) -> None:
+        for process in self.servers.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.servers.values():
+            try:
+                process.wait(timeout=25)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.servers.clear()
+        if self.infra is not None:
+            self.infra.stop()
+            self.infra = None
