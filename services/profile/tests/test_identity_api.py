@@ -180,3 +180,73 @@ class TestGraphFromEvents:
             "/v1/identities/graph", params={"namespace": "Email", "id": "nobody@example.com"}
         )
         assert response.status_code == 404
+
+
+class TestNamespaceSettingsApplyToStoredGraphs:
+    """Changing a namespace's graph settings resolves the graphs already stored again:
+    no new record has to touch them."""
+
+    async def rebuilt(self, http: httpx.AsyncClient, times: int) -> dict[str, Any]:
+        done: list[dict[str, Any]] = []
+
+        async def finished() -> bool:
+            listed = (await http.get("/v1/identities/rebuilds")).json()["rebuilds"]
+            done[:] = [r for r in listed if r["status"] == "finished"]
+            return len(done) >= times
+
+        await eventually(finished, timeout_s=30)
+        return done[0]  # the newest
+
+    async def test_a_namespace_made_unique_splits_graphs_and_made_shared_again_joins_them(
+        self, http: httpx.AsyncClient, infrastructure: StackInfo, sandbox: str
+    ) -> None:
+        namespace = {"code": "Loyalty", "name": "Loyalty member", "idType": "CROSS_DEVICE"}
+        assert (await http.post("/data/core/idnamespace/identities", json=namespace)).status_code == 200
+        await publish(
+            infrastructure,
+            sandbox,
+            event(1, Loyalty="L-1", Email="ada@example.com"),
+            event(2, Loyalty="L-2", ECID=ECID),
+            event(3, Email="ada@example.com", ECID=ECID),
+        )
+
+        async def one_profile() -> bool:
+            return len((await graph_of(http, "Loyalty", "L-1")).get("members", [])) == 4
+
+        await eventually(one_profile, timeout_s=30)
+        joined = (await graph_of(http, "Loyalty", "L-1"))["profileId"]
+
+        made_unique = await http.put(
+            "/data/core/idnamespace/identities/Loyalty", json={"uniquePerGraph": True}
+        )
+        assert made_unique.status_code == 200, made_unique.text
+        first = await self.rebuilt(http, times=1)
+        assert first["settings"] == {"uniquePerGraph": True, "priority": 0}
+        assert first["identities"] == 2
+        a, b = await graph_of(http, "Loyalty", "L-1"), await graph_of(http, "Loyalty", "L-2")
+        assert a["profileId"] != b["profileId"]
+        assert joined in (a["profileId"], b["profileId"])  # the older anchor keeps its id
+        assert [link["decision"] for link in a["links"] if link["decision"] == "refused"] == ["refused"]
+
+        async with topic_reader(infrastructure, topics.IDENTITY_MERGES.name) as reader:
+            shared = await http.put(
+                "/data/core/idnamespace/identities/Loyalty", json={"uniquePerGraph": False}
+            )
+            assert shared.status_code == 200, shared.text
+            await self.rebuilt(http, times=2)
+            records = await reader.wait_for(lambda rs: any(r.key == joined for r in rs), timeout_s=30)
+        merge = orjson.loads(next(r for r in records if r.key == joined).value or b"{}")
+        assert merge["sandbox"] == sandbox
+        assert (await graph_of(http, "Loyalty", "L-2"))["profileId"] == joined
+        assert len((await graph_of(http, "Loyalty", "L-2"))["members"]) == 4
+
+    async def test_a_change_that_leaves_the_graph_settings_alone_asks_for_no_rebuild(
+        self, http: httpx.AsyncClient
+    ) -> None:
+        phone = (await http.get("/data/core/idnamespace/identities/Phone")).json()
+        same = await http.put(
+            "/data/core/idnamespace/identities/Phone",
+            json={"priority": phone["priority"], "description": "Mobile numbers"},
+        )
+        assert same.status_code == 200
+        assert (await http.get("/v1/identities/rebuilds")).json() == {"rebuilds": []}

@@ -16,6 +16,7 @@ from itinera.common.kafka.consumer import ConsumerLoop
 from itinera.common.service import Runtime, Service, Worker
 from itinera.profile.config import ProfileSettings, settings
 from itinera.profile.consumers import StoreHandler, UpdatesHandler
+from itinera.profile.identity.rebuild import GraphRebuilder
 from itinera.profile.identity.service import IdentityGraph
 from itinera.profile.retention.service import ExpirySweep
 
@@ -56,6 +57,7 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             service="profile",
         ),
         ExpirySweep(runtime.pool, config.profile_expiry_interval_s),
+        GraphRebuilder(runtime.state["graph"], config.profile_rebuild_interval_s),
     ]
 
 

@@ -19,6 +19,8 @@ class ProfileSettings(CommonSettings):
     """AEP's guardrail: beyond it the identities seen least recently are evicted."""
     profile_expiry_interval_s: float = Field(default=300, gt=0)
     """Seconds between sweeps deleting events past their dataset's time-to-live."""
+    profile_rebuild_interval_s: float = Field(default=2, gt=0)
+    """Seconds between looks for graphs to resolve again after a namespace's settings changed."""
 
 
 @cache

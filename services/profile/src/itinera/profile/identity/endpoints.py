@@ -13,7 +13,7 @@ from itinera.common.auth import Principal, require_scope
 from itinera.common.errors import BadRequest, FieldError, NotFound
 from itinera.common.service import Db
 from itinera.profile.identity import namespaces as ns
-from itinera.profile.identity import repository
+from itinera.profile.identity import rebuild, repository
 from itinera.profile.identity.graph import Node
 
 router = APIRouter(tags=["identity"])
@@ -76,8 +76,13 @@ async def get_namespace(ID: str, caller: Reader, db: Db) -> dict[str, Any]:
 async def update_namespace(
     ID: str, body: Annotated[dict[str, Any], Body()], caller: Writer, db: Db
 ) -> dict[str, Any]:
+    """A change of ``uniquePerGraph`` or ``priority`` applies to the graphs already
+    stored too: they are resolved again in the background (``/v1/identities/rebuilds``)."""
     async with db.transaction():
-        return (await ns.update(db, caller.sandbox, ID, body)).view()
+        before = await ns.get(db, caller.sandbox, ID)
+        after = await ns.update(db, caller.sandbox, ID, body)
+        await rebuild.request(db, caller.sandbox, before, after)
+        return after.view()
 
 
 @router.get("/data/core/identity/identity", summary="The xid of an identity")
@@ -154,3 +159,11 @@ async def graph(
             for d in decisions
         ],
     }
+
+
+@router.get(
+    "/v1/identities/rebuilds",
+    summary="Graphs resolved again after namespaces' graph settings changed, newest first",
+)
+async def rebuilds(caller: Reader, db: Db, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
+    return {"rebuilds": await rebuild.listed(db, caller.sandbox, limit)}

@@ -16,6 +16,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import asyncpg
 
@@ -29,6 +30,7 @@ from itinera.profile.identity.graph import Link, Node, Seen, anchor, profile_id,
 MAX_REACH = 10_000
 """The most identities one resolution loads; a larger tangle is resolved in part."""
 RETRIES = 20
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +65,22 @@ class IdentityGraph:
         """Apply ``observations`` in one transaction, retried on serialization conflicts.
         ``then`` runs in the same transaction with the outcome (the profile store's
         writes), so the graph and what depends on it commit together or not at all."""
+
+        async def work(conn: asyncpg.Connection) -> Outcome:
+            outcome = await self.apply(conn, sandbox, observations, known)
+            if then is not None:
+                await then(conn, outcome)
+            return outcome
+
+        return await self.serializable(work)
+
+    async def serializable(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run ``work`` in a SERIALIZABLE transaction, again from the start after a
+        serialization conflict or deadlock with a concurrent worker."""
         for attempt in range(RETRIES):
             try:
                 async with self.pool.acquire() as conn, conn.transaction(isolation="serializable"):
-                    outcome = await self.apply(conn, sandbox, observations, known)
-                    if then is not None:
-                        await then(conn, outcome)
-                    return outcome
+                    return await work(conn)
             except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError):
                 if attempt == RETRIES - 1:
                     raise
@@ -103,6 +114,20 @@ class IdentityGraph:
         if not nodes:
             return Outcome()
         await repository.observe(conn, sandbox, nodes, links)
+        return await self.resolve_around(conn, sandbox, nodes, known)
+
+    async def resolve_around(
+        self,
+        conn: asyncpg.Connection,
+        sandbox: str,
+        start: Iterable[Node],
+        known: Sequence[ns.Namespace] | None = None,
+    ) -> Outcome:
+        """Resolve the part of the stored graph ``start`` reaches under the rules as they
+        are now, and bring its derived state (members, decisions, evictions, merges) to
+        what they say. Observing calls it for what a batch touched; a namespace whose
+        graph settings changed has its graphs resolved again through it."""
+        nodes = set(start)
         rules = ns.rules(known if known is not None else await ns.all_of(conn, sandbox), self.max_identities)
         reach = await repository.reachable(conn, sandbox, nodes, MAX_REACH)
         resolution = resolve(reach.nodes, reach.links, rules)
