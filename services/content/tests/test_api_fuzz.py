@@ -19,7 +19,11 @@ EXAMPLES_PER_OPERATION = int(os.environ.get("ITINERA_FUZZ_EXAMPLES", "25"))
 
 @pytest.fixture(scope="module")
 def server(topics_created: StackInfo) -> Iterator[str]:
-    with serving(topics_created, "content") as url:
+    """The content service, with the profile service its previews read profiles from."""
+    with (
+        serving(topics_created, "profile") as profiles,
+        serving(topics_created, "content", ITINERA_CONTENT_PROFILE_URL=profiles) as url,
+    ):
         yield url
 
 

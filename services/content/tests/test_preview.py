@@ -3,7 +3,25 @@ in the locale the profile reads, with the paths the data lacked and the errors m
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+
 import httpx
+import pytest
+
+from itinera.common.auth import ALL_SCOPES, mint_token
+from itinera.common.devstack import free_port
+from itinera.common.kafka import topics
+from itinera.common.testing import (
+    StackInfo,
+    client_for,
+    eventually,
+    publish_entity,
+    running,
+    serving,
+    settings_for,
+)
+from itinera.content.app import SERVICE
+from itinera.content.config import ContentSettings
 
 from .helpers import FRAGMENTS, TEMPLATES, created, email, fragment, published
 
@@ -109,3 +127,102 @@ class TestPreview:
         )
         bad = (await api.post(f"{TEMPLATES}/hook/preview", json={"profile": {"name": 'say "hi"'}})).json()
         assert [(e["path"], e["code"]) for e in bad["errors"]] == [("/variants/en/payload", "json")]
+
+
+@pytest.fixture(scope="module")
+def profile_url(topics_created: StackInfo) -> Iterator[str]:
+    """A profile service of its own, in its own process."""
+    with serving(topics_created, "profile", role="all") as url:
+        yield url
+
+
+class TestPreviewOfAStoredProfile:
+    """A preview may name the profile (``profileId`` or ``identity``); the content
+    service reads it from a real profile service with the caller's token."""
+
+    @pytest.fixture
+    async def reading(
+        self, profile_url: str, topics_created: StackInfo, sandbox: str
+    ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+        """A content service pointed at that profile service, and a client of each."""
+        settings = settings_for(topics_created, ContentSettings, content_profile_url=profile_url)
+        token = mint_token(settings, scopes=ALL_SCOPES, sandbox=sandbox)
+        async with (
+            running(SERVICE.create_app("api", settings)) as app,
+            client_for(app, token) as content,
+            httpx.AsyncClient(base_url=profile_url, headers={"authorization": f"Bearer {token}"}) as profiles,
+        ):
+            yield content, profiles
+
+    async def test_renders_the_profile_the_profile_service_holds(
+        self, reading: tuple[httpx.AsyncClient, httpx.AsyncClient], topics_created: StackInfo, sandbox: str
+    ) -> None:
+        content, profiles = reading
+        record = {"identityMap": {"Email": [{"id": "ada@example.com", "primary": True}]}, **JANE}
+        await publish_entity(
+            topics_created, sandbox, topics.RECORDS.name, "Email:ada@example.com", "crm", record
+        )
+        stored: dict[str, str] = {}
+
+        async def found() -> bool:
+            answer = await profiles.get("/v1/profiles", params={"identity": "Email:ada@example.com"})
+            stored.update(answer.json() if answer.status_code == 200 else {})
+            return "profileId" in stored
+
+        await eventually(found, timeout_s=30)
+        await created(content, TEMPLATES, email())
+
+        by_id = await content.post(
+            f"{TEMPLATES}/welcome-email/preview", json={"profileId": stored["profileId"]}
+        )
+        assert by_id.status_code == 200, by_id.text
+        assert by_id.json()["profileId"] == stored["profileId"]
+        assert by_id.json()["locale"] == "fr"
+        assert by_id.json()["parts"]["subject"]["text"] == "Bienvenue, Jane <3"
+        by_identity = await content.post(
+            f"{TEMPLATES}/welcome-email/preview", json={"identity": "email:ADA@example.com"}
+        )
+        assert by_identity.json()["parts"] == by_id.json()["parts"]
+
+    async def test_a_profile_that_does_not_exist_is_a_422_at_its_field(
+        self, reading: tuple[httpx.AsyncClient, httpx.AsyncClient]
+    ) -> None:
+        content, _ = reading
+        await created(content, TEMPLATES, email())
+        missing = await content.post(
+            f"{TEMPLATES}/welcome-email/preview", json={"profileId": "0b6cf8a4-7d4c-4b4e-9a35-2f4f1b1f0c11"}
+        )
+        assert missing.status_code == 422, missing.text
+        assert [e["path"] for e in missing.json()["errors"]] == ["/profileId"]
+
+    async def test_the_profile_is_given_or_named_once(
+        self, reading: tuple[httpx.AsyncClient, httpx.AsyncClient]
+    ) -> None:
+        content, _ = reading
+        both = await content.post(
+            f"{TEMPLATES}/welcome-email/preview", json={"profile": JANE, "identity": "Email:ada@example.com"}
+        )
+        assert both.status_code == 400
+        assert [e["path"] for e in both.json()["errors"]] == ["/identity"]
+
+    async def test_a_caller_who_may_not_read_profiles_is_refused(
+        self, profile_url: str, topics_created: StackInfo, sandbox: str
+    ) -> None:
+        settings = settings_for(topics_created, ContentSettings, content_profile_url=profile_url)
+        token = mint_token(settings, scopes=["content:read", "content:write"], sandbox=sandbox)
+        async with running(SERVICE.create_app("api", settings)) as app, client_for(app, token) as content:
+            await created(content, TEMPLATES, email())
+            refused = await content.post(f"{TEMPLATES}/welcome-email/preview", json={"profileId": "anyone"})
+        assert refused.status_code == 403, refused.text
+
+    async def test_an_unreachable_profile_service_is_a_503(
+        self, topics_created: StackInfo, sandbox: str
+    ) -> None:
+        settings = settings_for(
+            topics_created, ContentSettings, content_profile_url=f"http://127.0.0.1:{free_port()}"
+        )
+        token = mint_token(settings, scopes=ALL_SCOPES, sandbox=sandbox)
+        async with running(SERVICE.create_app("api", settings)) as app, client_for(app, token) as content:
+            await created(content, TEMPLATES, email())
+            down = await content.post(f"{TEMPLATES}/welcome-email/preview", json={"profileId": "anyone"})
+        assert down.status_code == 503, down.text

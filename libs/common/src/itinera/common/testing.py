@@ -167,11 +167,12 @@ def topic_reader(infrastructure: StackInfo, topic: str) -> AbstractAsyncContextM
 
 @contextmanager
 def serving(
-    infrastructure: StackInfo, service: str, role: str = "api", timeout_s: float = 60
+    infrastructure: StackInfo, service: str, role: str = "api", timeout_s: float = 60, **settings: str
 ) -> Iterator[str]:
-    """A service's server in a process of its own (``itinera serve``), ready; its URL."""
+    """A service's server in a process of its own (``itinera serve``), ready; its URL.
+    ``settings``: more environment (``ITINERA_...``) for it."""
     port = free_port()
-    env = environment_for(infrastructure, ITINERA_LOG_LEVEL="ERROR")
+    env = environment_for(infrastructure, ITINERA_LOG_LEVEL="ERROR", **settings)
     command = [
         sys.executable,
         "-m",

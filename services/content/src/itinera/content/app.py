@@ -9,8 +9,9 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter
 
-from itinera.common.service import Service
-from itinera.content.config import settings
+from itinera.common.service import Runtime, Service
+from itinera.content.config import ContentSettings, settings
+from itinera.content.profiles import ProfileReader
 
 
 def _routers() -> Sequence[APIRouter]:
@@ -20,6 +21,14 @@ def _routers() -> Sequence[APIRouter]:
     return (templates, fragments)
 
 
+async def _setup(runtime: Runtime) -> None:
+    config = runtime.settings
+    assert isinstance(config, ContentSettings)
+    reader = ProfileReader(config.content_profile_url, config.content_profile_timeout_s)
+    runtime.state["profiles"] = reader
+    runtime.on_stop.append(reader.close)
+
+
 SERVICE = Service(
     name="content",
     port=8005,
@@ -27,6 +36,7 @@ SERVICE = Service(
     migrations="itinera.content.migrations",
     settings=settings,
     routers=_routers,
+    setup=_setup,
     title="Itinera content",
     description=(
         "Message templates in the shape of Adobe Journey Optimizer's content: per channel "

@@ -140,6 +140,19 @@ class PreviewIn(Strict):
         default=None, description="Default: chosen by the profile's preferredLanguage"
     )
     profile: dict[str, Any] = Field(default_factory=dict, description="The profile, as XDM (its merged view)")
+    profileId: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Instead of `profile`: a profile read from the profile service with the caller's token",
+    )
+    identity: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=1200,
+        pattern=r"^[^:]+:.+$",
+        description="Instead of `profile`: the profile holding this identity (`Namespace:value`)",
+    )
     context: dict[str, Any] = Field(
         default_factory=dict, description="What the template reads as `context.*`"
     )
@@ -201,6 +214,7 @@ class PreviewPartOut(BaseModel):
 
 class PreviewOut(BaseModel):
     templateId: str
+    profileId: str | None = Field(default=None, description="The profile read, when one was named")
     version: int
     locale: str
     parts: dict[str, PreviewPartOut] = Field(description="By part: `subject`, `html`, `data/url`...")

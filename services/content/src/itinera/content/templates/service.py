@@ -249,7 +249,7 @@ async def listing(
 # Preview
 
 
-def _locale(document: dict[str, Any], body: PreviewIn) -> str:
+def _locale(document: dict[str, Any], body: PreviewIn, profile: dict[str, Any]) -> str:
     variants: dict[str, Any] = document["variants"]
     if not variants:
         raise ValidationFailed(
@@ -262,12 +262,21 @@ def _locale(document: dict[str, Any], body: PreviewIn) -> str:
                 [FieldError("/locale", f"one of {', '.join(sorted(variants))}", "unknown-locale")],
             )
         return body.locale
-    chosen = choose_locale(variants, document["defaultLocale"], body.profile)
+    chosen = choose_locale(variants, document["defaultLocale"], profile)
     # A draft's default locale may have no variant yet: take the first there is.
     return chosen if chosen in variants else sorted(variants)[0]
 
 
-async def preview(db: asyncpg.Connection, sandbox: str, template_id: str, body: PreviewIn) -> dict[str, Any]:
+async def preview(
+    db: asyncpg.Connection,
+    sandbox: str,
+    template_id: str,
+    body: PreviewIn,
+    read: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Render a version for ``body.profile``, or for ``read``, the profile service's
+    view of the profile the body names (``{profileId, entity, ...}``)."""
+    profile = body.profile if read is None else read.get("entity") or {}
     if body.version is None:
         row, _ = await versioning.item(db, KIND, sandbox, template_id)
         number = row["latest_version"]
@@ -275,9 +284,9 @@ async def preview(db: asyncpg.Connection, sandbox: str, template_id: str, body: 
         number = body.version
     version = await versioning.version(db, KIND, sandbox, template_id, number)
     document = version["document"]
-    locale = _locale(document, body)
+    locale = _locale(document, body, profile)
     loader = await _loader(db, sandbox, version)
-    data = {"profile": body.profile, "context": body.context}
+    data = {"profile": profile, "context": body.context}
     parts: dict[str, Any] = {}
     errors: list[dict[str, Any]] = []
     for part in rendering.parts(document["channel"], document["variants"][locale]):
@@ -304,4 +313,11 @@ async def preview(db: asyncpg.Connection, sandbox: str, template_id: str, body: 
             "errors": found,
         }
         errors += found
-    return {"templateId": template_id, "version": number, "locale": locale, "parts": parts, "errors": errors}
+    return {
+        "templateId": template_id,
+        **({"profileId": read.get("profileId")} if read is not None else {}),
+        "version": number,
+        "locale": locale,
+        "parts": parts,
+        "errors": errors,
+    }
