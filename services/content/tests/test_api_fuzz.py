@@ -22,7 +22,7 @@ def server(topics_created: StackInfo) -> Iterator[str]:
     """The content service, with the profile service its previews read profiles from."""
     with (
         serving(topics_created, "profile") as profiles,
-        serving(topics_created, "content", ITINERA_CONTENT_PROFILE_URL=profiles) as url,
+        serving(topics_created, "content", ITINERA_PROFILE_SERVICE_URL=profiles) as url,
     ):
         yield url
 

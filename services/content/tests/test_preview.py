@@ -145,7 +145,7 @@ class TestPreviewOfAStoredProfile:
         self, profile_url: str, topics_created: StackInfo, sandbox: str
     ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
         """A content service pointed at that profile service, and a client of each."""
-        settings = settings_for(topics_created, ContentSettings, content_profile_url=profile_url)
+        settings = settings_for(topics_created, ContentSettings, profile_service_url=profile_url)
         token = mint_token(settings, scopes=ALL_SCOPES, sandbox=sandbox)
         async with (
             running(SERVICE.create_app("api", settings)) as app,
@@ -208,7 +208,7 @@ class TestPreviewOfAStoredProfile:
     async def test_a_caller_who_may_not_read_profiles_is_refused(
         self, profile_url: str, topics_created: StackInfo, sandbox: str
     ) -> None:
-        settings = settings_for(topics_created, ContentSettings, content_profile_url=profile_url)
+        settings = settings_for(topics_created, ContentSettings, profile_service_url=profile_url)
         token = mint_token(settings, scopes=["content:read", "content:write"], sandbox=sandbox)
         async with running(SERVICE.create_app("api", settings)) as app, client_for(app, token) as content:
             await created(content, TEMPLATES, email())
@@ -219,7 +219,7 @@ class TestPreviewOfAStoredProfile:
         self, topics_created: StackInfo, sandbox: str
     ) -> None:
         settings = settings_for(
-            topics_created, ContentSettings, content_profile_url=f"http://127.0.0.1:{free_port()}"
+            topics_created, ContentSettings, profile_service_url=f"http://127.0.0.1:{free_port()}"
         )
         token = mint_token(settings, scopes=ALL_SCOPES, sandbox=sandbox)
         async with running(SERVICE.create_app("api", settings)) as app, client_for(app, token) as content:

@@ -120,8 +120,8 @@ async def _run(args: argparse.Namespace) -> int:
             env["ITINERA_CHANNELS_PUBLIC_URL"] = (
                 f"http://127.0.0.1:{installed['channels'].port + args.port_offset}"
             )
-        if "profile" in installed:  # what content previews read profiles from
-            env["ITINERA_CONTENT_PROFILE_URL"] = (
+        if "profile" in installed:  # for the services that read profiles from it
+            env["ITINERA_PROFILE_SERVICE_URL"] = (
                 f"http://127.0.0.1:{installed['profile'].port + args.port_offset}"
             )
         settings = CommonSettings(kafka_bootstrap=infra.kafka_bootstrap, database_url=infra.database_url)

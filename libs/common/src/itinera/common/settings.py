@@ -46,6 +46,9 @@ class CommonSettings(BaseSettings):
     auth_issuer: str | None = None
     default_sandbox: str = "prod"
 
+    profile_service_url: str = "http://127.0.0.1:8002"
+    """The profile service's HTTP API, for the services that read profiles from it."""
+
     otel_exporter: Literal["none", "otlp", "console"] = "none"
     otel_endpoint: str = "http://127.0.0.1:4318"
 

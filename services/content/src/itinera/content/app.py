@@ -24,7 +24,7 @@ def _routers() -> Sequence[APIRouter]:
 async def _setup(runtime: Runtime) -> None:
     config = runtime.settings
     assert isinstance(config, ContentSettings)
-    reader = ProfileReader(config.content_profile_url, config.content_profile_timeout_s)
+    reader = ProfileReader(config.profile_service_url, config.content_profile_timeout_s)
     runtime.state["profiles"] = reader
     runtime.on_stop.append(reader.close)
 

@@ -17,9 +17,8 @@ class ContentSettings(CommonSettings):
     """The most locale variants a template may have."""
     content_max_part_chars: int = Field(default=512 * 1024, ge=1024, le=4 * 1024 * 1024)
     """The longest part (a subject, an HTML body, a fragment's content...), in characters."""
-    content_profile_url: str = "http://127.0.0.1:8002"
-    """The profile service, read when a preview names a profile instead of carrying it."""
     content_profile_timeout_s: float = Field(default=5, gt=0, le=60)
+    """How long a preview waits for the profile service (``ITINERA_PROFILE_SERVICE_URL``)."""
 
 
 @cache
