@@ -69,7 +69,6 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
-import uvloop
 from journeys import cpu_lines
 from machine import (
     CpuSample,
@@ -83,6 +82,7 @@ from machine import (
     say,
     tree_cpu_s,
 )
+from stack import run_bounded
 
 from itinera.common.devstack import Broker, Database, free_port, port_free
 from itinera.common.kafka import topics
@@ -955,7 +955,7 @@ def check_template() -> None:
             )
 
 
-async def bench(args: argparse.Namespace, stack: Stack, results: Results) -> None:
+async def bench(args: argparse.Namespace, stack: Stack, results: Results) -> Results:
     quiet = Watched().sample()
     await asyncio.sleep(2)
     results.busy_before = cpu_use(quiet, Watched().sample()).machine
@@ -974,6 +974,7 @@ async def bench(args: argparse.Namespace, stack: Stack, results: Results) -> Non
                 "(c) the demo journey sends an SMS 60 s after each unopened email: runs that long also "
                 "measure those sends"
             )
+    return results
 
 
 def report(results: Results, args: argparse.Namespace) -> str:
@@ -1028,21 +1029,9 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(Path(tempfile.mkdtemp(prefix="itinera-bench-channels-")))
     results = Results()
 
-    async def bounded() -> None:
-        async with asyncio.timeout(args.time_limit):
-            await bench(args, stack, results)
-
-    code = 0
-    try:
-        uvloop.run(bounded())
-    except (TimeoutError, KeyboardInterrupt) as exc:
-        say(f"stopped: {type(exc).__name__}; what was measured until then follows")
-        code = 3
-    finally:
-        say("stopping what the benchmark started")
-        stack.stop()
+    finished = run_bounded(lambda: bench(args, stack, results), args.time_limit, stack.stop)
     print(report(results, args))
-    return code
+    return 0 if finished is not None else 3
 
 
 if __name__ == "__main__":

@@ -40,9 +40,9 @@ from typing import Any
 
 import httpx
 import orjson
-import uvloop
 from machine import CpuUse, cpu_sample, cpu_use, listening_pid, machine_line, num, percentile_ms, say
 from shop import PAGES, PRODUCTS, USER_AGENTS
+from stack import run_bounded
 
 from itinera.common.auth import mint_token
 from itinera.common.devstack import Infrastructure, free_port
@@ -644,40 +644,28 @@ async def bench(args: Args, stack: Stack) -> int:
         await client.aclose()
 
 
-async def bounded(args: Args, stack: Stack, started: float) -> int:
-    remaining = args.time_limit - (time.monotonic() - started)
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        async with asyncio.timeout(remaining):
-            return await bench(args, stack)
-    except TimeoutError:
-        say(f"stopped: the run exceeded --time-limit {args.time_limit:.0f} s")
-        return 3
-    except BenchError as exc:
-        say(f"error: {exc}")
-        return 1
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     stack = Stack()
     say(machine_line())
-    try:
-        if not args.reuse:
-            say("starting the broker and PostgreSQL")
+    if not args.reuse:
+        say("starting the broker and PostgreSQL")
+        try:
             stack.start_infra()
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(bounded(args, stack, started))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        say("interrupted")
-        return 130
-    finally:
-        if not args.reuse:
-            say("stopping what the benchmark started")
-        stack.stop()
+        except BaseException:
+            stack.stop()
+            raise
+
+    async def work() -> int:
+        try:
+            return await bench(args, stack)
+        except BenchError as exc:
+            say(f"error: {exc}")
+            return 1
+
+    status = run_bounded(work, args.time_limit - (time.monotonic() - started), stack.stop)
+    return 3 if status is None else status
 
 
 if __name__ == "__main__":

@@ -56,11 +56,10 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
-import uvloop
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from machine import CpuUse, cpu_sample, cpu_use, machine_line, num, percentile_ms, say
 from prometheus_client.parser import text_string_to_metric_families
-from stack import Stack
+from stack import Stack, run_bounded
 
 from itinera.common.auth import mint_token
 from itinera.common.devstack import Infrastructure, free_port
@@ -324,7 +323,7 @@ async def ready(client: httpx.AsyncClient, url: str, stack: Stack, deadline: flo
     raise TimeoutError(f"{url} was not ready in time")
 
 
-async def bench(args: argparse.Namespace, stack: Stack, results: Results) -> None:
+async def bench(args: argparse.Namespace, stack: Stack, results: Results) -> Results:
     quiet = cpu_sample({})
     await asyncio.sleep(2)
     results.busy_before = cpu_use(quiet, cpu_sample({})).machine
@@ -386,6 +385,7 @@ async def bench(args: argparse.Namespace, stack: Stack, results: Results) -> Non
             await consumer.stop()
             await producer.stop()
             await db.close()
+    return results
 
 
 async def send(
@@ -825,21 +825,9 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack()
     results = Results()
 
-    async def bounded() -> None:
-        async with asyncio.timeout(args.time_limit):
-            await bench(args, stack, results)
-
-    code = 0
-    try:
-        uvloop.run(bounded())
-    except (TimeoutError, KeyboardInterrupt) as exc:
-        say(f"stopped: {type(exc).__name__}; what was measured until then follows")
-        code = 3
-    finally:
-        say("stopping what the benchmark started")
-        stack.stop()
+    finished = run_bounded(lambda: bench(args, stack, results), args.time_limit, stack.stop)
     print(report(results, args))
-    return code
+    return 0 if finished is not None else 3
 
 
 if __name__ == "__main__":

@@ -53,10 +53,10 @@ from urllib.parse import quote
 
 import asyncpg
 import httpx
-import uvloop
 from machine import CpuUse, cpu_sample, cpu_use, listening_pid, machine_line, num, percentile_ms, say
 from prometheus_client.parser import text_string_to_metric_families
 from shop import PAGES, PRODUCTS, USER_AGENTS
+from stack import run_bounded
 
 from itinera.common.auth import mint_token
 from itinera.common.devstack import Infrastructure, free_port
@@ -1309,45 +1309,31 @@ async def bench(args: Args, stack: Stack, results: Results) -> int:
             await conn.close()
 
 
-async def bounded(args: Args, stack: Stack, results: Results, started: float) -> int:
-    remaining = args.time_limit - (time.monotonic() - started)
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        async with asyncio.timeout(remaining):
-            return await bench(args, stack, results)
-    except TimeoutError:
-        say(f"stopped: the run exceeded --time-limit {args.time_limit:.0f} s; what it measured:")
-        return 3
-    except BenchError as exc:
-        say(f"error: {exc}")
-        return 1
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     stack = Stack()
     results = Results()
-    status = 130
     say(machine_line())
-    try:
-        if not args.reuse:
-            say("starting the broker and PostgreSQL")
+    if not args.reuse:
+        say("starting the broker and PostgreSQL")
+        try:
             stack.start_infra()
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            status = runner.run(bounded(args, stack, results, started))
-        return status
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        say("interrupted")
-        return status
-    finally:
-        if not args.reuse:
-            say("stopping what the benchmark started")
-        stack.stop()
-        if results.consumption is not None:
-            print(report(results, args), flush=True)
+        except BaseException:
+            stack.stop()
+            raise
+
+    async def work() -> int:
+        try:
+            return await bench(args, stack, results)
+        except BenchError as exc:
+            say(f"error: {exc}")
+            return 1
+
+    status = run_bounded(work, args.time_limit - (time.monotonic() - started), stack.stop)
+    if results.consumption is not None:
+        print(report(results, args), flush=True)
+    return 3 if status is None else status
 
 
 if __name__ == "__main__":

@@ -49,10 +49,9 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
-import uvloop
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from machine import CpuUse, cpu_sample, cpu_use, machine_line, num, percentile_ms, say
-from stack import Stack
+from stack import Stack, run_bounded
 
 from itinera.common.auth import mint_token
 from itinera.common.devstack import Infrastructure, free_port
@@ -422,18 +421,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rate and --duration must be positive")
     stack = Stack()
 
-    async def bounded() -> Run:
-        async with asyncio.timeout(args.time_limit):
-            return await bench(args, stack)
-
-    try:
-        run = uvloop.run(bounded())
-    except (TimeoutError, KeyboardInterrupt) as exc:
-        say(f"stopped: {type(exc).__name__}")
+    run = run_bounded(lambda: bench(args, stack), args.time_limit, stack.stop)
+    if run is None:
         return 3
-    finally:
-        say("stopping what the benchmark started")
-        stack.stop()
     print(report(run, args))
     return 0
 

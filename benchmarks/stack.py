@@ -1,17 +1,48 @@
 """The stack a benchmark starts for itself: a broker and PostgreSQL (the local
 infrastructure, ``itinera.common.devstack``) and services as processes of their own
 (``itinera serve NAME --role all``), each logging to the run's folder; what to watch for
-CPU accounting; and stopping all of it."""
+CPU accounting; stopping all of it; and a run bounded in time that stops it whatever
+happens (:func:`run_bounded`)."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+import uvloop
+from machine import say
 
 from itinera.common.devstack import Infrastructure, free_port
+
+T = TypeVar("T")
+
+
+def run_bounded(work: Callable[[], Awaitable[T]], time_limit_s: float, stop: Callable[[], None]) -> T | None:
+    """Run ``work`` on uvloop for at most ``time_limit_s`` seconds (SIGTERM and Ctrl-C
+    end it too), then ``stop`` what the benchmark started, whatever happened. None when
+    the run was stopped before it finished."""
+
+    async def bounded() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        async with asyncio.timeout(time_limit_s):
+            return await work()
+
+    try:
+        return uvloop.run(bounded())
+    except (TimeoutError, KeyboardInterrupt, asyncio.CancelledError) as exc:
+        say(f"stopped ({type(exc).__name__}) before the end; what was measured until then follows")
+        return None
+    finally:
+        say("stopping what the benchmark started")
+        stop()
 
 
 @dataclass
