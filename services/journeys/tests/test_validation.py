@@ -316,6 +316,24 @@ class TestBranches:
         )
         assert found(body) == {("/nodes/1/errorPath", "undeclared-branch")}
 
+    def test_a_message_may_take_an_error_branch_on_a_delivery_failure_or_timeout(self) -> None:
+        body = document(
+            entry("send"),
+            {
+                "id": "send",
+                "type": "message",
+                "channel": "email",
+                "templateId": "t",
+                "errorPath": True,
+                "errorNext": "sms",
+                "timeout": "PT10M",
+                "next": "done",
+            },
+            {"id": "sms", "type": "message", "channel": "sms", "templateId": "t", "next": "done"},
+            end(),
+        )
+        assert problems(body) == []
+
     def test_a_timeout_without_its_branch_and_a_branch_without_a_timeout(self) -> None:
         body = document(
             entry("w1"),
@@ -542,6 +560,13 @@ class TestTimes:
             timeout="P2D",
         )
         assert found(body) == {("/nodes/1/duration", "too-long"), ("/nodes/2/timeout", "too-long")}
+
+    def test_a_message_waits_more_than_0_s_for_its_delivery_outcome(self) -> None:
+        body = document(
+            entry("m"),
+            {"id": "m", "type": "message", "channel": "email", "templateId": "t", "timeout": "PT0S"},
+        )
+        assert found(body) == {("/nodes/1/timeout", "range")}
 
     def test_time_zones_are_iana_names_or_the_profiles(self) -> None:
         body = document(

@@ -1,6 +1,7 @@
 """The journeys service: journey definitions, versioned and published, the custom
 actions they call, and the runtime that walks published versions: instances entered
-from profile events and audience memberships, timers, message requests and steps; and
+from profile events and audience memberships, timers, message requests and steps,
+delivery outcomes read back from the channels' feedback; and
 campaigns, scheduled or API-triggered, with the audience members they send to.
 """
 
@@ -41,6 +42,7 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
                 topics.PROFILE_CHANGES.name,
                 topics.AUDIENCES.name,
                 topics.IDENTITY_MERGES.name,
+                topics.FEEDBACK.name,
             ],
             handler=RuntimeHandler(runtime.pool, config.default_sandbox),
             dead_letters=runtime.producer,

@@ -31,6 +31,12 @@ from itinera.journeys.values import Description, Identifier, Name, Reference, St
 GLOBAL_TIMEOUT_DEFAULT = "P91D"
 GLOBAL_TIMEOUT_MAX_S = 91 * 86_400
 """A journey's instances end after 91 days at most, as in AJO."""
+MESSAGE_TIMEOUT_DEFAULT = "PT5M"
+"""How long a message node with an error branch waits for its delivery outcome when its
+``timeout`` is not given. The channels report within seconds when they keep up; five
+minutes also covers their first retries of a soft failure (30 s, then doubling), without
+holding the profile long. An outcome that comes later is ignored: the error branch was
+taken."""
 MAX_BRANCHES = 50
 MAX_MAPPINGS = 100
 
@@ -179,15 +185,26 @@ class WaitForEventNode(_Node):
 
 
 class MessageNode(_Node):
-    """A message of the channel's template, personalised with ``context`` (name: PQL)."""
+    """A message of the channel's template, personalised with ``context`` (name: PQL).
+
+    Without an error branch the path goes on once the message is requested. With one
+    (``errorPath``), the instance waits for the delivery outcome the channels report:
+    ``sent`` or ``delivered`` goes on at ``next``; ``failed``, ``bounced`` or
+    ``excluded``, or no outcome within ``timeout`` (:data:`MESSAGE_TIMEOUT_DEFAULT` when
+    not given), takes ``errorNext``."""
 
     type: Literal["message"]
     channel: Literal["email", "sms", "push", "webhook"]
     templateId: Reference | None = None
     context: dict[Identifier, Expression] = Field(default_factory=dict, max_length=MAX_MAPPINGS)
     category: Literal["marketing", "transactional"] = "marketing"
-    timeout: Duration | None = Field(default=None, description="How long the channel may take to accept it")
-    errorPath: bool = Field(default=False, description="Whether failures and timeouts take `errorNext`")
+    timeout: Duration | None = Field(
+        default=None,
+        description="With `errorPath`: how long to wait for the delivery outcome (`PT5M` when not given)",
+    )
+    errorPath: bool = Field(
+        default=False, description="Whether delivery failures and timeouts take `errorNext`"
+    )
     errorNext: Link = None
     next: Link = None
 

@@ -25,7 +25,8 @@ expression. The rules:
   service that owns templates does not exist yet, so ids are recorded, not looked up);
   a jump leads to another journey of the sandbox; a reaction waits on an earlier
   ``message`` node of a channel that has that reaction.
-- **Times**: durations within the journey's timeout (at most 91 days), valid time
+- **Times**: durations within the journey's timeout (at most 91 days), a message's
+  timeout (how long it waits for its delivery outcome) more than 0, valid time
   zones and cron expressions, ``endAt`` after ``startAt`` and not past, a one-shot
   audience read not in the past.
 - **Test mode** names its test profiles.
@@ -305,6 +306,8 @@ class _Check:
             self._expression(f"{path}/context/{name}", expression, position)
         if node.timeout is not None:
             self._within_timeout(f"{path}/timeout", node.timeout)
+            if duration_seconds(node.timeout) == 0:
+                self.add(f"{path}/timeout", "a message waits more than 0 s for its delivery outcome", "range")
         self._error_path(path, node.errorPath, node.errorNext)
 
     def _action(self, path: str, position: int, node: ActionNode) -> None:

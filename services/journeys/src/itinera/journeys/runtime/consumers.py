@@ -1,9 +1,17 @@
 """What the runtime consumes (group ``itinera-journeys``): profile events and changes
 (which keep each profile's view, as :mod:`itinera.common.projection` does for any
-service downstream of the profile service), audience memberships and identity merges;
-and its timers. Each consumed batch is one transaction
+service downstream of the profile service), audience memberships, identity merges and
+message feedback (the delivery outcomes of messages that message nodes with an error
+branch wait for); and its timers. Each consumed batch is one transaction
 per sandbox, with what it publishes (outbox); a record that is not what its topic
-promises is dead-lettered with the reason."""
+promises is dead-lettered with the reason.
+
+Feedback is read in the runtime's own group because it moves instances as events and
+timers do: in one transaction with the events of the same batch, under the same locks.
+Most feedback records concern no journey (campaign messages, opens and clicks, which
+come back as ``message.tracking`` profile events anyway); they are dropped after
+parsing, before any transaction (``itinera_journeys_feedback_records`` counts what
+became of each)."""
 
 from __future__ import annotations
 
@@ -14,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from prometheus_client import Counter
 
 from itinera.common.errors import FieldError
 from itinera.common.kafka import topics
@@ -22,21 +31,59 @@ from itinera.common.periodic import Periodic
 from itinera.common.projection import plan
 from itinera.journeys.runtime import repository
 from itinera.journeys.runtime.service import Instance, Run, compiled
-from itinera.journeys.runtime.walker import Journey
+from itinera.journeys.runtime.walker import DELIVERED, UNDELIVERED, Journey, Outcome
+
+FEEDBACK_RECORDS = Counter(
+    "itinera_journeys_feedback_records",
+    "Feedback records read by the journeys runtime, by what became of them: applied (an "
+    "instance went on), duplicate (applied before), late (the instance had left the node), "
+    "unmatched (no instance waits for the message), skipped (not a delivery outcome of a "
+    "journey's message)",
+    ["outcome"],
+)
+_OUTCOMES = DELIVERED | UNDELIVERED
 
 
-def _uuid(value: Any, path: str, problems: list[FieldError]) -> uuid.UUID:
+def _uuid(value: Any, path: str, problems: list[FieldError], what: str = "a profile id") -> uuid.UUID:
     try:
         return uuid.UUID(str(value))
     except ValueError:
-        problems.append(FieldError(path, "expected a profile id (UUID)", "format"))
+        problems.append(FieldError(path, f"expected {what} (UUID)", "format"))
         return uuid.UUID(int=0)
 
 
-def _parsed(record: Record, default_sandbox: str) -> tuple[str, dict[str, Any]]:
+def _text(data: Mapping[str, Any], name: str, problems: list[FieldError]) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        problems.append(FieldError(f"/{name}", "expected a string or null", "type"))
+        return None
+    return value
+
+
+def _feedback(data: dict[str, Any]) -> dict[str, Any] | None:
+    """A feedback record as the runtime reads it (``_message``, ``_outcome``); None when
+    it is not a delivery outcome of a journey's message (an open, a campaign's message)."""
+    origin = data.get("origin")
+    kind = origin.get("kind") if isinstance(origin, Mapping) else None
+    if data.get("status") not in _OUTCOMES or kind not in (None, "journey"):
+        return None
+    problems: list[FieldError] = []
+    data["_message"] = _uuid(data.get("messageId"), "/messageId", problems, "a message id")
+    reason, bounce = _text(data, "reason", problems), _text(data, "bounce", problems)
+    if problems:
+        raise PermanentError(problems)
+    data["_outcome"] = Outcome(str(data["status"]), reason, bounce)
+    return data
+
+
+def _parsed(record: Record, default_sandbox: str) -> tuple[str, dict[str, Any] | None]:
+    """The record's sandbox and data; None for feedback the runtime has no use for."""
     data = record.json()
     if not isinstance(data, dict):
         raise PermanentError([FieldError("", "expected an object", "type")])
+    sandbox = str(data.get("sandbox") or record.sandbox or default_sandbox)
+    if record.topic == topics.FEEDBACK.name:
+        return sandbox, _feedback(data)
     problems: list[FieldError] = []
     data["_profile"] = _uuid(data.get("profileId"), "/profileId", problems)
     if record.topic == topics.PROFILE_EVENTS.name:
@@ -66,12 +113,12 @@ def _parsed(record: Record, default_sandbox: str) -> tuple[str, dict[str, Any]]:
             data["_merged"] = [_uuid(m, f"/mergedProfileIds/{i}", problems) for i, m in enumerate(merged)]
     if problems:
         raise PermanentError(problems)
-    return str(data.get("sandbox") or record.sandbox or default_sandbox), data
+    return sandbox, data
 
 
 class RuntimeHandler:
-    """Applies a batch of profile events, memberships and merges, in order, one
-    transaction per sandbox."""
+    """Applies a batch of profile events and changes, memberships, merges and delivery
+    outcomes, in order, one transaction per sandbox."""
 
     def __init__(self, pool: asyncpg.Pool, default_sandbox: str) -> None:
         self.pool = pool
@@ -79,19 +126,29 @@ class RuntimeHandler:
 
     async def __call__(self, batch: list[Record]) -> None:
         by_sandbox: dict[str, list[tuple[str, dict[str, Any], str]]] = defaultdict(list)
+        skipped = 0
         for record in batch:
             sandbox, data = _parsed(record, self.default_sandbox)
+            if data is None:
+                skipped += 1
+                continue
             by_sandbox[sandbox].append(
                 (record.topic, data, record.ce_id or f"{record.partition}:{record.offset}")
             )
         for sandbox, items in by_sandbox.items():
             async with self.pool.acquire() as conn, conn.transaction():
-                await self._apply(conn, sandbox, items)
+                feedback = await self._apply(conn, sandbox, items)
+            for outcome, count in feedback.items():  # once committed
+                FEEDBACK_RECORDS.labels(outcome).inc(count)
+        if skipped:
+            FEEDBACK_RECORDS.labels("skipped").inc(skipped)
 
     async def _apply(
         self, conn: asyncpg.Connection, sandbox: str, items: list[tuple[str, dict[str, Any], str]]
-    ) -> None:
+    ) -> dict[str, int]:
+        """Apply the sandbox's records; what became of its feedback records, by outcome."""
         run = Run(conn, sandbox, datetime.now(UTC))
+        messages = [d["_message"] for t, d, _ in items if t == topics.FEEDBACK.name]
         events = [d for t, d, _ in items if t == topics.PROFILE_EVENTS.name]
         kept = [
             ("event" if t == topics.PROFILE_EVENTS.name else "change", d)
@@ -114,7 +171,15 @@ class RuntimeHandler:
                     entries[(kind, row["entry_key"])].append(compiled(row))
         members = [d["_profile"] for t, d, _ in items if t == topics.AUDIENCES.name]
         profiles = await repository.profiles_of(conn, sandbox, members) if members else {}
-        await run.load_live([*deleted, *(d["_profile"] for _, d, _ in items if "_merged" not in d)])
+        waiting = await run.read_deliveries(messages)
+        await run.load_live(
+            [
+                *deleted,
+                *waiting,
+                *(d["_profile"] for t, d, _ in items if "_merged" not in d and t != topics.FEEDBACK.name),
+            ]
+        )
+        await run.lock_deliveries()
         for erased in deleted:  # a profile erased (privacy): its instances end
             for inst in list(run.live.get(erased, [])):
                 await run.end(inst, "profile deleted")
@@ -131,7 +196,19 @@ class RuntimeHandler:
                 )
             ]
         )
+        feedback: dict[str, int] = defaultdict(int)
+
+        async def profile_of(profile_id: uuid.UUID) -> Mapping[str, Any]:
+            key = str(profile_id)
+            if key not in profiles:
+                profiles.update(await repository.profiles_of(conn, sandbox, [profile_id]))
+            return profiles.get(key, {})
+
         for topic, data, record_id in items:
+            if topic == topics.FEEDBACK.name:
+                outcome = await run.on_feedback(data["_message"], record_id, data["_outcome"], profile_of)
+                feedback[outcome] += 1
+                continue
             profile_id: uuid.UUID = data["_profile"]
             if topic == topics.PROFILE_EVENTS.name:
                 event = data["event"]
@@ -152,6 +229,7 @@ class RuntimeHandler:
             else:
                 await run.on_merge(profile_id, data["_merged"])
         await run.flush()
+        return feedback
 
 
 class TimerRunner(Periodic):

@@ -1,4 +1,4 @@
-"""SQL of the runtime: instances, their steps, timers, event waits and profiles."""
+"""SQL of the runtime: instances, their steps, timers, event waits, delivery waits and profiles."""
 
 from __future__ import annotations
 
@@ -227,6 +227,83 @@ async def set_event_wait(
         condition,
         message_id,
         reaction,
+    )
+
+
+async def add_delivery_wait(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    message_id: uuid.UUID,
+    instance_id: uuid.UUID,
+    node: str,
+    step: int,
+    now: datetime,
+) -> None:
+    """The instance waits at ``node`` for the delivery outcome of the message ``step``
+    requested."""
+    await conn.execute(
+        """INSERT INTO delivery_waits (sandbox, message_id, instance_id, node, step, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        sandbox,
+        message_id,
+        instance_id,
+        node,
+        step,
+        now,
+    )
+
+
+async def delivery_waits_of(
+    conn: asyncpg.Connection, sandbox: str, message_ids: Sequence[uuid.UUID], *, lock: bool
+) -> list[Row]:
+    """The delivery waits of these messages (open or decided), with the profile their
+    instance follows now; with ``lock``, the waits are locked until the transaction ends
+    (their instances are to be locked first, as :func:`live_of_profiles` does)."""
+    rows: list[Row] = await conn.fetch(
+        """SELECT d.message_id, d.instance_id, d.node, d.step, d.status, d.ce_id, i.profile_id
+             FROM delivery_waits d
+             JOIN instances i ON i.sandbox = d.sandbox AND i.id = d.instance_id
+            WHERE d.sandbox = $1 AND d.message_id = ANY($2::uuid[])
+            ORDER BY d.message_id"""
+        + (" FOR UPDATE OF d" if lock else ""),
+        sandbox,
+        list(message_ids),
+    )
+    return rows
+
+
+async def decide_delivery(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    message_id: uuid.UUID,
+    status: str,
+    reason: str | None,
+    ce_id: str,
+    now: datetime,
+) -> None:
+    """The outcome that decided an open delivery wait, and the feedback record that brought it."""
+    await conn.execute(
+        """UPDATE delivery_waits SET status = $3, reason = $4, ce_id = $5, decided_at = $6
+            WHERE sandbox = $1 AND message_id = $2 AND status IS NULL""",
+        sandbox,
+        message_id,
+        status,
+        reason,
+        ce_id,
+        now,
+    )
+
+
+async def time_out_delivery(
+    conn: asyncpg.Connection, sandbox: str, instance_id: uuid.UUID, now: datetime
+) -> None:
+    """The instance's open delivery wait ends without an outcome: it timed out."""
+    await conn.execute(
+        """UPDATE delivery_waits SET status = 'timeout', decided_at = $3
+            WHERE sandbox = $1 AND instance_id = $2 AND status IS NULL""",
+        sandbox,
+        instance_id,
+        now,
     )
 
 

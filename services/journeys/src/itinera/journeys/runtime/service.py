@@ -21,12 +21,19 @@ Message tracking events resume instances waiting for a reaction: an event of typ
 ``_experience.customerJourneyManagement.messageExecution.messageExecutionID`` is the
 message's id and whose ``messageInteraction.interactionType`` is ``open`` (for
 ``opened``) or ``click`` (for ``clicked``).
+
+Delivery outcomes (``itinera.feedback.v1``, as the channels report them) resume instances
+waiting at a message node with an error branch (:meth:`Run.on_feedback`): the message id
+names the delivery wait, which names the instance and the step that requested it. The
+first outcome decides, and is kept with the ``ce_id`` of its record; the same record
+again, a later outcome, or one for a node the instance has left (its timeout fired, it
+exited) changes nothing.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,13 +45,17 @@ from asyncpg import Record as Row
 from itinera.common.db.outbox import enqueue
 from itinera.common.kafka import topics
 from itinera.common.kafka.envelope import Envelope
-from itinera.journeys.definitions.schemas import AudienceExit, EventEntry, EventExit
+from itinera.journeys.definitions.schemas import AudienceExit, EventEntry, EventExit, MessageNode
 from itinera.journeys.runtime import repository
 from itinera.journeys.runtime.walker import (
+    DELIVERED,
+    MAX_REASON,
     EventWait,
     Journey,
+    Outcome,
     Walk,
     called,
+    delivered,
     journey,
     resume,
     view_of,
@@ -202,6 +213,10 @@ class Run:
     known_entries: dict[tuple[uuid.UUID, uuid.UUID], Mapping[str, Any] | None] = field(default_factory=dict)
     """(profile, journey) -> its latest instance (``status``, ``entered_at``) or None, as
     loaded by :meth:`load_entries` and kept up to date by :meth:`enter`."""
+    deliveries: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+    """Message id -> its delivery wait (``instance_id``, ``node``, ``step``, ``status``,
+    ``ce_id``, the instance's ``profile_id``), as read by :meth:`read_deliveries` and
+    :meth:`lock_deliveries` and kept up to date by :meth:`on_feedback`."""
 
     async def load_entries(self, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
         """Read the latest instance of each (profile, journey) that may be entered, in one
@@ -211,6 +226,26 @@ class Run:
             found = await repository.last_entries(self.conn, self.sandbox, missing)
             for pair in missing:
                 self.known_entries[pair] = found.get(pair)
+
+    async def read_deliveries(self, message_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+        """Read the delivery waits of these messages, without a lock; the profiles of the
+        instances still waiting, whose live instances are to be loaded (and locked) with
+        the others (:meth:`load_live`) before :meth:`lock_deliveries`."""
+        if not message_ids:
+            return []
+        rows = await repository.delivery_waits_of(self.conn, self.sandbox, message_ids, lock=False)
+        self.deliveries.update((row["message_id"], dict(row)) for row in rows)
+        return [row["profile_id"] for row in rows if row["status"] is None]
+
+    async def lock_deliveries(self) -> None:
+        """Lock the delivery waits :meth:`read_deliveries` found, and read them again: once
+        their instances are locked, as the timers lock them (instance, then wait)."""
+        if not self.deliveries:
+            return
+        rows = await repository.delivery_waits_of(self.conn, self.sandbox, list(self.deliveries), lock=True)
+        self.deliveries = {row["message_id"]: dict(row) for row in rows}
+        # An instance merged into another profile since it was read follows that one now.
+        await self.load_live([r["profile_id"] for r in rows if r["status"] is None])
 
     async def load_live(self, profile_ids: Sequence[uuid.UUID]) -> None:
         missing = [p for p in dict.fromkeys(profile_ids) if p not in self.live]
@@ -347,6 +382,16 @@ class Run:
                 done.call.step,
                 uuid.UUID(done.call.action_id),
                 done.call.inputs,
+            )
+        if done.delivery is not None:
+            await repository.add_delivery_wait(
+                self.conn,
+                self.sandbox,
+                uuid.UUID(done.delivery.message_id),
+                inst.id,
+                done.paused_at,
+                done.delivery.step,
+                self.now,
             )
         if done.event_wait is not None:
             w = done.event_wait
@@ -500,6 +545,8 @@ class Run:
             return
         if event is not None:
             inst.context["event"] = dict(event)
+        if by == "timer" and isinstance(inst.journey.nodes.get(inst.node), MessageNode):
+            await repository.time_out_delivery(self.conn, self.sandbox, inst.id, self.now)
         done = resume(
             inst.journey,
             inst.node,
@@ -527,6 +574,55 @@ class Run:
             steps_before=inst.steps,
         )
         await self._apply(inst, done, profile)
+
+    def _live_instance(self, instance_id: uuid.UUID) -> Instance | None:
+        for found in self.live.values():
+            for inst in found:
+                if inst.id == instance_id:
+                    return inst
+        return None
+
+    async def on_feedback(
+        self,
+        message_id: uuid.UUID,
+        record_id: str,
+        outcome: Outcome,
+        profile_of: Callable[[uuid.UUID], Awaitable[Mapping[str, Any]]],
+    ) -> str:
+        """A delivery outcome of a message (its wait locked by :meth:`lock_deliveries`, its
+        instance loaded by :meth:`load_live`): the instance waiting for it goes on, with
+        its profile from ``profile_of``. What became of the record: ``applied``;
+        ``duplicate`` (this record decided the wait already); ``late`` (another outcome or
+        the timeout decided it, or the instance left the node); ``unmatched`` (no
+        instance waits for this message's outcome)."""
+        wait = self.deliveries.get(message_id)
+        if wait is None:
+            return "unmatched"
+        if wait["ce_id"] == record_id:
+            return "duplicate"
+        if wait["status"] is not None:
+            return "late"
+        inst = self._live_instance(wait["instance_id"])
+        if inst is None or inst.node != wait["node"] or inst.steps != wait["step"]:
+            return "late"
+        reason = None if outcome.status in DELIVERED or not outcome.reason else outcome.reason[:MAX_REASON]
+        await repository.decide_delivery(
+            self.conn, self.sandbox, message_id, outcome.status, reason, record_id, self.now
+        )
+        wait.update(status=outcome.status, ce_id=record_id)
+        profile = await profile_of(inst.profile_id)
+        done = delivered(
+            inst.journey,
+            str(wait["node"]),
+            outcome,
+            instance_id=str(inst.id),
+            context=inst.context,
+            profile=profile,
+            now=self.now,
+            steps_before=inst.steps,
+        )
+        await self._apply(inst, done, profile)
+        return "applied"
 
     # What comes in
 

@@ -16,6 +16,13 @@ An ``action`` node pauses the instance while its call is made outside the transa
 (see ``runtime.actions``); :func:`called` goes on with the response or the failure.
 An ``updateProfile`` node asks the profile service to set the attributes (values
 evaluated now), which it does as its PATCH of attributes does.
+
+A ``message`` node requests its message and goes on, unless it has an error branch
+(``errorPath``): then the instance pauses there until the channels report the delivery
+outcome (:func:`delivered`: ``sent`` or ``delivered`` goes on at ``next``, ``failed``,
+``bounced`` or ``excluded`` takes ``errorNext``) or its timeout passes (:func:`resume` by
+the timer: ``errorNext`` too). That timeout is not shortened in test mode: delivery takes
+the time it takes.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from itinera.common import pql
 from itinera.journeys.definitions.schemas import (
+    MESSAGE_TIMEOUT_DEFAULT,
     ActionNode,
     ConditionNode,
     EndNode,
@@ -116,6 +124,34 @@ class EventWait:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryWait:
+    """A message whose delivery outcome the instance waits for: its id, and the step that
+    requested it."""
+
+    message_id: str
+    step: int
+
+
+DELIVERED = frozenset({"sent", "delivered"})
+"""Delivery outcomes that go on at the message node's ``next``."""
+UNDELIVERED = frozenset({"bounced", "failed", "excluded"})
+"""Delivery outcomes that take the message node's error branch."""
+MAX_REASON = 500
+"""The longest delivery failure reason kept in a step (providers' answers can be long)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the channels report of a message: one of :data:`DELIVERED` or
+    :data:`UNDELIVERED`, with why (an exclusion's code, the provider's answer) and, for a
+    bounce, ``hard`` or ``soft``."""
+
+    status: str
+    reason: str | None = None
+    bounce: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ActionCall:
     """A custom action to call: the action, the inputs evaluated, the step calling it."""
 
@@ -137,9 +173,9 @@ class ProfileUpdate:
 @dataclass(slots=True)
 class Walk:
     """What a walk did, and how it stopped: ``paused_at`` a node (with a timer due at
-    ``due_at`` and/or an ``event_wait``, or for its ``call`` to a custom action), or
-    ``ended`` with a reason (``completed``, ``failed: ...``, ``jump``; ``jump_to``
-    names the journey)."""
+    ``due_at`` and/or an ``event_wait``, or for its ``call`` to a custom action, or for the
+    ``delivery`` outcome of its message, with a timer), or ``ended`` with a reason
+    (``completed``, ``failed: ...``, ``jump``; ``jump_to`` names the journey)."""
 
     steps: list[Step] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
@@ -148,6 +184,7 @@ class Walk:
     due_at: datetime | None = None
     event_wait: EventWait | None = None
     call: ActionCall | None = None
+    delivery: DeliveryWait | None = None
     ended: str | None = None
     jump_to: str | None = None
 
@@ -225,8 +262,10 @@ class _Walker:
         self.walk.steps.append(Step(self.count, kind, node.id, node.type, reason, detail))
         return self.count
 
-    def _fail(self, node: Node, reason: str, error_next: str | None, error_path: bool) -> str | None:
-        self._step("failed", node, reason)
+    def _fail(
+        self, node: Node, reason: str, error_next: str | None, error_path: bool, **detail: Any
+    ) -> str | None:
+        self._step("failed", node, reason, **detail)
         if error_path:
             return error_next  # None: the error path ends here
         self._end(f"failed: {reason}")
@@ -311,6 +350,10 @@ class _Walker:
                     Message(sent, step, node.id, node.channel, node.templateId, node.category, context)
                 )
             self.context.setdefault("messages", {})[node.id] = sent
+            if node.errorPath and not self.journey.doc.dryRun:
+                self.walk.paused_at, self.walk.delivery = node.id, DeliveryWait(sent, step)
+                self.walk.due_at = self.now + timedelta(seconds=message_timeout(node))
+                return None
             self._step(
                 "finished", node, "dry run" if self.journey.doc.dryRun else "requested", messageId=sent
             )
@@ -369,6 +412,11 @@ class _Walker:
         return None
 
 
+def message_timeout(node: MessageNode) -> float:
+    """Seconds a message node with an error branch waits for its delivery outcome."""
+    return duration_seconds(node.timeout if node.timeout is not None else MESSAGE_TIMEOUT_DEFAULT)
+
+
 def walk(
     journey: Journey,
     start: str | None,
@@ -395,9 +443,10 @@ def resume(
     now: datetime,
     steps_before: int,
 ) -> Walk:
-    """Go on from where an instance paused: after a ``wait`` (``by`` ``timer``), or a
-    ``waitForEvent`` that got its event (``event``) or timed out (``timer``). The paused
-    node's step finishes first."""
+    """Go on from where an instance paused: after a ``wait`` (``by`` ``timer``), a
+    ``waitForEvent`` that got its event (``event``) or timed out (``timer``), or a
+    ``message`` whose delivery outcome did not come in time (``timer``: its error branch).
+    The paused node's step finishes (or fails) first."""
     walker = _Walker(journey, instance_id, context, profile, now, steps_before)
     node = journey.nodes.get(paused_at)
     if isinstance(node, WaitForEventNode):
@@ -406,8 +455,47 @@ def resume(
     if isinstance(node, WaitNode):
         walker._step("finished", node, "waited")
         return walker.run(node.next)
+    if isinstance(node, MessageNode) and by == "timer":
+        sent = (context.get("messages") or {}).get(node.id)
+        seconds = message_timeout(node)
+        return walker.run(
+            walker._fail(
+                node, "timed out", node.errorNext, node.errorPath, messageId=sent, timeoutSeconds=seconds
+            )
+        )
     walker._end(f"failed: the instance waits at {paused_at!r}, which does not wait")
     return walker.walk
+
+
+def delivered(
+    journey: Journey,
+    node_id: str,
+    outcome: Outcome,
+    *,
+    instance_id: str,
+    context: dict[str, Any],
+    profile: Mapping[str, Any],
+    now: datetime,
+    steps_before: int,
+) -> Walk:
+    """Go on after the delivery outcome of the message a ``message`` node waits on: ``sent``
+    or ``delivered`` finishes the step (the outcome as its reason); ``failed``,
+    ``bounced`` or ``excluded`` fails it (``<status>: <why>``) and takes the error branch."""
+    walker = _Walker(journey, instance_id, context, profile, now, steps_before)
+    node = journey.nodes.get(node_id)
+    if not isinstance(node, MessageNode):
+        walker._end(f"failed: the instance waits at {node_id!r}, which sends no message")
+        return walker.walk
+    sent = (context.get("messages") or {}).get(node.id)
+    if outcome.status in DELIVERED:
+        walker._step("finished", node, outcome.status, messageId=sent)
+        return walker.run(node.next)
+    why = (outcome.reason or "")[:MAX_REASON]
+    detail: dict[str, Any] = {"messageId": sent, "status": outcome.status}
+    if outcome.bounce is not None:
+        detail["bounce"] = outcome.bounce
+    reason = f"{outcome.status}: {why}" if why else outcome.status
+    return walker.run(walker._fail(node, reason, node.errorNext, node.errorPath, **detail))
 
 
 def called(
