@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -108,7 +109,8 @@ def sizes(listing: dict[str, Any]) -> dict[str, tuple[int, dict[str, int]]]:
     }
 
 
-async def preview(api: httpx.AsyncClient, rule: str, **extra: Any) -> str:
+async def start_preview(api: httpx.AsyncClient, rule: str, **extra: Any) -> str:
+    """A new preview of ``rule``, as answered: RUNNING, for a worker to evaluate."""
     response = await api.post(
         PREVIEW,
         json={
@@ -120,13 +122,34 @@ async def preview(api: httpx.AsyncClient, rule: str, **extra: Any) -> str:
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    assert body["state"] == body["previewQueryStatus"] == "RESULT_READY"
+    assert body["state"] == body["previewQueryStatus"] == "RUNNING"
     assert response.headers["X-Location"] == f"{PREVIEW}/{body['previewId']}"
     return str(body["previewId"])
 
 
+async def evaluated(api: httpx.AsyncClient, preview_id: str) -> None:
+    """Wait until the preview is RESULT_READY."""
+
+    async def ready() -> bool:
+        response = await api.get(f"{PREVIEW}/{preview_id}")
+        assert response.status_code == 200, response.text
+        state = response.json()["state"]
+        assert state in ("RUNNING", "RESULT_READY"), state
+        return bool(state == "RESULT_READY")
+
+    await eventually(ready, timeout_s=30)
+
+
+async def preview(api: httpx.AsyncClient, rule: str, **extra: Any) -> str:
+    """A preview of ``rule``, once evaluated."""
+    preview_id = await start_preview(api, rule, **extra)
+    await evaluated(api, preview_id)
+    return preview_id
+
+
 async def qualifying(api: httpx.AsyncClient, preview_id: str, limit: int = 1000) -> list[str]:
-    """The profile ids of every page of a preview's results."""
+    """The profile ids of every page of a preview's results, once evaluated."""
+    await evaluated(api, preview_id)
     found: list[str] = []
     offset = "0"
     while True:
@@ -410,6 +433,116 @@ class TestPreviews:
             assert (await reader.delete(f"{PREVIEW}/{uuid.uuid4()}")).status_code == 403
         async with client_for(segmentation_app) as anonymous:
             assert (await anonymous.get(AUDIENCES)).status_code == 401
+
+
+@asynccontextmanager
+async def events_held(tenant: Tenant) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction holding the table of events: an evaluation that reads events waits
+    for it to end."""
+    async with tenant.pool.acquire() as conn, conn.transaction():
+        await conn.execute("LOCK TABLE profile_events IN ACCESS EXCLUSIVE MODE")
+        yield conn
+
+
+async def waited_for(held: asyncpg.Connection) -> None:
+    """Wait until a session waits for ``held`` (its transaction)."""
+
+    async def waiting() -> bool:
+        found: int = await held.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+        )
+        return found > 0
+
+    await eventually(waiting)
+
+
+class TestPreviewsInTheBackground:
+    """A preview is evaluated by a worker, not in the request that creates it. While the
+    evaluation cannot finish (the events it reads are held), the preview is RUNNING."""
+
+    RULE = 'xEvent[eventType = "commerce.purchases"].count() >= 1'
+
+    @staticmethod
+    async def buyer_and_browser(tenant: Tenant) -> tuple[str, str]:
+        buyer, browser = ids(2)
+        at = datetime.now(UTC)
+        bought = {"_id": f"{buyer}-1", "timestamp": at.isoformat(), "eventType": "commerce.purchases"}
+        await tenant.project({buyer: FR, browser: FR}, [Event(buyer, bought["_id"], at, bought)])
+        return buyer, browser
+
+    async def test_creating_answers_running_and_the_results_come_when_evaluated(
+        self, api: httpx.AsyncClient, tenant: Tenant
+    ) -> None:
+        buyer, _ = await self.buyer_and_browser(tenant)
+        async with events_held(tenant) as held:
+            preview_id = await start_preview(api, self.RULE)
+            await waited_for(held)  # the evaluation has begun, and cannot end
+            page = (await api.get(f"{PREVIEW}/{preview_id}")).json()
+            assert page == {
+                "state": "RUNNING",
+                "results": [],
+                "_page": {"offset": "0", "limit": 1000, "pageSize": 0, "totalCount": 0},
+            }
+            estimate = (await api.get(f"{ESTIMATE}/{preview_id}")).json()
+            assert (estimate["state"], estimate["estimatedSize"], estimate["profilesReadSoFar"]) == (
+                "RUNNING",
+                0,
+                0,
+            )
+            assert list(estimate["itinera"]) == ["expiresAt"]
+
+        assert await qualifying(api, preview_id) == [buyer]
+        estimate = (await api.get(f"{ESTIMATE}/{preview_id}")).json()
+        assert (estimate["state"], estimate["estimatedSize"], estimate["totalRows"]) == ("RESULT_READY", 1, 2)
+        assert estimate["itinera"]["evaluatedAt"] < estimate["itinera"]["expiresAt"]
+
+    async def test_a_preview_deleted_while_it_is_evaluated_keeps_nothing(
+        self, api: httpx.AsyncClient, tenant: Tenant
+    ) -> None:
+        await self.buyer_and_browser(tenant)
+        async with events_held(tenant) as held:
+            cancelled = await start_preview(api, self.RULE)
+            await waited_for(held)
+            # The evaluation holds no lock on the preview: deleting it does not wait.
+            deleted = await api.delete(f"{PREVIEW}/{cancelled}")
+            assert deleted.status_code == 200, deleted.text
+            assert (await api.get(f"{PREVIEW}/{cancelled}")).status_code == 404
+        # The service's one worker takes previews in turn: once the next one is
+        # evaluated, the deleted one's evaluation has ended.
+        await preview(api, FRENCH)
+        assert (await api.get(f"{PREVIEW}/{cancelled}")).status_code == 404
+        kept = await tenant.pool.fetchval(
+            "SELECT count(*) FROM preview_profiles WHERE sandbox = $1 AND preview_id = $2",
+            tenant.sandbox,
+            uuid.UUID(cancelled),
+        )
+        assert kept == 0
+
+    async def test_a_preview_that_cannot_be_evaluated_fails_with_the_reason(
+        self, api: httpx.AsyncClient, tenant: Tenant
+    ) -> None:
+        # Rules are checked when previews are created: this one is written straight into
+        # the table, as one kept from before a change of the grammar would be.
+        broken = uuid.uuid4()
+        await tenant.pool.execute(
+            """INSERT INTO previews (sandbox, id, state, expression, predicate_model, max_profiles,
+                                     expires_at)
+               VALUES ($1, $2, 'RUNNING', 'homeAddress.countryCode = ', '_xdm.context.profile', 10,
+                       now() + interval '1 hour')""",
+            tenant.sandbox,
+            broken,
+        )
+
+        async def failed() -> bool:
+            state = (await api.get(f"{PREVIEW}/{broken}")).json()["state"]
+            assert state in ("RUNNING", "FAILED"), state
+            return bool(state == "FAILED")
+
+        await eventually(failed)
+        estimate = (await api.get(f"{ESTIMATE}/{broken}")).json()
+        assert estimate["state"] == "FAILED"
+        assert estimate["error"]["description"].startswith("PqlError")
+        assert (await api.get(f"{PREVIEW}/{broken}")).json()["results"] == []
 
 
 class TestKeptAndSampled:

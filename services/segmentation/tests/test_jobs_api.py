@@ -35,10 +35,12 @@ FRENCH = 'homeAddress.countryCode = "FR"'
 FINISHED = ("SUCCEEDED", "FAILED", "CANCELLED")
 
 
-async def audience(api: httpx.AsyncClient, rule: str, *, streaming: bool = False) -> str:
+async def audience(
+    api: httpx.AsyncClient, rule: str, *, streaming: bool = False, name: str | None = None
+) -> str:
     """A new audience; evaluated in batch only unless ``streaming``."""
     body: dict[str, Any] = {
-        "name": f"audience {uuid.uuid4().hex[:8]}",
+        "name": name or f"audience {uuid.uuid4().hex[:8]}",
         "expression": {"type": "PQL", "format": "pql/text", "value": rule},
         "schema": {"name": "_xdm.context.profile"},
     }
@@ -325,6 +327,83 @@ class TestJobRequests:
         assert (await api.get(f"{JOBS}/{uuid.uuid4()}")).status_code == 404
         assert (await api.delete(f"{JOBS}/{first['id']}")).status_code == 409
 
+    async def test_several_jobs_are_got_by_id_each_or_its_error(
+        self, api: httpx.AsyncClient, http: httpx.AsyncClient
+    ) -> None:
+        french = await audience(api, FRENCH)
+        first, second = await run(api, french), await run(api, french)
+        elsewhere = await run(http, await audience(http, FRENCH))  # in sandbox "prod"
+        missing = str(uuid.uuid4())
+        asked = [first["id"], missing, second["id"], "not-an-id", elsewhere["id"]]
+
+        response = await api.post(f"{JOBS}/bulk-get", json={"ids": [{"id": i} for i in asked]})
+        assert response.status_code == 207, response.text
+        results = response.json()["results"]
+        assert list(results) == asked
+        assert results[first["id"]] == (await api.get(f"{JOBS}/{first['id']}")).json()
+        assert results[second["id"]]["status"] == "SUCCEEDED"
+        for unknown in (missing, "not-an-id", elsewhere["id"]):
+            assert results[unknown]["errors"] == {
+                "404": [{"code": 404, "message": f"no segment job {unknown!r} in this sandbox"}]
+            }
+            assert "requestId" in results[unknown]
+
+    async def test_a_bulk_get_names_1_to_100_jobs_and_finds_one_at_least(
+        self, api: httpx.AsyncClient
+    ) -> None:
+        async def refused(body: Any, status: int) -> list[str]:
+            response = await api.post(f"{JOBS}/bulk-get", json=body)
+            assert response.status_code == status, response.text
+            assert response.headers["content-type"] == "application/problem+json"
+            return [e["path"] for e in response.json().get("errors", [])]
+
+        assert await refused({"ids": []}, 400) == ["/ids"]
+        assert await refused({"ids": [{"id": str(uuid.uuid4())} for _ in range(101)]}, 400) == ["/ids"]
+        assert await refused({"ids": [{"id": str(uuid.uuid4())}]}, 404) == []
+        assert await refused({"ids": [{"jobId": "x"}]}, 422) == ["/body/ids/0/id", "/body/ids/0/jobId"]
+        assert await refused([{"id": "x"}], 422) == ["/body"]
+
+    async def test_jobs_are_listed_by_the_name_of_the_snapshot_they_take(
+        self, api: httpx.AsyncClient
+    ) -> None:
+        name = f"inUS {uuid.uuid4().hex[:8]}"
+        in_us = await audience(api, 'workAddress.country = "US"', name=name)
+        other = await audience(api, FRENCH)
+        first = await run(api, in_us)
+        await run(api, other)
+        assert first["itinera"]["snapshots"] == [{"segmentId": in_us, "name": name}]
+
+        async def listed(**params: Any) -> list[str]:
+            response = await api.get(JOBS, params=params)
+            assert response.status_code == 200, response.text
+            return [job["id"] for job in response.json()["children"]]
+
+        assert await listed(**{"snapshot.name": name}) == [first["id"]]
+        assert await listed(**{"snapshot.name": name.upper()}) == [first["id"]]
+        # A snapshot keeps the name the audience had when the job was created.
+        renamed = f"inUS renamed {uuid.uuid4().hex[:8]}"
+        patched = await api.patch(f"{DEFINITIONS}/{in_us}", json={"name": renamed})
+        assert patched.status_code == 200, patched.text
+        second = await run(api, in_us, other)
+        assert await listed(**{"snapshot.name": name}) == [first["id"]]
+        assert await listed(**{"snapshot.name": renamed}) == [second["id"]]
+        assert await listed(**{"snapshot.name": "nobody"}) == []
+
+        # The next page keeps the filter.
+        third = await run(api, in_us)
+        page = (await api.get(JOBS, params={"snapshot.name": renamed, "limit": 1})).json()
+        assert [job["id"] for job in page["children"]] == [third["id"]]
+        assert page["_page"] == {"totalCount": 2, "pageSize": 1}
+        rest = (await api.get(page["_links"]["next"]["href"])).json()
+        assert [job["id"] for job in rest["children"]] == [second["id"]]
+
+        # Jobs here wait as NEW until a worker takes them: none is ever QUEUED.
+        assert await listed(status="QUEUED") == []
+        for bad in ({"snapshot.name": ""}, {"status": "WAITING"}):
+            response = await api.get(JOBS, params=bad)
+            assert response.status_code == 422, bad
+            assert response.headers["content-type"] == "application/problem+json"
+
     async def test_reading_needs_audiences_read_and_creating_or_cancelling_audiences_write(
         self,
         api: httpx.AsyncClient,
@@ -338,6 +417,8 @@ class TestJobRequests:
         async with client_for(segmentation_app, token) as reader:
             assert (await reader.get(JOBS)).status_code == 200
             assert (await reader.get(f"{JOBS}/{job['id']}")).status_code == 200
+            bulk = await reader.post(f"{JOBS}/bulk-get", json={"ids": [{"id": job["id"]}]})
+            assert bulk.status_code == 207
             assert (await reader.post(JOBS, json=[{"segmentId": french}])).status_code == 403
             assert (await reader.delete(f"{JOBS}/{job['id']}")).status_code == 403
 

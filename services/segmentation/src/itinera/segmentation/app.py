@@ -13,6 +13,7 @@ from fastapi import APIRouter
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import ConsumerLoop
 from itinera.common.service import Runtime, Service, Worker
+from itinera.segmentation.audiences.workers import PreviewRunner, SizeFolding
 from itinera.segmentation.config import SegmentationSettings, settings
 from itinera.segmentation.consumers import ProjectionHandler
 from itinera.segmentation.jobs.service import SegmentJobRunner
@@ -55,6 +56,10 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             runtime.pool, config.segmentation_job_interval_s, config.segmentation_evaluation_events
         ),
         ScheduleRunner(runtime.pool, config.segmentation_job_interval_s),
+        PreviewRunner(
+            runtime.pool, config.segmentation_job_interval_s, config.segmentation_evaluation_events
+        ),
+        SizeFolding(runtime.pool, config.segmentation_size_fold_interval_s),
         EventTrim(
             runtime.pool,
             config.segmentation_event_trim_interval_s,

@@ -19,7 +19,7 @@ class SegmentationSettings(CommonSettings):
     segmentation_schedule_interval_s: float = Field(default=5.0, gt=0)
     """Seconds between looks for profiles whose answer time alone has changed."""
     segmentation_job_interval_s: float = Field(default=1.0, gt=0)
-    """Seconds between looks for segment jobs to run, when there are none."""
+    """Seconds between looks for segment jobs and previews to run, when there are none."""
     segmentation_event_retention_s: float = Field(default=90 * 86_400, ge=0)
     """The projection keeps every event this young, whatever the rules' look-backs."""
     segmentation_event_trim_interval_s: float = Field(default=3600.0, gt=0)
@@ -37,7 +37,10 @@ class SegmentationSettings(CommonSettings):
     segmentation_preview_max_profiles: int = Field(default=100_000, ge=1)
     """The most profiles a preview evaluates; beyond it, a deterministic sample of this size."""
     segmentation_preview_ttl_s: float = Field(default=3600.0, gt=0)
-    """Seconds a preview (and its estimate) is kept."""
+    """Seconds a preview (and its estimate) is kept, from its creation and again from its
+    evaluation."""
+    segmentation_size_fold_interval_s: float = Field(default=5.0, gt=0)
+    """Seconds between folds of each audience's size counter rows into one."""
 
 
 @cache

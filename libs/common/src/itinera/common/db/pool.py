@@ -22,9 +22,11 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """Returning a connection to the pool costs no round trip. asyncpg still rolls back
     an open transaction and drops listener callbacks; its default reset would also run
     ``RESET ALL``, ``UNLISTEN *`` and ``pg_advisory_unlock_all()``, which Itinera has no
-    use for: services take only transaction-scoped advisory locks (``*_xact_lock``),
-    set session settings only at connect (``server_settings``) or with ``SET LOCAL``,
-    and remove their listeners before releasing a connection."""
+    use for: services take transaction-scoped advisory locks (``*_xact_lock``), or a
+    session lock they release before letting the connection go, ending the session
+    when the release fails (segmentation's preview claims); they set session settings
+    only at connect (``server_settings``) or with ``SET LOCAL``, and remove their
+    listeners before releasing a connection."""
 
 
 async def create_pool(settings: CommonSettings, schema: str) -> asyncpg.Pool:

@@ -6,10 +6,10 @@
 - ``GET /audiences/{AUDIENCE_ID}``; ``POST /audiences/bulk-get`` with ``{"ids": [{"id": ...}]}``
   (207, each id's audience or 404 entry);
 - ``POST /preview`` with ``{predicateExpression, predicateType, predicateModel, graphType?,
-  mergePolicyId?}``: the rule evaluated over the sandbox's profiles and kept (201,
-  ``X-Location``; 400 with every problem of the rule);
-- ``GET /preview/{PREVIEW_ID}?offset=&limit=``: the qualifying profiles, a page at a time;
-  ``DELETE /preview/{PREVIEW_ID}``;
+  mergePolicyId?}``: the rule checked and kept RUNNING for a worker to evaluate over the
+  sandbox's profiles (201, ``X-Location``; 400 with every problem of the rule);
+- ``GET /preview/{PREVIEW_ID}?offset=&limit=``: its state and, once RESULT_READY, the
+  qualifying profiles, a page at a time; ``DELETE /preview/{PREVIEW_ID}`` (running or not);
 - ``GET /estimate/{ESTIMATE_ID}`` (a preview's id): the audience's estimated size.
 
 Reads need ``audiences:read``. Creating and deleting previews need ``audiences:write``:
@@ -101,7 +101,7 @@ async def get_audience(AUDIENCE_ID: str, caller: Reader, db: Db) -> dict[str, An
     PREVIEWS,
     tags=["previews"],
     status_code=201,
-    summary="Evaluate a PQL rule over the sandbox's profiles, for a preview and an estimate",
+    summary="Evaluate a PQL rule over the sandbox's profiles in the background (a preview and an estimate)",
     response_model=PreviewQueryOut,
     responses={400: documented("The rule is not valid: every problem, with its position")},
 )
@@ -111,7 +111,7 @@ async def create_preview(
     async with db.transaction():
         await service.purge_expired(db)
     limits = Limits.of(request.app.state.settings)
-    async with db.transaction(isolation="repeatable_read"):
+    async with db.transaction():
         created = await service.create_preview(db, caller.sandbox, body, limits)
     response.headers["X-Location"] = f"{PREVIEWS}/{created['previewId']}"
     return created
@@ -120,7 +120,7 @@ async def create_preview(
 @router.get(
     _PREVIEW,
     tags=["previews"],
-    summary="A page of the profiles a preview's rule qualifies",
+    summary="A preview's state and, once evaluated, a page of the profiles its rule qualifies",
     response_model=PreviewOut,
     response_model_exclude_unset=True,
     openapi_extra=query_parameters(PageQuery),
@@ -135,7 +135,7 @@ async def get_preview(request: Request, PREVIEW_ID: str, caller: Reader, db: Db)
 @router.delete(
     _PREVIEW,
     tags=["previews"],
-    summary="Delete a preview (and its estimate)",
+    summary="Delete a preview (and its estimate), or cancel one being evaluated",
     response_model=MessageOut,
     responses=_NO_PREVIEW,
 )
@@ -150,6 +150,7 @@ async def delete_preview(PREVIEW_ID: str, caller: Writer, db: Db) -> dict[str, A
     tags=["estimates"],
     summary="The estimated size of a preview's audience (the estimate shares the preview's id)",
     response_model=EstimateOut,
+    response_model_exclude_none=True,
     responses={404: documented("No such estimate in this sandbox, or it expired")},
 )
 async def get_estimate(ESTIMATE_ID: str, caller: Reader, db: Db) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from typing import Any
 import asyncpg
 from asyncpg import Record as Row
 
-_ORDERABLE = frozenset({"name", "created_at", "updated_at", "id"})
+_ORDERABLE = frozenset({"name", "created_at", "updated_at", "id", "members"})
+"""Columns a listing orders by; ``members``: the size (realized and existing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +72,8 @@ async def matching(
     offset: int,
     limit: int,
 ) -> list[Row]:
-    """A page of the definitions matching ``filters``; ``order``: (column, descending)
-    pairs, the id breaking ties so that pages never overlap."""
+    """A page of the definitions matching ``filters``, each with its size (``members``);
+    ``order``: (column, descending) pairs, the id breaking ties so that pages never overlap."""
     unknown = [column for column, _ in order if column not in _ORDERABLE]
     if unknown:
         raise ValueError(f"cannot order segment definitions by {unknown}")
@@ -80,8 +81,14 @@ async def matching(
     if "id" not in (column for column, _ in order):
         keys.append("id ASC")
     rows: list[Row] = await conn.fetch(
-        f"""SELECT * FROM segment_definitions WHERE {_MATCHING}
-            ORDER BY {", ".join(keys)} OFFSET $11 LIMIT $12""",
+        f"""SELECT d.*, coalesce(sized.members, 0) AS members
+              FROM segment_definitions d
+              LEFT JOIN (
+                  SELECT audience_id, sum(realized + existing) AS members FROM audience_sizes
+                   WHERE sandbox = $1 GROUP BY audience_id
+              ) sized ON sized.audience_id = d.id
+             WHERE {_MATCHING}
+             ORDER BY {", ".join(keys)} OFFSET $11 LIMIT $12""",
         sandbox,
         *filters.values(),
         offset,
@@ -93,18 +100,42 @@ async def matching(
 async def sizes(
     conn: asyncpg.Connection, sandbox: str, audience_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, dict[str, int]]:
-    """Each audience's memberships counted by status (an audience without any is absent)."""
+    """Each audience's memberships by status, from its counters (an audience that never
+    had any is absent)."""
     rows = await conn.fetch(
-        """SELECT audience_id, status, count(*) AS n FROM memberships
-            WHERE sandbox = $1 AND audience_id = ANY($2::uuid[])
-            GROUP BY audience_id, status""",
+        """SELECT audience_id, sum(realized)::bigint AS realized, sum(existing)::bigint AS existing,
+                  sum(exited)::bigint AS exited
+             FROM audience_sizes WHERE sandbox = $1 AND audience_id = ANY($2::uuid[])
+            GROUP BY audience_id""",
         sandbox,
         list(audience_ids),
     )
-    found: dict[uuid.UUID, dict[str, int]] = defaultdict(dict)
-    for r in rows:
-        found[r["audience_id"]][r["status"]] = r["n"]
-    return found
+    return {r["audience_id"]: {s: r[s] for s in ("realized", "existing", "exited")} for r in rows}
+
+
+async def fold_sizes(conn: asyncpg.Connection, limit: int) -> int:
+    """Fold the counter rows of up to ``limit`` audiences (of any sandbox) into one row
+    each; how many audiences. Rows committed meanwhile are left for the next fold, and
+    rows another fold took first are skipped (a row is summed by whoever deletes it)."""
+    folded: int = await conn.fetchval(
+        """WITH crowded AS (
+               SELECT sandbox, audience_id FROM audience_sizes
+                GROUP BY sandbox, audience_id HAVING count(*) > 1
+                LIMIT $1
+           ), taken AS (
+               DELETE FROM audience_sizes s USING crowded c
+                WHERE s.sandbox = c.sandbox AND s.audience_id = c.audience_id
+            RETURNING s.sandbox, s.audience_id, s.realized, s.existing, s.exited
+           ), summed AS (
+               INSERT INTO audience_sizes (sandbox, audience_id, realized, existing, exited)
+               SELECT sandbox, audience_id, sum(realized), sum(existing), sum(exited) FROM taken
+                GROUP BY sandbox, audience_id
+            RETURNING 1
+           )
+           SELECT count(*) FROM summed""",
+        limit,
+    )
+    return folded
 
 
 async def referrers_of(
@@ -181,43 +212,111 @@ async def statuses_in(
 
 
 @dataclass(frozen=True, slots=True)
-class PreviewColumns:
+class PreviewRequest:
+    """A preview as asked for, before it is evaluated."""
+
     expression: str
     predicate_model: str
     graph_type: str | None
     merge_policy_id: str | None
-    profiles_total: int
-    profiles_read: int
-    profiles_matched: int
-    evaluated_at: datetime
+    max_profiles: int
     ttl: timedelta
 
 
 async def insert_preview(
-    conn: asyncpg.Connection,
-    sandbox: str,
-    preview_id: uuid.UUID,
-    c: PreviewColumns,
-    qualifying: Sequence[str],
+    conn: asyncpg.Connection, sandbox: str, preview_id: uuid.UUID, c: PreviewRequest
 ) -> None:
-    """Store a preview and its qualifying profiles, their attributes as the caller's
-    snapshot sees them (the one they were evaluated in)."""
+    """A RUNNING preview, for a worker to evaluate; it expires ``ttl`` from now."""
     await conn.execute(
-        """INSERT INTO previews (sandbox, id, expression, predicate_model, graph_type, merge_policy_id,
-                                 profiles_total, profiles_read, profiles_matched, evaluated_at, expires_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, clock_timestamp() + $11::interval)""",
+        """INSERT INTO previews (sandbox, id, state, expression, predicate_model, graph_type,
+                                 merge_policy_id, max_profiles, created_at, expires_at)
+           VALUES ($1, $2, 'RUNNING', $3, $4, $5, $6, $7, now(), now() + $8::interval)""",
         sandbox,
         preview_id,
         c.expression,
         c.predicate_model,
         c.graph_type,
         c.merge_policy_id,
+        c.max_profiles,
+        c.ttl,
+    )
+
+
+async def waiting_previews(conn: asyncpg.Connection, limit: int) -> list[tuple[str, uuid.UUID]]:
+    """(sandbox, id) of up to ``limit`` RUNNING previews that have not expired, oldest first."""
+    rows = await conn.fetch(
+        """SELECT sandbox, id FROM previews WHERE state = 'RUNNING' AND expires_at > now()
+            ORDER BY created_at, id LIMIT $1""",
+        limit,
+    )
+    return [(r["sandbox"], r["id"]) for r in rows]
+
+
+def _claim_key(sandbox: str, preview_id: uuid.UUID) -> str:
+    return f"itinera.segmentation.preview:{sandbox}:{preview_id}"
+
+
+async def try_claim(conn: asyncpg.Connection, sandbox: str, preview_id: uuid.UUID) -> bool:
+    """Take the preview for this session (an advisory lock, released by :func:`release`
+    or when the session ends); False when another session has it."""
+    taken: bool = await conn.fetchval(
+        "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", _claim_key(sandbox, preview_id)
+    )
+    return taken
+
+
+async def release(conn: asyncpg.Connection, sandbox: str, preview_id: uuid.UUID) -> None:
+    await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", _claim_key(sandbox, preview_id))
+
+
+async def running_preview(conn: asyncpg.Connection, sandbox: str, preview_id: uuid.UUID) -> Row | None:
+    """The preview if it is still RUNNING and has not expired."""
+    row: Row | None = await conn.fetchrow(
+        """SELECT * FROM previews
+            WHERE sandbox = $1 AND id = $2 AND state = 'RUNNING' AND expires_at > now()""",
+        sandbox,
+        preview_id,
+    )
+    return row
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewCounts:
+    profiles_total: int
+    profiles_read: int
+    profiles_matched: int
+    evaluated_at: datetime
+
+
+async def store_results(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    preview_id: uuid.UUID,
+    c: PreviewCounts,
+    qualifying: Sequence[str],
+) -> bool:
+    """Mark a preview RESULT_READY with its counts, and store its qualifying profiles with
+    their attributes as the caller's snapshot sees them (the one they were evaluated in).
+    It then expires as long after now as it was to expire after its creation. The row is
+    updated first: in a REPEATABLE READ transaction, a preview deleted meanwhile fails
+    here (a serialization failure) before any result is written; one that expired
+    meanwhile is left as it is. Whether the results were stored."""
+    updated = await conn.fetchval(
+        """UPDATE previews
+              SET state = 'RESULT_READY', profiles_total = $3, profiles_read = $4,
+                  profiles_matched = $5, evaluated_at = $6,
+                  expires_at = clock_timestamp() + (expires_at - created_at)
+            WHERE sandbox = $1 AND id = $2 AND expires_at > now()
+        RETURNING true""",
+        sandbox,
+        preview_id,
         c.profiles_total,
         c.profiles_read,
         c.profiles_matched,
         c.evaluated_at,
-        c.ttl,
     )
+    if updated is None:
+        return False
     await conn.execute(
         """INSERT INTO preview_profiles (sandbox, preview_id, profile_id, attributes)
            SELECT $1, $2, profile_id, attributes FROM profiles
@@ -226,10 +325,30 @@ async def insert_preview(
         preview_id,
         list(qualifying),
     )
+    return True
+
+
+async def failed_attempt(
+    conn: asyncpg.Connection, sandbox: str, preview_id: uuid.UUID, reason: str, attempts: int
+) -> bool:
+    """Count a failed attempt at evaluating a RUNNING preview; FAILED with the reason at
+    the ``attempts``-th. Whether it did."""
+    state = await conn.fetchval(
+        """UPDATE previews
+              SET failures = failures + 1, error = $3,
+                  state = CASE WHEN failures + 1 >= $4 THEN 'FAILED' ELSE state END
+            WHERE sandbox = $1 AND id = $2 AND state = 'RUNNING'
+        RETURNING state""",
+        sandbox,
+        preview_id,
+        reason,
+        attempts,
+    )
+    return bool(state == "FAILED")
 
 
 async def preview(conn: asyncpg.Connection, sandbox: str, preview_id: uuid.UUID) -> Row | None:
-    """A preview that has not expired."""
+    """A preview that has not expired, in whatever state."""
     row: Row | None = await conn.fetchrow(
         "SELECT * FROM previews WHERE sandbox = $1 AND id = $2 AND expires_at > now()", sandbox, preview_id
     )

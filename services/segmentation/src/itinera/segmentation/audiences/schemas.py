@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from itinera.segmentation.definitions.schemas import (
     PROFILE_CLASS,
+    SORTABLE,
     DefinitionOut,
     MergePolicyId,
     MissingOut,
@@ -49,6 +50,9 @@ MODES = (
     "evaluationInfo.synchronous.enabled",
 )
 PROPERTIES = (*STORED, *MODES, *FIXED)
+SORTED_BY = {**SORTABLE, "metrics.data.totalProfiles": "members", "totalProfiles": "members"}
+"""Sort keys of the list: the definitions' and the size (``metrics.data.totalProfiles``,
+or ``totalProfiles`` for short), and the columns they order by."""
 _PROPERTY = re.compile(r"(?P<attribute>[A-Za-z.]+)==(?P<value>.*)", re.DOTALL)
 
 
@@ -74,7 +78,10 @@ class ListQuery(BaseModel):
     sort: str = Field(
         default="creationTime:desc",
         max_length=200,
-        description="`attribute:asc|desc`, comma-separated: name, creationTime, updateTime, id",
+        description=(
+            "`attribute:asc|desc`, comma-separated: name, creationTime, updateTime, id, "
+            "metrics.data.totalProfiles (or totalProfiles: the size)"
+        ),
     )
     property: str | None = Field(
         default=None,
@@ -92,7 +99,7 @@ class ListQuery(BaseModel):
     @field_validator("sort")
     @classmethod
     def _known_keys(cls, value: str) -> str:
-        order_by(value)
+        order_by(value, SORTED_BY)
         return value
 
     @field_validator("property")
@@ -143,7 +150,7 @@ class MetricsDataOut(BaseModel):
 
 
 class MetricsOut(BaseModel):
-    type: str = Field(description="`membership`: counted from the memberships as they stand")
+    type: str = Field(description="`membership`: the memberships as they stand, kept as counters")
     data: MetricsDataOut
 
 
@@ -192,11 +199,13 @@ class BulkOut(BaseModel):
     results: dict[str, AudienceOut | MissingOut]
 
 
-State = Literal["RESULT_READY"]
+State = Literal["RUNNING", "RESULT_READY", "FAILED"]
+"""A preview's: being evaluated, evaluated (its results kept), or given up on."""
 
 
 class PreviewQueryOut(BaseModel):
-    """``PreviewQueryResponse``: the preview is evaluated before it is answered."""
+    """``PreviewQueryResponse``: the preview as created, RUNNING until a worker has
+    evaluated it."""
 
     previewQueryId: str
     state: State
@@ -225,7 +234,7 @@ class ResultPageOut(BaseModel):
 
 
 class PreviewOut(BaseModel):
-    """``PreviewResponse``."""
+    """``PreviewResponse``: no results until the state is RESULT_READY."""
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -250,14 +259,21 @@ class IntervalOut(BaseModel):
 
 
 class EstimateExtensionOut(BaseModel):
-    sampled: bool = Field(description="Whether a sample was evaluated instead of every profile")
-    interval: IntervalOut = Field(description="The 95% confidence interval of the size")
-    evaluatedAt: str = Field(description="The moment the rule was evaluated at (its `now`)")
+    sampled: bool | None = Field(
+        default=None, description="Whether a sample was evaluated instead of every profile; once evaluated"
+    )
+    interval: IntervalOut | None = Field(
+        default=None, description="The 95% confidence interval of the size; once evaluated"
+    )
+    evaluatedAt: str | None = Field(
+        default=None, description="The moment the rule was evaluated at (its `now`); once evaluated"
+    )
     expiresAt: str
 
 
 class EstimateOut(BaseModel):
-    """``EstimateResponse``, with the interval's bounds (``itinera``)."""
+    """``EstimateResponse``, with the interval's bounds (``itinera``); zeros until the
+    preview is RESULT_READY, and why it FAILED in ``error.description``."""
 
     model_config = ConfigDict(populate_by_name=True)
 

@@ -7,19 +7,24 @@ saved), shown as the definitions' own view (see
 ``definitions.service.view``) with AEP's audience fields and its size:
 ``metrics.data.totalProfiles`` is its current members (``realized`` or ``existing``) and
 ``metrics.data.totalProfilesByStatus`` counts every status, exits included, as the
-memberships stand. ``dependents`` are the audiences its rule names (``inSegment``) and
+memberships stand. Sizes are read from counters that every write of memberships keeps
+in its own transaction (``migrations/0009_audience_sizes.sql``), so the list can be
+sorted by size. ``dependents`` are the audiences its rule names (``inSegment``) and
 ``dependencies`` the audiences whose rules name it, as AEP's contract describes the two.
 
-**Previews and estimates.** A preview evaluates a PQL rule, as a definition's would be
-(the profile's events within the rule's look-back, its memberships for ``inSegment``),
-over the sandbox's projection in one snapshot: every profile, or beyond
-``ITINERA_SEGMENTATION_PREVIEW_MAX_PROFILES`` a sample of that many (the profiles whose ids
-hash lowest, so the same profiles every time, for every rule). It keeps the qualifying
-profiles with their attributes as evaluated, and the counts, until it expires
-(``ITINERA_SEGMENTATION_PREVIEW_TTL_S``) or is deleted; it changes no membership and
-announces nothing. The estimate of a sample extrapolates the share that qualifies to every
-profile, with its standard error and a 95% interval (Wilson's, with the finite population
-correction); without sampling it is exact.
+**Previews and estimates.** Creating a preview checks its rule and keeps it RUNNING; a
+worker (``audiences.workers``) evaluates it, as a definition's rule would be (the
+profile's events within the rule's look-back, its memberships for ``inSegment``), over
+the sandbox's projection in one snapshot: every profile, or beyond
+``ITINERA_SEGMENTATION_PREVIEW_MAX_PROFILES`` (as set when the preview was created) a
+sample of that many (the profiles whose ids hash lowest, so the same profiles every time,
+for every rule). It keeps the qualifying profiles with their attributes as evaluated, and
+the counts, and the preview is RESULT_READY until it expires
+(``ITINERA_SEGMENTATION_PREVIEW_TTL_S`` after its creation while it runs, then after its
+evaluation) or is deleted; it changes no membership and announces nothing. The estimate
+of a sample extrapolates the share that qualifies to every profile, with its standard
+error and a 95% interval (Wilson's, with the finite population correction); without
+sampling it is exact.
 """
 
 from __future__ import annotations
@@ -38,13 +43,14 @@ from asyncpg import Record as Row
 from itinera.common import pql
 from itinera.common.errors import FieldError, NotFound, ValidationFailed
 from itinera.segmentation.audiences import repository
-from itinera.segmentation.audiences.repository import Filters, PreviewColumns
+from itinera.segmentation.audiences.repository import Filters, PreviewCounts, PreviewRequest
 from itinera.segmentation.audiences.schemas import (
     FIXED,
     LIFECYCLE,
     MODES,
     NAMESPACE,
     ORIGINS,
+    SORTED_BY,
     TYPE,
     ListQuery,
     PageQuery,
@@ -53,7 +59,7 @@ from itinera.segmentation.audiences.schemas import (
 )
 from itinera.segmentation.config import SegmentationSettings
 from itinera.segmentation.definitions import service as definitions
-from itinera.segmentation.definitions.schemas import PROFILE_CLASS, SORTABLE, order_by
+from itinera.segmentation.definitions.schemas import PROFILE_CLASS, order_by
 from itinera.segmentation.definitions.service import parse_id
 from itinera.segmentation.membership.repository import Audience
 from itinera.segmentation.membership.service import events_for
@@ -63,6 +69,8 @@ PREVIEWS = "/data/core/ups/preview"
 ESTIMATES = "/data/core/ups/estimate"
 PROFILE_ACCESS = "/data/core/ups/access/entities"
 READY = "RESULT_READY"
+RUNNING = "RUNNING"
+FAILED = "FAILED"
 CHUNK = 2_000
 """Profiles a preview reads and evaluates at a time."""
 PURGED = 100
@@ -171,12 +179,12 @@ def _filters(query: ListQuery) -> Filters | None:
 
 
 async def listing(db: asyncpg.Connection, sandbox: str, query: ListQuery) -> dict[str, Any]:
-    keys = order_by(query.sort)
+    keys = order_by(query.sort, SORTED_BY)
     filters = _filters(query)
     total = await repository.count_matching(db, sandbox, filters) if filters is not None else 0
     rows: list[Row] = []
     if filters is not None and query.start < total:
-        order = [(SORTABLE[field], descending) for field, descending in keys]
+        order = [(SORTED_BY[field], descending) for field, descending in keys]
         rows = await repository.matching(db, sandbox, filters, order, query.start, query.limit)
     children = await _audiences(db, sandbox, [definitions.view(row, sandbox) for row in rows])
     page = definitions.page_of(keys, total, query.limit, query.start, len(rows))
@@ -298,15 +306,43 @@ async def purge_expired(db: asyncpg.Connection) -> int:
 async def create_preview(
     db: asyncpg.Connection, sandbox: str, body: PreviewIn, limits: Limits
 ) -> dict[str, Any]:
-    """Evaluate and keep a preview, in the caller's transaction, which must be
-    REPEATABLE READ: the profiles counted, read and kept are those of one snapshot."""
-    rule, analysis = _checked_rule(body, limits.max_expression_length)
+    """Check the rule (a 400 with every problem) and keep the preview RUNNING, for a
+    worker to evaluate (:func:`evaluate_preview`) with the bound and the time-to-live of
+    ``limits``."""
+    _, analysis = _checked_rule(body, limits.max_expression_length)
     await _check_audiences(db, sandbox, analysis)
     preview_id = uuid.uuid4()
+    asked = PreviewRequest(
+        expression=body.predicateExpression,
+        predicate_model=body.predicateModel,
+        graph_type=body.graphType,
+        merge_policy_id=body.mergePolicyId,
+        max_profiles=limits.max_profiles,
+        ttl=limits.ttl,
+    )
+    await repository.insert_preview(db, sandbox, preview_id, asked)
+    return {
+        "previewQueryId": str(preview_id),
+        "state": RUNNING,
+        "previewQueryStatus": RUNNING,
+        "previewId": str(preview_id),
+        "previewExecutionId": 0,
+    }
+
+
+async def evaluate_preview(db: asyncpg.Connection, preview: Row, event_limit: int) -> bool:
+    """Evaluate a RUNNING preview and store its results (RESULT_READY), in the caller's
+    transaction, which must be REPEATABLE READ: the profiles counted, read and kept are
+    those of one snapshot. The rule was checked when the preview was created; an
+    audience it names that was deleted since holds no profile. Whether the results were
+    kept (not when the preview expired meanwhile)."""
+    sandbox, preview_id, text = preview["sandbox"], preview["id"], preview["expression"]
+    analysis = pql.analyse(text)
+    rule = pql.compile_rule(text)
     now = datetime.now(UTC)
     reads = Audience(
         id=str(preview_id),
-        expression=body.predicateExpression,
+        expression=text,
         references=tuple(analysis.references),
         audiences=tuple(analysis.segments),
         lookback=analysis.lookback,
@@ -314,31 +350,17 @@ async def create_preview(
         updated_at=now,
     )
     total = await repository.profile_count(db, sandbox)
-    sample = limits.max_profiles if total > limits.max_profiles else None
+    bound: int = preview["max_profiles"]
+    sample = bound if total > bound else None
     read = 0
     qualifying: list[str] = []
     async for profiles in repository.profiles_in_chunks(db, sandbox, sample, CHUNK):
         read += len(profiles)
-        qualifying += await _qualifying(db, sandbox, rule, reads, profiles, now, limits.event_limit)
-    columns = PreviewColumns(
-        expression=body.predicateExpression,
-        predicate_model=body.predicateModel,
-        graph_type=body.graphType,
-        merge_policy_id=body.mergePolicyId,
-        profiles_total=total,
-        profiles_read=read,
-        profiles_matched=len(qualifying),
-        evaluated_at=now,
-        ttl=limits.ttl,
+        qualifying += await _qualifying(db, sandbox, rule, reads, profiles, now, event_limit)
+    counts = PreviewCounts(
+        profiles_total=total, profiles_read=read, profiles_matched=len(qualifying), evaluated_at=now
     )
-    await repository.insert_preview(db, sandbox, preview_id, columns, qualifying)
-    return {
-        "previewQueryId": str(preview_id),
-        "state": READY,
-        "previewQueryStatus": READY,
-        "previewId": str(preview_id),
-        "previewExecutionId": 0,
-    }
+    return await repository.store_results(db, sandbox, preview_id, counts, qualifying)
 
 
 async def _preview(db: asyncpg.Connection, sandbox: str, preview_id: str) -> Row:
@@ -357,10 +379,11 @@ def _access(profile_id: uuid.UUID) -> str:
 async def results(db: asyncpg.Connection, sandbox: str, preview_id: str, page: PageQuery) -> dict[str, Any]:
     """A page of a preview's qualifying profiles, by profile id."""
     found = await _preview(db, sandbox, preview_id)
-    rows = await repository.results(db, sandbox, found["id"], page.offset, page.limit)
+    ready = found["state"] == READY
+    rows = await repository.results(db, sandbox, found["id"], page.offset, page.limit) if ready else []
     total: int = found["profiles_matched"]
     body: dict[str, Any] = {
-        "state": READY,
+        "state": found["state"],
         "results": [
             {
                 "objectId": str(row["profile_id"]),
@@ -418,27 +441,31 @@ def _iso(at: datetime) -> str:
 
 
 async def get_estimate(db: asyncpg.Connection, sandbox: str, estimate_id: str) -> dict[str, Any]:
+    """The preview's estimate: its figures once it is RESULT_READY (zeros before), the
+    reason it FAILED in ``error.description``."""
     found = await _preview(db, sandbox, estimate_id)
     total, read, matched = found["profiles_total"], found["profiles_read"], found["profiles_matched"]
     figures = estimate(total, read, matched)
+    extension: dict[str, Any] = {"expiresAt": _iso(found["expires_at"])}
+    if found["state"] == READY:
+        extension |= {
+            "sampled": read < total,
+            "interval": {"low": figures.low, "high": figures.high},
+            "evaluatedAt": _iso(found["evaluated_at"]),
+        }
     return {
         "estimatedSize": figures.size,
         "numRowsToRead": read,
         "estimatedNamespaceDistribution": [],
-        "state": READY,
+        "state": found["state"],
         "profilesReadSoFar": read,
         "profilesMatchedSoFar": matched,
         "standardError": figures.standard_error,
-        "error": {"description": "", "traceback": ""},
+        "error": {"description": found["error"] if found["state"] == FAILED else "", "traceback": ""},
         "totalRows": total,
         "confidenceInterval": "95%",
         "_links": {"preview": f"{PREVIEWS}/{found['id']}"},
-        "itinera": {
-            "sampled": read < total,
-            "interval": {"low": figures.low, "high": figures.high},
-            "evaluatedAt": _iso(found["evaluated_at"]),
-            "expiresAt": _iso(found["expires_at"]),
-        },
+        "itinera": extension,
     }
 
 

@@ -11,6 +11,7 @@ definition's); any other field is refused, so a misspelt one is not silently dro
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -152,13 +153,14 @@ class ListQuery(BaseModel):
         return value
 
 
-def order_by(sort: str) -> list[tuple[str, bool]]:
-    """``name:asc,updateTime:desc`` as (AEP attribute, descending) pairs."""
+def order_by(sort: str, sortable: Mapping[str, str] = SORTABLE) -> list[tuple[str, bool]]:
+    """``name:asc,updateTime:desc`` as (AEP attribute, descending) pairs, each attribute
+    one of ``sortable``'s."""
     keys: list[tuple[str, bool]] = []
     for part in sort.split(","):
         field, _, direction = part.strip().partition(":")
-        if field not in SORTABLE:
-            raise ValueError(f"cannot sort by {field!r}; sort by {', '.join(SORTABLE)}")
+        if field not in sortable:
+            raise ValueError(f"cannot sort by {field!r}; sort by {', '.join(sortable)}")
         if direction not in ("", "asc", "desc"):
             raise ValueError(f"the direction of {field} is asc or desc, not {direction!r}")
         if field in (k for k, _ in keys):

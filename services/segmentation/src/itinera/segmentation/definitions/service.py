@@ -37,6 +37,7 @@ from asyncpg import Record as Row
 
 from itinera.common import pql
 from itinera.common.errors import Conflict, FieldError, NotFound, Unprocessable, ValidationFailed
+from itinera.segmentation import bulk
 from itinera.segmentation.definitions import repository
 from itinera.segmentation.definitions.repository import Columns
 from itinera.segmentation.definitions.schemas import (
@@ -53,7 +54,6 @@ from itinera.segmentation.definitions.schemas import (
 )
 
 DEFINITIONS = "/data/core/ups/segment/definitions"
-MAX_BULK = 100
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -499,33 +499,12 @@ async def listing(db: asyncpg.Connection, sandbox: str, query: ListQuery) -> dic
 
 
 async def bulk_get(db: asyncpg.Connection, sandbox: str, ids: list[str], request_id: str) -> dict[str, Any]:
-    """Each id asked for, keyed as asked: its definition, or a 404 entry. None found is a 404."""
-    if not ids or len(ids) > MAX_BULK:
-        raise ValidationFailed(
-            f"ask for 1 to {MAX_BULK} segment definitions, not {len(ids)}",
-            [FieldError("/ids", f"1 to {MAX_BULK} ids", "minItems" if not ids else "maxItems")],
-        )
-    asked = list(dict.fromkeys(ids))
-    parsed = {text: parse_id(text) for text in asked}
-    wanted = [key for key in parsed.values() if key is not None]
-    rows = {row["id"]: row for row in await repository.get_many(db, sandbox, wanted)} if wanted else {}
-    results: dict[str, Any] = {}
-    missing: list[str] = []
-    for text, key in parsed.items():
-        row = rows.get(key) if key is not None else None
-        if row is not None:
-            results[text] = view(row, sandbox)
-        else:
-            missing.append(text)
-            results[text] = {
-                "requestId": request_id,
-                "errors": {
-                    "404": [{"code": 404, "message": f"no segment definition {text!r} in this sandbox"}]
-                },
-            }
-    if len(missing) == len(asked):
-        raise NotFound(
-            f"none of the segment definitions asked for exists in sandbox {sandbox!r}: {', '.join(missing)}",
-            extra={"missing": missing},
-        )
-    return {"results": results}
+    """Each id asked for, keyed as asked: its definition, or a 404 entry (see ``bulk``)."""
+    return await bulk.bulk_get(
+        ids,
+        lambda keys: repository.get_many(db, sandbox, keys),
+        lambda row: view(row, sandbox),
+        what="segment definition",
+        sandbox=sandbox,
+        request_id=request_id,
+    )

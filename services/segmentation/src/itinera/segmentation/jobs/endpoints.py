@@ -3,7 +3,9 @@ audiences over every profile of the sandbox.
 
 - ``POST`` with ``[{"segmentId": ...}]`` (1 to 100, each a definition of the sandbox;
   400 with ``/i/segmentId`` paths otherwise): 200, the NEW job;
-- ``GET``: list, ``start``/``limit``/``status``/``sort``/``property`` (``{_page, children, _links}``);
+- ``GET``: list, ``start``/``limit``/``status``/``sort``/``property``/``snapshot.name``
+  (``{_page, children, _links}``);
+- ``POST /bulk-get`` with ``{"ids": [{"id": ...}]}``: 207, each id's job or 404 entry;
 - ``GET /{SEGMENT_JOB_ID}``: the job, its metrics and progress;
 - ``DELETE /{SEGMENT_JOB_ID}``: cancel (204; 409 when it has finished).
 
@@ -20,8 +22,9 @@ from itinera.common.auth import Principal, require_scope
 from itinera.common.service import Db
 from itinera.common.web.problems import documented
 from itinera.common.web.query import parse_query, query_parameters
+from itinera.segmentation.definitions.schemas import BulkGet
 from itinera.segmentation.jobs import service
-from itinera.segmentation.jobs.schemas import PROBLEMS, JobOut, JobPage, JobRequest, ListQuery
+from itinera.segmentation.jobs.schemas import PROBLEMS, BulkOut, JobOut, JobPage, JobRequest, ListQuery
 from itinera.segmentation.jobs.service import JOBS
 
 router = APIRouter(tags=["segment jobs"], responses=PROBLEMS)
@@ -56,6 +59,23 @@ async def list_jobs(request: Request, caller: Reader, db: Db) -> dict[str, Any]:
 async def create_job(body: list[JobRequest], caller: Writer, db: Db) -> dict[str, Any]:
     async with db.transaction():
         return await service.create(db, caller.sandbox, [item.segmentId for item in body])
+
+
+@router.post(
+    JOBS + "/bulk-get",
+    status_code=207,
+    summary="Several segment jobs by id (1 to 100)",
+    response_model=BulkOut,
+    response_model_exclude_none=True,
+    responses={
+        400: documented("Not 1 to 100 ids"),
+        404: documented("None of the segment jobs asked for exists"),
+    },
+)
+async def bulk_get_jobs(request: Request, body: BulkGet, caller: Reader, db: Db) -> dict[str, Any]:
+    request_id = str(getattr(request.state, "request_id", ""))
+    async with db.transaction(isolation="repeatable_read", readonly=True):
+        return await service.bulk_get(db, caller.sandbox, [ref.id for ref in body.ids], request_id)
 
 
 @router.get(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -43,21 +44,39 @@ async def get(conn: asyncpg.Connection, sandbox: str, job_id: uuid.UUID) -> Row 
     return row
 
 
-# The list's filters: $1 the sandbox, $2 a status (as shown), $3 [{"id": a segment id}].
+async def get_many(conn: asyncpg.Connection, sandbox: str, job_ids: Sequence[uuid.UUID]) -> list[Row]:
+    rows: list[Row] = await conn.fetch(
+        f"SELECT * FROM ({_SHOWN}) s WHERE sandbox = $1 AND id = ANY($2::uuid[])", sandbox, list(job_ids)
+    )
+    return rows
+
+
+# The list's filters: $1 the sandbox, $2 a status (as shown), $3 [{"id": a segment id}],
+# $4 a snapshot's name (an audience's name when the job was created, in any case).
 _LISTED = """sandbox = $1 AND ($2::text IS NULL OR shown_status = $2)
-             AND ($3::jsonb IS NULL OR segments @> $3::jsonb)"""
+             AND ($3::jsonb IS NULL OR segments @> $3::jsonb)
+             AND ($4::text IS NULL OR EXISTS (
+                 SELECT 1 FROM jsonb_array_elements(segments) AS segment
+                 WHERE lower(segment ->> 'name') = lower($4)))"""
 
 
 def _contains(segment_id: str | None) -> list[dict[str, str]] | None:
     return [{"id": segment_id}] if segment_id is not None else None
 
 
-async def count(conn: asyncpg.Connection, sandbox: str, status: str | None, segment_id: str | None) -> int:
+async def count(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    status: str | None,
+    segment_id: str | None,
+    snapshot: str | None,
+) -> int:
     total: int = await conn.fetchval(
         f"SELECT count(*) FROM ({_SHOWN}) s WHERE {_LISTED}",
         sandbox,
         status,
         _contains(segment_id),
+        snapshot,
     )
     return total
 
@@ -68,6 +87,7 @@ async def page(
     *,
     status: str | None,
     segment_id: str | None,
+    snapshot: str | None,
     column: str,
     descending: bool,
     offset: int,
@@ -79,10 +99,11 @@ async def page(
     direction = "DESC" if descending else "ASC"
     rows: list[Row] = await conn.fetch(
         f"""SELECT * FROM ({_SHOWN}) s WHERE {_LISTED}
-            ORDER BY {column} {direction}, id {direction} OFFSET $4 LIMIT $5""",
+            ORDER BY {column} {direction}, id {direction} OFFSET $5 LIMIT $6""",
         sandbox,
         status,
         _contains(segment_id),
+        snapshot,
         offset,
         limit,
     )

@@ -8,13 +8,17 @@ with paths into the list: ``/1/segmentId``).
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from itinera.segmentation.definitions.schemas import PROBLEMS as DEFINITION_PROBLEMS
+from itinera.segmentation.definitions.schemas import MissingOut, Storable
 
 Status = Literal["NEW", "PROCESSING", "CANCELLING", "SUCCEEDED", "FAILED", "CANCELLED"]
+Listed = Literal["NEW", "QUEUED", "PROCESSING", "CANCELLING", "SUCCEEDED", "FAILED", "CANCELLED"]
+"""The statuses a list may ask for: AEP's. A job here waits as NEW until a worker takes
+it, so none is ever QUEUED."""
 PROPERTY_PREFIX = "segments~segmentId=="
 
 
@@ -27,17 +31,23 @@ class JobRequest(BaseModel):
 
 
 class ListQuery(BaseModel):
-    """The list's query string: AEP's ``start``, ``limit``, ``status``, ``sort`` and
-    ``property`` (``segments~segmentId==<id>``: the jobs that evaluate that audience)."""
+    """The list's query string: AEP's ``start``, ``limit``, ``status``, ``sort``,
+    ``property`` (``segments~segmentId==<id>``: the jobs that evaluate that audience) and
+    ``snapshot.name`` (the jobs that take a snapshot of that name: see ``SnapshotOut``)."""
 
     start: int = Field(default=0, ge=0, le=10**12, description="The offset of the first job returned")
     limit: int = Field(default=100, ge=1, le=1000, description="Jobs per page")
-    status: Status | None = Field(default=None, description="Only the jobs in this status")
+    status: Listed | None = Field(default=None, description="Only the jobs in this status")
     sort: Literal["creationTime:desc", "creationTime:asc", "updateTime:desc", "updateTime:asc"] = Field(
         default="creationTime:desc", description="`creationTime` or `updateTime`, `:asc` or `:desc`"
     )
     property: str | None = Field(
         default=None, max_length=300, description="`segments~segmentId==<id>`: the jobs evaluating it"
+    )
+    snapshot: Annotated[str, StringConstraints(min_length=1, max_length=256), Storable] | None = Field(
+        default=None,
+        alias="snapshot.name",
+        description="The jobs taking a snapshot of this name (an audience's name, in any case)",
     )
 
     @field_validator("property")
@@ -123,12 +133,22 @@ class ProgressOut(BaseModel):
     )
 
 
+class SnapshotOut(BaseModel):
+    """What the job makes of one of its audiences: its memberships as the job leaves them."""
+
+    segmentId: str
+    name: str = Field(description="The audience's name when the job was created")
+
+
 class ExtensionOut(BaseModel):
     progress: ProgressOut
     trigger: Literal["requested", "saved", "scheduled"] = Field(
         description="Why the job runs: asked for, a definition's rule saved, or a schedule"
     )
     scheduleId: str | None = Field(default=None, description="The schedule that created it")
+    snapshots: list[SnapshotOut] = Field(
+        description="A snapshot of each audience evaluated, named after it (`snapshot.name` filters on it)"
+    )
 
 
 class JobOut(BaseModel):
@@ -159,6 +179,10 @@ class PageOut(BaseModel):
 
 class NextOut(BaseModel):
     next: LinkOut | None = None
+
+
+class BulkOut(BaseModel):
+    results: dict[str, JobOut | MissingOut]
 
 
 class JobPage(BaseModel):

@@ -38,6 +38,7 @@ from itinera.common.db.outbox import enqueue
 from itinera.common.errors import Conflict, FieldError, NotFound, ValidationFailed
 from itinera.common.kafka import topics
 from itinera.common.periodic import Periodic
+from itinera.segmentation import bulk
 from itinera.segmentation.definitions import repository as definitions
 from itinera.segmentation.definitions.schemas import PROFILE_CLASS
 from itinera.segmentation.definitions.service import parse_id
@@ -118,6 +119,11 @@ def view(row: Row, sandbox: str) -> dict[str, Any]:
         "itinera": {
             "progress": {"profilesDone": row["profiles_done"], "profilesTotal": row["profiles_total"]},
             "trigger": row["trigger"],
+            "snapshots": [
+                {"segmentId": segment["id"], "name": segment["name"]}
+                for segment in row["segments"]
+                if "name" in segment
+            ],
         },
     }
     if row["schedule_id"] is not None:
@@ -166,7 +172,12 @@ async def _insert(
 ) -> uuid.UUID:
     """A NEW job over the definitions given (as they stand now); its id."""
     segments = [
-        {"id": str(row["id"]), "expression": row["expression"], "mergePolicyId": row["merge_policy_id"]}
+        {
+            "id": str(row["id"]),
+            "name": row["name"],
+            "expression": row["expression"],
+            "mergePolicyId": row["merge_policy_id"],
+        }
         for row in rows
     ]
     job_id = uuid.uuid4()
@@ -210,15 +221,28 @@ async def get(db: asyncpg.Connection, sandbox: str, job_id: str) -> dict[str, An
     return view(row, sandbox)
 
 
+async def bulk_get(db: asyncpg.Connection, sandbox: str, ids: list[str], request_id: str) -> dict[str, Any]:
+    """Each id asked for, keyed as asked: its job, or a 404 entry (see ``bulk``)."""
+    return await bulk.bulk_get(
+        ids,
+        lambda keys: repository.get_many(db, sandbox, keys),
+        lambda row: view(row, sandbox),
+        what="segment job",
+        sandbox=sandbox,
+        request_id=request_id,
+    )
+
+
 async def listing(db: asyncpg.Connection, sandbox: str, query: ListQuery) -> dict[str, Any]:
     segment_id = query.property.removeprefix(PROPERTY_PREFIX) if query.property is not None else None
     field, _, direction = query.sort.partition(":")
-    total = await repository.count(db, sandbox, query.status, segment_id)
+    total = await repository.count(db, sandbox, query.status, segment_id, query.snapshot)
     rows = await repository.page(
         db,
         sandbox,
         status=query.status,
         segment_id=segment_id,
+        snapshot=query.snapshot,
         column="created_at" if field == "creationTime" else "updated_at",
         descending=direction == "desc",
         offset=query.start,
@@ -226,7 +250,7 @@ async def listing(db: asyncpg.Connection, sandbox: str, query: ListQuery) -> dic
     )
     links: dict[str, Any] = {}
     if query.start + len(rows) < total:
-        params = query.model_dump(exclude_none=True) | {"start": query.start + query.limit}
+        params = query.model_dump(by_alias=True, exclude_none=True) | {"start": query.start + query.limit}
         links["next"] = {"href": f"{JOBS}?{urlencode(params)}", "method": "GET"}
     return {
         "_page": {"totalCount": total, "pageSize": len(rows)},
