@@ -6,20 +6,29 @@ received. Everything listens on loopback, on free ports."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import smtplib
 import socket
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Generator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import make_msgid, parsedate_to_datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
-from itinera.common.devstack import port_open
-from itinera.common.sinks import FailureRules, LocalDelivery, SmsMessage, Store
+from itinera.common.devstack import free_port, port_open
+from itinera.common.sinks import FailureRules, LocalDelivery, SmsMessage, Store, twilio_signature
 
 TWILIO = "/2010-04-01/Accounts/AC0123/Messages.json"
 FCM = "/v1/projects/itinera-demo/messages:send"
@@ -61,6 +70,49 @@ async def send(delivery: LocalDelivery, message: EmailMessage, to: list[str], lo
             client.send_message(message, from_addr="bounces@itinera.test", to_addrs=to)
 
     await asyncio.to_thread(blocking)
+
+
+@dataclass(frozen=True)
+class Callback:
+    """One request the callback receiver got."""
+
+    id: str
+    url: str
+    form: dict[str, list[str]]
+    signature: str | None
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[str, Store[Callback]]]:
+    """An HTTP server on loopback standing in for the sender's status callback endpoint:
+    its URL, and the store of what it received (it answers 204; ``/down`` answers 503)."""
+    received: Store[Callback] = Store()
+
+    async def status(request: Request) -> Response:
+        form = parse_qs((await request.body()).decode(), keep_blank_values=True)
+        received.add(
+            Callback(uuid.uuid4().hex, str(request.url), form, request.headers.get("x-twilio-signature"))
+        )
+        return Response(status_code=503 if request.url.path == "/down" else 204)
+
+    app = Starlette(
+        routes=[Route("/status", status, methods=["POST"]), Route("/down", status, methods=["POST"])]
+    )
+    port = free_port()
+    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not serving.done(), "the receiver did not start"
+        await asyncio.sleep(0.01)
+    yield f"http://127.0.0.1:{port}", received
+    server.should_exit = True
+    await serving
 
 
 def sms(to: str, **fields: str) -> dict[str, str]:
@@ -138,6 +190,37 @@ class TestTheSmtpSink:
         assert response.headers["content-type"] == "application/problem+json"
 
 
+class TestTheSmtpSinkRefusals:
+    @pytest.mark.parametrize(
+        ("recipient", "code", "enhanced"),
+        [("bounce-ada@example.com", 550, b"5.1.1"), ("SoftBounce-ada@example.com", 452, b"4.2.2")],
+    )
+    async def test_recipients_with_a_failure_prefix_are_refused_every_time(
+        self, delivery: LocalDelivery, recipient: str, code: int, enhanced: bytes
+    ) -> None:
+        for _ in range(2):
+            with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+                await send(delivery, newsletter(), [recipient])
+            answer = refused.value.recipients[recipient]
+            assert answer[0] == code
+            assert answer[1].startswith(enhanced)
+        assert len(delivery.mail) == 0
+
+    async def test_a_greylisted_recipient_is_refused_once_per_sender_then_accepted(
+        self, delivery: LocalDelivery
+    ) -> None:
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            await send(delivery, newsletter(), ["greylist-ada@example.com"])
+        assert refused.value.recipients["greylist-ada@example.com"][0] == 451
+        await send(delivery, newsletter(), ["greylist-ada@example.com"])
+        assert (await delivery.mail.wait_count(1))[0].envelope_to == ("greylist-ada@example.com",)
+
+    async def test_the_other_recipients_of_a_message_still_get_it(self, delivery: LocalDelivery) -> None:
+        await send(delivery, newsletter(), ["ada@example.com", "bounce-charles@example.com"])
+        (kept,) = await delivery.mail.wait_count(1)
+        assert kept.envelope_to == ("ada@example.com",)
+
+
 class TestTheSmsSimulator:
     async def test_answers_201_with_a_twilio_message_resource_and_records_it(
         self, delivery: LocalDelivery, http: httpx.AsyncClient
@@ -212,6 +295,74 @@ class TestTheSmsSimulator:
             assert (await http.post(TWILIO, data=sms("+447000000001"))).json()["code"] == 21211
             assert (await http.post(TWILIO, data=sms("+15550001234"))).status_code == 201
             assert (await http.post(FCM, json=push("fail-1"))).status_code == 200
+
+
+class TestTheSmsStatusCallbacks:
+    async def test_an_accepted_message_is_reported_sent_then_delivered_signed_with_the_auth_token(
+        self, delivery: LocalDelivery, http: httpx.AsyncClient, receiver: tuple[str, Store[Callback]]
+    ) -> None:
+        base, received = receiver
+        url = f"{base}/status"
+        response = await http.post(
+            TWILIO, data=sms("+15551230010", StatusCallback=url), auth=("AC0123", "the-auth-token")
+        )
+        sid = response.json()["sid"]
+        sent, delivered = reversed(await received.wait_count(2))
+        assert (sent.form["MessageStatus"], delivered.form["MessageStatus"]) == (["sent"], ["delivered"])
+        for callback in (sent, delivered):
+            assert callback.form["MessageSid"] == [sid]
+            assert callback.form["AccountSid"] == ["AC0123"]
+            assert callback.form["To"] == ["+15551230010"]
+            assert "ErrorCode" not in callback.form
+            assert callback.signature == twilio_signature("the-auth-token", url, callback.form)
+        reports = await delivery.sms_reports.wait_count(2, lambda r: r.sid == sid)
+        assert sorted((r.status, r.answer) for r in reports) == [("delivered", 204), ("sent", 204)]
+        listing = (await http.get("/api/sms-reports", params={"sid": sid})).json()
+        assert [m["status"] for m in listing["messages"]] == ["delivered", "sent"]
+
+    @pytest.mark.parametrize(
+        ("to", "status", "code"),
+        [
+            ("+15550031234", "undelivered", "30003"),
+            ("+15550041234", "undelivered", "30005"),
+            ("+15550051234", "failed", "30008"),
+        ],
+    )
+    async def test_numbers_with_a_failure_prefix_are_accepted_then_reported_failed(
+        self,
+        http: httpx.AsyncClient,
+        receiver: tuple[str, Store[Callback]],
+        to: str,
+        status: str,
+        code: str,
+    ) -> None:
+        base, received = receiver
+        response = await http.post(TWILIO, data=sms(to, StatusCallback=f"{base}/status"))
+        assert response.status_code == 201
+        final = (await received.wait_count(2))[0]
+        assert (final.form["MessageStatus"], final.form["ErrorCode"]) == ([status], [code])
+
+    async def test_a_callback_is_made_once_whatever_it_is_answered(
+        self, delivery: LocalDelivery, http: httpx.AsyncClient, receiver: tuple[str, Store[Callback]]
+    ) -> None:
+        base, received = receiver
+        dead = f"http://127.0.0.1:{free_port()}/status"
+        down = await http.post(TWILIO, data=sms("+15551230011", StatusCallback=f"{base}/down"))
+        unreachable = await http.post(TWILIO, data=sms("+15551230012", StatusCallback=dead))
+        answered = await delivery.sms_reports.wait_count(2, lambda r: r.sid == down.json()["sid"])
+        assert {r.answer for r in answered} == {503}
+        failed = await delivery.sms_reports.wait_count(2, lambda r: r.sid == unreachable.json()["sid"])
+        assert {r.answer for r in failed} == {None}
+        assert all(r.error for r in failed)
+        assert len(received) == 2
+
+    async def test_a_status_callback_that_is_not_a_url_is_refused(
+        self, delivery: LocalDelivery, http: httpx.AsyncClient
+    ) -> None:
+        response = await http.post(TWILIO, data=sms("+15551230013", StatusCallback="not a url"))
+        assert response.status_code == 400
+        assert response.json()["code"] == 21609
+        assert len(delivery.sms) == 0
 
 
 class TestThePushSimulator:

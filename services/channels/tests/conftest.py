@@ -1,22 +1,29 @@
 """The channels service, running once per test session on the real broker and database,
-sending to a real SMTP server and to the SMS and push simulators (``LocalDelivery``)."""
+sending to a real SMTP server and to the SMS and push simulators (``LocalDelivery``), and
+served over HTTP on loopback too, where the SMS simulator's status callbacks reach it."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
+import uvicorn
 from fastapi import FastAPI
 
 from itinera.channels.app import SERVICE
 from itinera.channels.config import ChannelsSettings
 from itinera.common.auth import ALL_SCOPES, mint_token
 from itinera.common.kafka import topics
+from itinera.common.kafka.consumer import Record
 from itinera.common.kafka.envelope import Envelope
 from itinera.common.kafka.producer import Producer
 from itinera.common.sinks import LocalDelivery
@@ -29,8 +36,25 @@ async def delivery() -> AsyncIterator[LocalDelivery]:
         yield started
 
 
+SOFT_BOUNCE_LIMIT = 4
+"""One more than a message's attempts (``channels_max_attempts``): one message's soft
+bounces alone do not suppress its address."""
+
+
 @pytest.fixture(scope="session")
-def channels_settings(topics_created: StackInfo, delivery: LocalDelivery) -> ChannelsSettings:
+def callback_socket() -> Iterator[socket.socket]:
+    """The loopback socket the service's HTTP server listens on, bound before the settings
+    are made so that they can name it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock
+
+
+@pytest.fixture(scope="session")
+def channels_settings(
+    topics_created: StackInfo, delivery: LocalDelivery, callback_socket: socket.socket
+) -> ChannelsSettings:
+    port = callback_socket.getsockname()[1]
     return settings_for(
         topics_created,
         ChannelsSettings,
@@ -44,14 +68,35 @@ def channels_settings(topics_created: StackInfo, delivery: LocalDelivery) -> Cha
         channels_retry_initial_s=0.1,
         channels_retry_max_s=0.5,
         channels_max_attempts=3,
+        channels_soft_bounce_limit=SOFT_BOUNCE_LIMIT,
         channels_webhook_allow_hosts="127.0.0.1",
+        channels_callback_url=f"http://127.0.0.1:{port}",
     )
 
 
+class _Server(uvicorn.Server):
+    """Leaves signals to pytest."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
 @pytest.fixture(scope="session")
-async def channels_app(channels_settings: ChannelsSettings) -> AsyncIterator[FastAPI]:
+async def channels_app(
+    channels_settings: ChannelsSettings, callback_socket: socket.socket
+) -> AsyncIterator[FastAPI]:
+    """The service, its workers running; tests call it in-process (``api``), providers
+    over HTTP (``channels_settings.channels_callback_url``)."""
     async with running(SERVICE.create_app("all", channels_settings)) as started:
+        server = _Server(uvicorn.Config(started, lifespan="off", log_config=None, access_log=False))
+        serving = asyncio.create_task(server.serve(sockets=[callback_socket]))
+        while not server.started:
+            assert not serving.done(), "the channels service's HTTP server did not start"
+            await asyncio.sleep(0.01)
         yield started
+        server.should_exit = True
+        await serving
 
 
 @pytest.fixture(scope="session")
@@ -203,3 +248,23 @@ class Requests:
 @pytest.fixture
 def requests(producer: Producer, sandbox: str) -> Requests:
     return Requests(producer, sandbox)
+
+
+def feedback_of(records: list[Record], message_id: str) -> list[dict[str, Any]]:
+    """The feedback records of one message, in the order they came."""
+    found = [orjson.loads(r.value or b"{}") for r in records]
+    return [f for f in found if f.get("messageId") == message_id]
+
+
+async def state(api: httpx.AsyncClient, message_id: str, *wanted: str) -> dict[str, Any]:
+    """The message once it is in one of the ``wanted`` states."""
+    found: dict[str, Any] = {}
+
+    async def reached() -> bool:
+        answer = await api.get(f"/v1/messages/{message_id}")
+        if answer.status_code == 200:
+            found.update(answer.json())
+        return found.get("state") in wanted
+
+    await eventually(reached)
+    return found

@@ -18,9 +18,9 @@ import pytest
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import Record
 from itinera.common.sinks import LocalDelivery
-from itinera.common.testing import StackInfo, eventually, topic_reader
+from itinera.common.testing import StackInfo, topic_reader
 
-from .conftest import Content, Requests
+from .conftest import Content, Requests, feedback_of, state
 
 WELCOME = {
     "en": {
@@ -43,25 +43,6 @@ def person(email: str, first: str = "Jane", **more: Any) -> dict[str, Any]:
 
 def address() -> str:
     return f"p{uuid.uuid4().hex[:12]}@example.com"
-
-
-def feedback_of(records: list[Record], message_id: str) -> list[dict[str, Any]]:
-    found = [orjson.loads(r.value or b"{}") for r in records]
-    return [f for f in found if f.get("messageId") == message_id]
-
-
-async def state(api: httpx.AsyncClient, message_id: str, *wanted: str) -> dict[str, Any]:
-    """The message once it is in one of the ``wanted`` states."""
-    found: dict[str, Any] = {}
-
-    async def reached() -> bool:
-        answer = await api.get(f"/v1/messages/{message_id}")
-        if answer.status_code == 200:
-            found.update(answer.json())
-        return found.get("state") in wanted
-
-    await eventually(reached)
-    return found
 
 
 class TestEmail:

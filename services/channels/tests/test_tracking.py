@@ -24,8 +24,8 @@ from itinera.common.kafka.consumer import Record
 from itinera.common.sinks import LocalDelivery
 from itinera.common.testing import StackInfo, topic_reader
 
-from .conftest import Content, Requests
-from .test_pipeline import address, person, state
+from .conftest import Content, Requests, state
+from .test_pipeline import address, person
 
 OFFER = "https://shop.example/offer?code={{context.code}}&amp;utm=mail"
 NEWSLETTER = {

@@ -1,8 +1,9 @@
 """The channels service: message requests from journeys and campaigns checked (consent,
 suppression, frequency caps, quiet hours), rendered with the published templates and
 delivered over email (SMTP), SMS, push and webhooks, with feedback on what became of
-each; the suppression list (AJO's API), capping rules and quiet hours; unsubscribe
-links, and the open pixel and click redirects of emails.
+each, and the providers' delivery reports (SMS status callbacks); the suppression list
+(AJO's API), which hard bounces and repeated soft bounces feed; capping rules and quiet
+hours; unsubscribe links, and the open pixel and click redirects of emails.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from itinera.common.service import Runtime, Service, Worker
 
 def _routers() -> Sequence[APIRouter]:
     from itinera.channels.messages.endpoints import router as messages
+    from itinera.channels.reports.endpoints import router as reports
     from itinera.channels.rules.endpoints import router as rules
     from itinera.channels.suppression.endpoints import router as suppression
     from itinera.channels.tracking.endpoints import router as tracking
     from itinera.channels.unsubscribe.endpoints import router as unsubscribe
 
-    return (suppression, rules, messages, unsubscribe, tracking)
+    return (suppression, rules, messages, unsubscribe, tracking, reports)
 
 
 def _workers(runtime: Runtime) -> Sequence[Worker]:
@@ -76,7 +78,7 @@ SERVICE = Service(
         "against consent, the suppression list (/ajo/config/suppression), frequency capping "
         "rules (/v1/capping/rules) and quiet hours (/v1/quiet-hours), rendered with the "
         "published templates and sent over email, SMS, push and webhooks, with feedback on "
-        "itinera.feedback.v1; one-click unsubscribe (/v1/unsubscribe); open and click tracking "
-        "of emails (/v1/t)."
+        "itinera.feedback.v1, delivery reports included (/v1/providers/sms/status); one-click "
+        "unsubscribe (/v1/unsubscribe); open and click tracking of emails (/v1/t)."
     ),
 )

@@ -20,6 +20,9 @@ class ChannelsSettings(CommonSettings):
     """The group of the template store (``itinera.content.v1``)."""
     channels_public_url: str = "http://127.0.0.1:8006"
     """Where recipients reach this service: unsubscribe and tracking links start with it."""
+    channels_callback_url: str | None = None
+    """Where providers reach this service with delivery reports (the SMS ``StatusCallback``
+    starts with it); the public URL when unset."""
     channels_tracking: bool = True
     """Rewrite emails' links to the click redirect and add the open pixel (see README)."""
     channels_domain: str = "itinera.local"
@@ -70,6 +73,11 @@ class ChannelsSettings(CommonSettings):
     channels_retry_initial_s: float = Field(default=30.0, gt=0)
     """The wait before the second attempt; it doubles each time."""
     channels_retry_max_s: float = Field(default=3600.0, gt=0)
+    channels_soft_bounce_limit: int = Field(default=5, ge=1, le=20)
+    """Soft bounces of an address, within the period and since its last delivery, that
+    put it on the suppression list (AJO's default threshold, 5, and its range, 1 to 20)."""
+    channels_soft_bounce_period_s: float = Field(default=30 * 86400.0, gt=0)
+    """How long a soft bounce counts towards the limit."""
     channels_default_time_zone: str = "UTC"
     """Quiet hours' time zone of a profile without ``timeZone``."""
     channels_test_pause_before_send_s: float = Field(default=0.0, ge=0)
@@ -87,6 +95,13 @@ class ChannelsSettings(CommonSettings):
     @property
     def unsubscribe_mailbox(self) -> str:
         return self.channels_unsubscribe_mailbox or f"unsubscribe@{self.channels_domain}"
+
+    @property
+    def sms_status_callback(self) -> str:
+        """The ``StatusCallback`` of every SMS sent: the URL the provider reports to, and
+        the one its signatures are checked against."""
+        base = (self.channels_callback_url or self.channels_public_url).rstrip("/")
+        return f"{base}/v1/providers/sms/status"
 
 
 @cache

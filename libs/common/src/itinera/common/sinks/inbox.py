@@ -18,6 +18,8 @@ JSON API:
 - ``DELETE /api/messages``: forget every email (``204``).
 - ``GET /api/sms?to=&limit=``, ``GET /api/sms/{id}``, ``DELETE /api/sms``: the SMS
   simulator's records, same shapes.
+- ``GET /api/sms-reports?sid=&limit=``: the status callbacks the SMS simulator made
+  (:class:`~itinera.common.sinks.simulators.SmsReport`), with the answers they got.
 - ``GET /api/push?token=&limit=``, ``GET /api/push/{id}``, ``DELETE /api/push``: the push
   simulator's records.
 - ``GET /healthz``.
@@ -36,7 +38,14 @@ from fastapi import FastAPI, Query
 from starlette.responses import HTMLResponse, Response
 
 from itinera.common.errors import NotFound
-from itinera.common.sinks.simulators import FailureRules, PushMessage, SmsMessage, simulator_router
+from itinera.common.sinks.rules import FailureRules
+from itinera.common.sinks.simulators import (
+    PushMessage,
+    SmsMessage,
+    SmsReport,
+    StatusReporter,
+    simulator_router,
+)
 from itinera.common.sinks.smtp import ReceivedMail
 from itinera.common.sinks.store import DEFAULT_CAP, Store
 from itinera.common.web import problems
@@ -78,17 +87,21 @@ def create_app(
     push: Store[PushMessage],
     rules: FailureRules | None = None,
     smtp_address: str | None = None,
+    reporter: StatusReporter | None = None,
 ) -> FastAPI:
     """The inbox over these stores, with the simulators recording into ``sms`` and
-    ``push``; ``smtp_address`` (``host:port``) is shown on the index page."""
+    ``push`` and ``reporter`` making (and keeping) the SMS status callbacks;
+    ``smtp_address`` (``host:port``) is shown on the index page."""
     rules = rules or FailureRules()
+    reporter = reporter or StatusReporter(Store(sms.cap))
+    reports = reporter.reports
     app = FastAPI(
         title="Itinera local delivery",
         description="The local SMTP sink's inbox, and SMS and push provider simulators.",
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     problems.install(app)
-    app.include_router(simulator_router(sms, push, rules))
+    app.include_router(simulator_router(sms, push, rules, reporter))
 
     @app.get("/healthz", tags=["inbox"])
     async def healthz() -> dict[str, str]:
@@ -120,6 +133,10 @@ def create_app(
         sms.clear()
         return Response(status_code=204)
 
+    @app.get("/api/sms-reports", tags=["inbox"], summary="Status callbacks the SMS simulator made")
+    async def list_sms_reports(sid: str | None = None, limit: Limit = 50) -> dict[str, Any]:
+        return _listing(reports, (lambda r: r.sid == sid) if sid else None, limit)
+
     @app.get("/api/push", tags=["inbox"], summary="Push notifications the simulator was asked to send")
     async def list_push(token: str | None = None, limit: Limit = 50) -> dict[str, Any]:
         return _listing(push, (lambda p: p.token == token) if token else None, limit)
@@ -135,7 +152,7 @@ def create_app(
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
-        return _page("Itinera local inbox", _index_body(mail, sms, push, rules, smtp_address))
+        return _page("Itinera local inbox", _index_body(mail, sms, reports, push, rules, smtp_address))
 
     @app.get("/messages/{message_id}", response_class=HTMLResponse, include_in_schema=False)
     async def show_mail(message_id: str) -> HTMLResponse:
@@ -152,7 +169,7 @@ def _e(value: object) -> str:
     return escape("" if value is None else str(value), quote=True)
 
 
-def _time(record: ReceivedMail | SmsMessage | PushMessage) -> str:
+def _time(record: ReceivedMail | SmsMessage | SmsReport | PushMessage) -> str:
     return record.received_at.strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -185,14 +202,15 @@ def _table(headings: list[str], rows: list[list[str]], empty: str) -> str:
 
 
 def _status(status: str, error: object) -> str:
-    if status == "failed":
-        return f'<span class="failed">failed ({_e(error)})</span>'
+    if status in ("failed", "undelivered"):
+        return f'<span class="failed">{_e(status)} ({_e(error)})</span>'
     return _e(status)
 
 
 def _index_body(
     mail: Store[ReceivedMail],
     sms: Store[SmsMessage],
+    reports: Store[SmsReport],
     push: Store[PushMessage],
     rules: FailureRules,
     smtp_address: str | None,
@@ -216,6 +234,16 @@ def _index_body(
         ]
         for s in sms.find(limit=PAGE_SIZE)
     ]
+    callbacks = [
+        [
+            _time(r),
+            _e(r.sid),
+            _status(r.status, r.error_code),
+            _e(r.url),
+            _e(r.answer if r.answer is not None else r.error),
+        ]
+        for r in reports.find(limit=PAGE_SIZE)
+    ]
     pushes = [
         [
             _time(p),
@@ -235,6 +263,8 @@ Times are UTC. Failure prefixes: {rule_list or "none"}.</p>
 {_table(["Received", "From", "To", "Subject"], emails, "No email yet.")}
 <h2>SMS <span class="muted">({len(sms)})</span></h2>
 {_table(["Received", "To", "From", "Body", "Status"], texts, "No SMS yet.")}
+<h2>SMS status callbacks <span class="muted">({len(reports)})</span></h2>
+{_table(["Made", "Message", "Status", "URL", "Answer"], callbacks, "No status callback yet.")}
 <h2>Push <span class="muted">({len(push)})</span></h2>
 {_table(["Received", "Target", "Title", "Body", "Status"], pushes, "No push notification yet.")}
 """

@@ -13,7 +13,14 @@ from types import TracebackType
 import uvicorn
 
 from itinera.common.sinks.inbox import create_app
-from itinera.common.sinks.simulators import FailureRules, PushMessage, SmsMessage
+from itinera.common.sinks.rules import FailureRules
+from itinera.common.sinks.simulators import (
+    DEFAULT_CALLBACK_DELAY_S,
+    PushMessage,
+    SmsMessage,
+    SmsReport,
+    StatusReporter,
+)
 from itinera.common.sinks.smtp import DEFAULT_SMTP_PORT, ReceivedMail, SmtpSink
 from itinera.common.sinks.store import DEFAULT_CAP, Store
 
@@ -34,8 +41,11 @@ class LocalDelivery:
     (``web_url``), started and stopped together; an async context manager.
 
     Port 0 takes a free port (what tests want); the bound ports are known once
-    started. ``mail``, ``sms`` and ``push`` are the stores, each holding at most
-    ``cap`` items: read them directly, or wait with ``await delivery.mail.wait_for(...)``.
+    started. ``mail``, ``sms``, ``sms_reports`` (the SMS status callbacks made, each
+    ``callback_delay_s`` after its message was accepted) and ``push`` are the stores,
+    each holding at most ``cap`` items: read them directly, or wait with
+    ``await delivery.mail.wait_for(...)``. ``rules`` say which recipients the SMTP sink
+    and the simulators refuse or fail.
     """
 
     def __init__(
@@ -46,13 +56,16 @@ class LocalDelivery:
         web_port: int = DEFAULT_WEB_PORT,
         cap: int = DEFAULT_CAP,
         rules: FailureRules | None = None,
+        callback_delay_s: float = DEFAULT_CALLBACK_DELAY_S,
     ) -> None:
         self.host = host
         self.rules = rules or FailureRules()
         self.mail: Store[ReceivedMail] = Store(cap)
         self.sms: Store[SmsMessage] = Store(cap)
+        self.sms_reports: Store[SmsReport] = Store(cap)
         self.push: Store[PushMessage] = Store(cap)
-        self._smtp = SmtpSink(self.mail, host=host, port=smtp_port)
+        self._reporter = StatusReporter(self.sms_reports, callback_delay_s)
+        self._smtp = SmtpSink(self.mail, host=host, port=smtp_port, rules=self.rules)
         self._web_port = web_port
         self._server: uvicorn.Server | None = None
         self._serving: asyncio.Task[None] | None = None
@@ -98,6 +111,7 @@ class LocalDelivery:
         """Forget everything received (between tests)."""
         self.mail.clear()
         self.sms.clear()
+        self.sms_reports.clear()
         self.push.clear()
 
     async def start(self) -> None:
@@ -123,7 +137,12 @@ class LocalDelivery:
             raise
         self._web_port = sock.getsockname()[1]
         app = create_app(
-            self.mail, self.sms, self.push, self.rules, smtp_address=f"{self.host}:{self.smtp_port}"
+            self.mail,
+            self.sms,
+            self.push,
+            self.rules,
+            smtp_address=f"{self.host}:{self.smtp_port}",
+            reporter=self._reporter,
         )
         config = uvicorn.Config(
             app,
@@ -150,6 +169,7 @@ class LocalDelivery:
                 self._server.force_exit = True
                 await self._serving
             self._server = self._serving = None
+        await self._reporter.close()
         await self._smtp.stop()
 
     async def __aenter__(self) -> LocalDelivery:

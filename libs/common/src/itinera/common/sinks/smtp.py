@@ -4,6 +4,13 @@ Any sender, any recipient, any size up to 32 MiB: each message is answered ``250
 parsed with the standard library's ``email`` package and added to a
 :class:`~itinera.common.sinks.store.Store` of :class:`ReceivedMail`. Nothing is relayed.
 
+Recipients matching a :class:`~itinera.common.sinks.rules.FailureRules` prefix are
+refused at ``RCPT TO`` as a receiving server refuses them: ``bounce-...`` with
+``550 5.1.1`` (unknown user: a hard bounce), ``softbounce-...`` with ``452 4.2.2``
+(mailbox full: a soft bounce, every time), ``greylist-...`` with ``451 4.7.1`` the
+first time a sender tries the recipient and accepted after that. A message all of
+whose recipients were refused is not kept.
+
 It speaks plain SMTP (EHLO, 8BITMIME, SMTPUTF8, PIPELINING). STARTTLS is not offered,
 so a client that insists on TLS must be told not to (aiosmtplib upgrades only when
 offered). AUTH PLAIN and LOGIN are offered without TLS and accept any credentials, so
@@ -27,10 +34,13 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
+from itinera.common.sinks.rules import FailureRules
 from itinera.common.sinks.store import DEFAULT_CAP, Store
 
 DEFAULT_SMTP_PORT = 1025
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+GREYLIST_MEMORY = 100_000
+"""Sender and recipient pairs the greylisting remembers before it starts afresh."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +190,23 @@ def _content(part: Message | None) -> str | None:
 
 
 class _Handler:
-    def __init__(self, store: Store[ReceivedMail]) -> None:
+    def __init__(self, store: Store[ReceivedMail], rules: FailureRules, tried: set[tuple[str, str]]) -> None:
         self.store = store
+        self.rules = rules
+        self.tried = tried
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        pair = ((envelope.mail_from or "").lower(), address.lower())
+        refusal = self.rules.mail_refusal(address, first_from_sender=pair not in self.tried)
+        if len(self.tried) >= GREYLIST_MEMORY:
+            self.tried.clear()
+        self.tried.add(pair)
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
@@ -205,7 +230,8 @@ logging.getLogger("mail.log").addFilter(_not_the_login_data_notice)
 class SmtpSink:
     """The SMTP server on the running event loop (no thread of its own).
 
-    ``port=0`` takes a free port; :attr:`port` is the one bound once started."""
+    ``port=0`` takes a free port; :attr:`port` is the one bound once started; ``rules``
+    say which recipients are refused (see the module's docstring)."""
 
     def __init__(
         self,
@@ -214,16 +240,19 @@ class SmtpSink:
         host: str = "127.0.0.1",
         port: int = DEFAULT_SMTP_PORT,
         cap: int = DEFAULT_CAP,
+        rules: FailureRules | None = None,
     ) -> None:
         self.store: Store[ReceivedMail] = store if store is not None else Store(cap)
         self.host = host
         self.port = port
+        self.rules = rules or FailureRules()
+        self._tried: set[tuple[str, str]] = set()
         self._server: asyncio.Server | None = None
         self._connections: weakref.WeakSet[SMTP] = weakref.WeakSet()
 
     def _protocol(self) -> SMTP:
         smtp = SMTP(
-            _Handler(self.store),
+            _Handler(self.store, self.rules, self._tried),
             data_size_limit=MAX_MESSAGE_BYTES,
             enable_SMTPUTF8=True,
             # A fixed name: the default looks up the machine's FQDN, which can take

@@ -11,10 +11,14 @@ them and records each outcome.
    once more (it may have been suppressed while the message waited), the provider's
    rate is kept, and the provider called.
 3. Record (a new transaction), only if the claim is still this worker's (its attempt
-   number): ``sent`` with the feedback ``sent``; a soft failure goes back to
-   ``rendered``, due after an exponential backoff, until the last attempt, which fails
-   it; a permanent failure fails it, suppressing the address when the provider's
-   answer calls for it, with the feedback ``bounced`` (email refusals) or ``failed``.
+   number): ``sent`` with the feedback ``sent`` (an email's address has its soft bounces
+   forgotten; an SMS's delivery reports that came first are applied); a soft failure
+   goes back to ``rendered``, due after an exponential backoff, until the last attempt,
+   which fails it; a permanent failure fails it, suppressing the address when the
+   provider's answer calls for it, with the feedback ``bounced`` (email refusals) or
+   ``failed``. A soft bounce (an email's recipient refused with a 4xx) also counts
+   towards the address's suppression, and fails the message at once when it reaches
+   the limit (see :mod:`itinera.channels.suppression.bounces`).
 
 A worker that dies between 1 and 3 leaves its messages ``sending``; when the lease runs
 out another worker sends them again. Whether the first send reached the provider
@@ -37,11 +41,13 @@ from itinera.channels.messages import feedback, repository
 from itinera.channels.providers import Outgoing, Provider, SendFailed, TokenBucket
 from itinera.channels.providers.email import EmailProvider
 from itinera.channels.providers.http import PushProvider, SmsProvider, WebhookProvider
+from itinera.channels.reports import service as reports
+from itinera.channels.suppression import bounces
 from itinera.channels.suppression import repository as suppression
+from itinera.channels.suppression.bounces import ENTITY_TYPES
 from itinera.common.periodic import Periodic
 
 log = logging.getLogger(__name__)
-ENTITY_TYPES = {"email": "email", "sms": "phone", "push": "pushToken"}
 
 
 class DeliveryRunner(Periodic):
@@ -128,7 +134,11 @@ class DeliveryRunner(Periodic):
 
     async def failed(self, row: asyncpg.Record, message: Outgoing, failure: SendFailed) -> None:
         attempt = int(row["attempts"])
-        if failure.retry and attempt < self.settings.channels_max_attempts:
+        again = failure.retry and attempt < self.settings.channels_max_attempts
+        if failure.bounce == "soft" and message.channel in ENTITY_TYPES:
+            await self.soft_bounced(row, failure, again)
+            return
+        if again:
             async with self.pool.acquire() as conn:
                 await repository.finish(
                     conn,
@@ -151,6 +161,44 @@ class DeliveryRunner(Periodic):
             suppress=failure.suppress and message.channel in ENTITY_TYPES,
         )
 
+    async def soft_bounced(self, row: asyncpg.Record, failure: SendFailed, again: bool) -> None:
+        """Count the soft bounce; the message is tried again unless that was its last
+        attempt or the address is now suppressed, when it fails (``bounced``, soft)."""
+        now = datetime.now(UTC)
+        sandbox, message_id, attempt = row["sandbox"], row["message_id"], int(row["attempts"])
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await repository.hold(conn, sandbox, message_id, attempt):
+                return
+            event = bounces.event(str(message_id), now, failure.reason, "soft")
+            suppressed = await bounces.soft(
+                conn, self.settings, sandbox, row["channel"], row["address"] or "", event, now
+            )
+            if again and not suppressed:
+                await repository.finish(
+                    conn,
+                    sandbox,
+                    message_id,
+                    attempt,
+                    "rendered",
+                    now=now,
+                    detail=failure.reason,
+                    next_attempt_at=now + self.backoff(attempt),
+                )
+                return
+            await repository.finish(
+                conn, sandbox, message_id, attempt, "failed", now=now, reason="bounced", detail=failure.reason
+            )
+            envelope = feedback.envelope(
+                sandbox,
+                _message(row),
+                "bounced",
+                reason=failure.reason,
+                bounce="soft",
+                address=row["address"],
+                at=now,
+            )
+            await feedback.publish(conn, [envelope])
+
     async def record(
         self,
         row: asyncpg.Record,
@@ -164,13 +212,8 @@ class DeliveryRunner(Periodic):
     ) -> None:
         """The outcome of this claim, with its feedback, in one transaction."""
         now = datetime.now(UTC)
-        sandbox = row["sandbox"]
-        message: dict[str, Any] = {
-            "message_id": row["message_id"],
-            "profile_id": row["profile_id"],
-            "channel": row["channel"],
-            "origin": row["origin"],
-        }
+        sandbox, channel = row["sandbox"], row["channel"]
+        message = _message(row)
         async with self.pool.acquire() as conn, conn.transaction():
             ours = await repository.finish(
                 conn,
@@ -186,19 +229,8 @@ class DeliveryRunner(Periodic):
             if not ours:
                 return
             if suppress:
-                await suppression.record_bounce(
-                    conn,
-                    sandbox,
-                    suppression.normal(row["address"], ENTITY_TYPES[row["channel"]]),
-                    ENTITY_TYPES[row["channel"]],
-                    "hard",
-                    {
-                        "messageId": str(row["message_id"]),
-                        "date": now.isoformat().replace("+00:00", "Z"),
-                        "message": detail,
-                        "bounceType": "HARD",
-                    },
-                )
+                event = bounces.event(str(row["message_id"]), now, detail, "hard")
+                await bounces.hard(conn, self.settings, sandbox, channel, row["address"] or "", event, now)
             if state == "sent":
                 envelope = feedback.envelope(sandbox, message, "sent", address=row["address"], at=now)
             elif state == "excluded":
@@ -216,3 +248,20 @@ class DeliveryRunner(Periodic):
                     at=now,
                 )
             await feedback.publish(conn, [envelope])
+            if state == "sent" and channel == "email":
+                # The SMTP server took it: the address's soft bounces start over.
+                await bounces.delivered(conn, sandbox, channel, row["address"] or "")
+            elif state == "sent" and channel == "sms" and provider_id:
+                await reports.sent(conn, self.settings, message, provider_id, now)
+
+
+def _message(row: asyncpg.Record) -> dict[str, Any]:
+    """What feedback and delivery reports need of a claimed message."""
+    return {
+        "sandbox": row["sandbox"],
+        "message_id": row["message_id"],
+        "profile_id": row["profile_id"],
+        "channel": row["channel"],
+        "address": row["address"],
+        "origin": row["origin"],
+    }

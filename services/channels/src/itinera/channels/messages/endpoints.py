@@ -1,4 +1,6 @@
-"""``GET /v1/messages/{messageId}``: what became of a message request (``channels:read``)."""
+"""``GET /v1/messages/{messageId}``: what became of a message request (``channels:read``):
+its state, and the provider's last final report of it (``deliveryStatus``: an SMS's
+``delivered``, ``undelivered`` or ``failed``) once there is one."""
 
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ class MessageOut(BaseModel):
     queuedUntil: datetime | None
     sentAt: datetime | None
     providerId: str | None
+    deliveryStatus: str | None
+    deliveryReportedAt: datetime | None
     origin: dict[str, Any]
 
 
@@ -67,5 +71,7 @@ async def get_message(messageId: str, caller: Reader, db: Db) -> dict[str, Any]:
         "queuedUntil": row["queued_until"],
         "sentAt": row["sent_at"],
         "providerId": row["provider_id"],
+        "deliveryStatus": row["delivery_status"],
+        "deliveryReportedAt": row["delivery_reported_at"],
         "origin": row["origin"] or {},
     }

@@ -12,7 +12,8 @@ import asyncpg
 _COLUMNS = (
     "sandbox, message_id, profile_id, channel, category, template_id, template_version, locale, "
     "state, reason, detail, address, content, origin, requested_at, created_at, next_attempt_at, "
-    "queued_until, lease_until, attempts, sent_at, provider_id, updated_at"
+    "queued_until, lease_until, attempts, sent_at, provider_id, updated_at, delivery_status, "
+    "delivery_reported_at"
 )
 
 
@@ -87,6 +88,20 @@ async def claim(conn: asyncpg.Connection, now: datetime, batch: int, lease_s: fl
     return list(rows)
 
 
+async def hold(conn: asyncpg.Connection, sandbox: str, message_id: uuid.UUID, attempt: int) -> bool:
+    """Lock the message for the rest of the transaction if it is still the claim
+    ``attempt``'s; False when it is not (its lease ran out and another worker took it)."""
+    held = await conn.fetchval(
+        """SELECT true FROM messages
+           WHERE sandbox = $1 AND message_id = $2 AND attempts = $3 AND state = 'sending'
+           FOR UPDATE""",
+        sandbox,
+        message_id,
+        attempt,
+    )
+    return bool(held)
+
+
 async def finish(
     conn: asyncpg.Connection,
     sandbox: str,
@@ -126,3 +141,25 @@ async def one(conn: asyncpg.Connection, sandbox: str, message_id: uuid.UUID) -> 
         f"SELECT {_COLUMNS} FROM messages WHERE sandbox = $1 AND message_id = $2", sandbox, message_id
     )
     return row
+
+
+async def by_sms_sid(conn: asyncpg.Connection, sid: str) -> asyncpg.Record | None:
+    """The SMS the provider gave this sid (its message id), when it was recorded sent."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM messages WHERE channel = 'sms' AND provider_id = $1 LIMIT 1", sid
+    )
+    return row
+
+
+async def reported(
+    conn: asyncpg.Connection, sandbox: str, message_id: uuid.UUID, status: str, now: datetime
+) -> None:
+    """Keep the provider's latest final report on the message."""
+    await conn.execute(
+        """UPDATE messages SET delivery_status = $3, delivery_reported_at = $4, updated_at = $4
+           WHERE sandbox = $1 AND message_id = $2""",
+        sandbox,
+        message_id,
+        status,
+        now,
+    )

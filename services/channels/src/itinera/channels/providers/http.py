@@ -1,7 +1,9 @@
 """SMS, push and webhook providers over HTTP (httpx).
 
 - SMS, Twilio's API: ``POST {ITINERA_CHANNELS_SMS_BASE_URL}/2010-04-01/Accounts/{account}/
-  Messages.json``, a form (``To``, ``From``, ``Body``) with basic auth -> ``201 {sid, ...}``.
+  Messages.json``, a form (``To``, ``From``, ``Body``, ``StatusCallback``: where Twilio
+  reports the message's fate, see :mod:`itinera.channels.reports`) with basic auth ->
+  ``201 {sid, ...}``.
   A 4xx answer ``{code, message}`` fails the message (429 is tried again); codes 21211
   (not a valid number), 21614 (not a mobile number) and 21610 (the recipient replied
   STOP) suppress the number. A 5xx or a network failure is tried again.
@@ -69,6 +71,7 @@ class SmsProvider:
                 "To": message.address,
                 "From": s.channels_sms_from,
                 "Body": str(message.content.get("text", "")),
+                "StatusCallback": s.sms_status_callback,
             },
             auth=(s.channels_sms_account, s.channels_sms_token.get_secret_value()),
         )

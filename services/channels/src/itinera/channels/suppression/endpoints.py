@@ -8,7 +8,8 @@
 - ``POST`` the same paths: an array of ``{entity: {type, entityValue}, comment, user}``
   -> 201, the entries (one already listed is refreshed, keeping its id).
 - ``GET``/``DELETE`` ``.../addresses/{email}`` and ``.../domains/{domain}``: one entry
-  (404 when not listed); DELETE answers 204.
+  (404 when not listed); DELETE answers 204, and an address taken off the suppression
+  list has its soft bounces forgotten (see :mod:`itinera.channels.suppression.bounces`).
 
 Addresses are email addresses by default; ``entity.type`` ``phone`` or ``pushToken``
 lists an SMS number or a device token (an addition: AJO's list is of email addresses).
@@ -226,6 +227,9 @@ def _routes(kind: str, one: str) -> None:
     ) -> Response:
         async with db.transaction():
             row = await repository.delete(db, kind, caller.sandbox, type, value)
+            if row is not None and kind == "addresses" and type == "client":
+                # Back on the list of the living: earlier soft bounces no longer count.
+                await repository.take_soft_bounces(db, caller.sandbox, row["value"])
         if row is None:
             raise NotFound(f"{value!r} is not on the {type} list")
         return Response(status_code=204)

@@ -101,20 +101,26 @@ async def add(
 
 
 async def record_bounce(
-    conn: asyncpg.Connection, sandbox: str, value: str, entity_type: str, reason: str, event: dict[str, Any]
+    conn: asyncpg.Connection,
+    sandbox: str,
+    value: str,
+    entity_type: str,
+    reason: str,
+    events: Sequence[dict[str, Any]],
+    soft_count: int,
 ) -> None:
-    """Suppress an address after a bounce or a refusal, keeping the event in its bounce
-    state; a manual or unsubscribe entry keeps its reason."""
+    """Suppress an address after bounces or a refusal (``reason`` ``hard`` or ``soft``),
+    adding ``events`` to its bounce state and setting its soft count; an entry already
+    listed for another reason (manual, unsubscribe, complaint) keeps that reason."""
     await conn.execute(
         """INSERT INTO suppressed_addresses
                (sandbox, value, id, entity_type, list_type, reason, suppressed_by, comment,
                 soft_count, bounce_events)
-           VALUES ($1, $2, $3, $4, 'client', $5, 'itinera-channels', $6,
-                   CASE WHEN $5 = 'soft' THEN 1 ELSE 0 END, jsonb_build_array($7::jsonb))
+           VALUES ($1, $2, $3, $4, 'client', $5, 'itinera-channels', $6, $7, $8::jsonb)
            ON CONFLICT (sandbox, list_type, value) DO UPDATE SET
                reason = CASE WHEN suppressed_addresses.reason IN ('soft', 'hard')
                              THEN EXCLUDED.reason ELSE suppressed_addresses.reason END,
-               soft_count = suppressed_addresses.soft_count + EXCLUDED.soft_count,
+               soft_count = EXCLUDED.soft_count,
                bounce_events = suppressed_addresses.bounce_events || EXCLUDED.bounce_events,
                updated_at = now()""",
         sandbox,
@@ -122,9 +128,52 @@ async def record_bounce(
         uuid.uuid4(),
         entity_type,
         reason,
-        event.get("message"),
-        event,
+        events[-1].get("message") if events else None,
+        soft_count,
+        list(events),
     )
+
+
+async def count_soft_bounce(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    value: str,
+    entity_type: str,
+    event: dict[str, Any],
+    *,
+    now: datetime,
+    period_s: float,
+) -> list[dict[str, Any]]:
+    """Count a soft bounce of the address, forgetting those older than the period: the
+    soft bounces that count now, oldest first (this one last)."""
+    events: list[dict[str, Any]] = await conn.fetchval(
+        """INSERT INTO soft_bounces (sandbox, value, entity_type, events, updated_at)
+           VALUES ($1, $2, $3, jsonb_build_array($4::jsonb), $5)
+           ON CONFLICT (sandbox, value) DO UPDATE SET
+               events = coalesce(
+                   (SELECT jsonb_agg(e.event ORDER BY e.n)
+                    FROM jsonb_array_elements(soft_bounces.events) WITH ORDINALITY AS e(event, n)
+                    WHERE (e.event ->> 'date')::timestamptz > $5 - make_interval(secs => $6)),
+                   '[]'::jsonb) || EXCLUDED.events,
+               updated_at = $5
+           RETURNING events""",
+        sandbox,
+        value,
+        entity_type,
+        event,
+        now,
+        period_s,
+    )
+    return events
+
+
+async def take_soft_bounces(conn: asyncpg.Connection, sandbox: str, value: str) -> list[dict[str, Any]]:
+    """Forget the address's soft bounces (it was delivered to, or is being suppressed);
+    the ones there were, oldest first."""
+    events: list[dict[str, Any]] | None = await conn.fetchval(
+        "DELETE FROM soft_bounces WHERE sandbox = $1 AND value = $2 RETURNING events", sandbox, value
+    )
+    return events or []
 
 
 async def one(
