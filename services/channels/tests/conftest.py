@@ -1,6 +1,11 @@
-"""The channels service, running once per test session on the real broker and database,
-sending to a real SMTP server and to the SMS and push simulators (``LocalDelivery``), and
-served over HTTP on loopback too, where the SMS simulator's status callbacks reach it."""
+"""The channels service, running once for this package's tests on the real broker and
+database, sending to a real SMTP server and to the SMS and push simulators
+(``LocalDelivery``), and served over HTTP on loopback too, where the SMS simulator's
+status callbacks reach it.
+
+Its fixtures are package-scoped: the service stops when these tests are done, so that it
+does not answer, with feedback of its own, the message requests other services' tests
+make later in the session."""
 
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ from itinera.common.sinks import LocalDelivery
 from itinera.common.testing import StackInfo, client_for, eventually, running, settings_for
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def delivery() -> AsyncIterator[LocalDelivery]:
     async with LocalDelivery(smtp_port=0, web_port=0) as started:
         yield started
@@ -41,7 +46,7 @@ SOFT_BOUNCE_LIMIT = 4
 bounces alone do not suppress its address."""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def callback_socket() -> Iterator[socket.socket]:
     """The loopback socket the service's HTTP server listens on, bound before the settings
     are made so that they can name it."""
@@ -50,7 +55,7 @@ def callback_socket() -> Iterator[socket.socket]:
         yield sock
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def channels_settings(
     topics_created: StackInfo, delivery: LocalDelivery, callback_socket: socket.socket
 ) -> ChannelsSettings:
@@ -82,7 +87,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def channels_app(
     channels_settings: ChannelsSettings, callback_socket: socket.socket
 ) -> AsyncIterator[FastAPI]:
@@ -99,7 +104,7 @@ async def channels_app(
         await serving
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def producer(channels_settings: ChannelsSettings) -> AsyncIterator[Producer]:
     started = Producer(channels_settings)
     await started.start()

@@ -20,7 +20,9 @@ EXAMPLES_PER_OPERATION = int(os.environ.get("ITINERA_FUZZ_EXAMPLES", "25"))
 
 @pytest.fixture(scope="module")
 def server(topics_created: StackInfo) -> Iterator[str]:
-    with serving(topics_created, "journeys") as url:
+    """The API alone (no worker keeps templates here), with templates not looked up, so
+    that the live campaign and journey the fuzzing needs can be made."""
+    with serving(topics_created, "journeys", ITINERA_JOURNEYS_CHECK_TEMPLATES="false") as url:
         yield url
 
 

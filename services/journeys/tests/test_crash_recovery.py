@@ -50,6 +50,7 @@ async def test_a_worker_killed_mid_run_and_restarted_sends_every_message_once(
         ITINERA_AUTH_SECRET=journeys_settings.auth_secret.get_secret_value(),
         ITINERA_OUTBOX_POLL_INTERVAL_MS="50",
         ITINERA_JOURNEYS_TIMER_INTERVAL_S="0.1",
+        ITINERA_JOURNEYS_CHECK_TEMPLATES="false",
         ITINERA_LOG_LEVEL="ERROR",
     )
     port = free_port()

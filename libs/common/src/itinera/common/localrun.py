@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import time
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 import httpx
@@ -75,6 +75,15 @@ async def _wait_healthy(port: int, proc: asyncio.subprocess.Process, timeout_s: 
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the service on port {port} did not become ready")
             await asyncio.sleep(0.25)
+
+
+DEMO_ORDER = ("ingestion", "profile", "segmentation", "content", "journeys", "channels")
+"""The order the demo seeds run in: the journeys' seed publishes a journey and a campaign
+whose templates the content's seed publishes (publishing checks them)."""
+
+
+def _seed_order(entry: EntryPoint) -> tuple[int, str]:
+    return (DEMO_ORDER.index(entry.name) if entry.name in DEMO_ORDER else len(DEMO_ORDER), entry.name)
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -166,7 +175,7 @@ async def _run(args: argparse.Namespace) -> int:
             f"{delivery.smtp_port}; SMS and push simulators at the same URL)"
         )
         if not args.no_demo:
-            for entry in entry_points(group="itinera.demo"):
+            for entry in sorted(entry_points(group="itinera.demo"), key=_seed_order):
                 seed = entry.load()
                 lines.extend(await seed(settings, token, url_of))
         print(

@@ -19,6 +19,7 @@ from itinera.journeys.config import JourneysSettings, settings
 from itinera.journeys.runtime.actions import ActionRunner
 from itinera.journeys.runtime.consumers import RuntimeHandler, TimerRunner
 from itinera.journeys.runtime.reads import AudienceReader
+from itinera.journeys.templates import TemplatesHandler
 
 
 def _routers() -> Sequence[APIRouter]:
@@ -55,6 +56,14 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             config.journeys_action_interval_s,
             config.journeys_action_batch,
             config.journeys_action_allow_hosts,
+        ),
+        ConsumerLoop(
+            settings=config,
+            group=config.journeys_content_consumer_group,
+            topic_names=[topics.CONTENT.name],
+            handler=TemplatesHandler(runtime.pool, config.default_sandbox),
+            dead_letters=runtime.producer,
+            service="journeys",
         ),
         ConsumerLoop(
             settings=config,

@@ -42,6 +42,12 @@ class JourneysSettings(CommonSettings):
     """Profiles sent in one chunk (one transaction) of an audience execution, at most."""
     journeys_campaign_max_rate: int = Field(default=20_000, ge=1, le=1_000_000)
     """The highest send rate a campaign may ask for, in profiles a second."""
+    journeys_content_consumer_group: str = "itinera-journeys-content"
+    """The group of the consumer that keeps the templates published (``itinera.content.v1``)."""
+    journeys_check_templates: bool = True
+    """Publishing refuses a message node whose template the content service has not
+    published in the sandbox, or published for another channel. Off: template ids are
+    only checked for their shape (templates managed outside Itinera's content service)."""
 
     @field_validator("journeys_action_allow_hosts", mode="before")
     @classmethod

@@ -4,6 +4,7 @@ campaign, created and made live once and found again on later runs."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -53,9 +54,24 @@ async def _journey(http: httpx.AsyncClient) -> dict[str, Any]:
         found = (await http.post("/v1/journeys", json=WELCOME)).raise_for_status().json()
     if found.get("liveVersion") is None:
         version = found.get("draftVersion") or found["latestVersion"]
-        (await http.post(f"/v1/journeys/{found['id']}/versions/{version}/publish")).raise_for_status()
+        await _once_templates_are_known(http, f"/v1/journeys/{found['id']}/versions/{version}/publish")
     journey: dict[str, Any] = found
     return journey
+
+
+async def _once_templates_are_known(http: httpx.AsyncClient, path: str, wait_s: float = 60) -> httpx.Response:
+    """Publish or activate, waiting while the only problems are templates this service has not heard
+    of yet: the content service's demo seed publishes them, and they reach journeys
+    through itinera.content.v1 a moment later."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        answer = await http.post(path)
+        codes = (
+            {p.get("code") for p in answer.json().get("problems", [])} if answer.status_code == 400 else set()
+        )
+        if codes != {"undefined-template"} or asyncio.get_running_loop().time() > deadline:
+            return answer.raise_for_status()
+        await asyncio.sleep(0.5)
 
 
 async def _campaign(http: httpx.AsyncClient) -> dict[str, Any]:
@@ -64,7 +80,7 @@ async def _campaign(http: httpx.AsyncClient) -> dict[str, Any]:
     if found is None:
         found = (await http.post("/v1/campaigns", json=CONFIRMATION)).raise_for_status().json()
     if found["status"] == "draft":
-        found = (await http.post(f"/v1/campaigns/{found['id']}/activate")).raise_for_status().json()
+        found = (await _once_templates_are_known(http, f"/v1/campaigns/{found['id']}/activate")).json()
     campaign: dict[str, Any] = found
     return campaign
 

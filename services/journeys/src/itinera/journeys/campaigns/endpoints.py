@@ -126,9 +126,12 @@ async def replace_campaign(
     summary="Activate a draft: API calls may execute it, or its schedule starts",
     response_model=CampaignOut,
 )
-async def activate_campaign(campaignId: str, caller: Writer, db: Db) -> dict[str, Any]:
+async def activate_campaign(campaignId: str, caller: Writer, db: Db, request: Request) -> dict[str, Any]:
+    settings: JourneysSettings = request.app.state.settings
     async with db.transaction():
-        return await service.activate(db, caller.sandbox, campaignId)
+        return await service.activate(
+            db, caller.sandbox, campaignId, check_templates=settings.journeys_check_templates
+        )
 
 
 @router.post(

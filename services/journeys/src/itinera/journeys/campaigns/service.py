@@ -27,6 +27,7 @@ from asyncpg import Record as Row
 
 from itinera.common import pql
 from itinera.common.errors import Conflict, NotFound, ValidationFailed
+from itinera.journeys import templates
 from itinera.journeys.campaigns import repository
 from itinera.journeys.campaigns.schemas import CampaignIn, ListQuery
 from itinera.journeys.definitions.schemas import CronSchedule, Every, Once
@@ -283,16 +284,38 @@ def _refused_move(row: Row, wanted: str, allowed_from: tuple[str, ...]) -> Confl
     )
 
 
-async def activate(db: asyncpg.Connection, sandbox: str, text: str) -> dict[str, Any]:
+async def activate(
+    db: asyncpg.Connection, sandbox: str, text: str, *, check_templates: bool
+) -> dict[str, Any]:
+    """A draft goes live; refused (400, every problem) when its template is not published
+    for its channel (``check_templates``) or its schedule has no occurrence left."""
     row = await _campaign(db, sandbox, text, lock=True)
     if row["status"] != "draft":
         raise _refused_move(row, "activated", ("draft",))
     now = datetime.now(UTC)
     body = CampaignIn.model_validate(row["definition"])
+    problems: list[Problem] = []
+    if check_templates:
+        channel = (await templates.published(db, sandbox, [body.templateId])).get(body.templateId)
+        if channel is None:
+            problems.append(
+                Problem(
+                    "/templateId",
+                    f"the content service has published no template {body.templateId!r} in this sandbox",
+                    "undefined-template",
+                )
+            )
+        elif channel != body.channel:
+            problems.append(
+                Problem(
+                    "/templateId",
+                    f"template {body.templateId!r} is for {channel}; the campaign sends {body.channel}",
+                    "template-channel",
+                )
+            )
     next_run = None
     if body.type == "scheduled":
         assert body.schedule is not None
-        problems: list[Problem] = []
         if isinstance(body.schedule, Once) and body.schedule.at is not None and body.schedule.at <= now:
             problems.append(Problem("/schedule/at", "the time has passed", "past"))
         if body.endAt is not None and body.endAt <= now:
@@ -307,8 +330,8 @@ async def activate(db: asyncpg.Connection, sandbox: str, text: str) -> dict[str,
                     problems.append(
                         Problem("/schedule", "the schedule has no occurrence before endAt", "no-occurrence")
                     )
-        if problems:
-            raise refuse(problems, "the campaign cannot be activated")
+    if problems:
+        raise refuse(problems, "the campaign cannot be activated")
     return view(await repository.set_status(db, sandbox, row["id"], "live", next_run, now))
 
 

@@ -48,9 +48,9 @@ _MOVE: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _max_length(request: Request) -> int:
+def _checks(request: Request) -> service.Checks:
     settings: JourneysSettings = request.app.state.settings
-    return settings.journeys_max_expression_length
+    return service.Checks(settings.journeys_max_expression_length, settings.journeys_check_templates)
 
 
 def _check_size(request: Request, body: JourneyIn) -> None:
@@ -108,7 +108,7 @@ async def get_version(
     request: Request, journeyId: str, version: Version, caller: Reader, db: Db
 ) -> dict[str, Any]:
     async with db.transaction(isolation="repeatable_read", readonly=True):
-        return await service.get_version(db, caller.sandbox, journeyId, version, _max_length(request))
+        return await service.get_version(db, caller.sandbox, journeyId, version, _checks(request))
 
 
 @router.post(
@@ -122,7 +122,7 @@ async def publish_version(
     request: Request, journeyId: str, version: Version, caller: Writer, db: Db
 ) -> dict[str, Any]:
     async with db.transaction():
-        return await service.publish(db, caller.sandbox, journeyId, version, _max_length(request))
+        return await service.publish(db, caller.sandbox, journeyId, version, _checks(request))
 
 
 @router.post(

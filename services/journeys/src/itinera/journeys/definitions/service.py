@@ -18,6 +18,7 @@ never commit: the endpoint's transaction does.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -26,6 +27,7 @@ import asyncpg
 from asyncpg import Record as Row
 
 from itinera.common.errors import Conflict, FieldError, NotFound, ValidationFailed
+from itinera.journeys import templates
 from itinera.journeys.actions import repository as actions
 from itinera.journeys.definitions import repository, validation
 from itinera.journeys.definitions.repository import Facts
@@ -157,10 +159,16 @@ def facts_of(definition: JourneyIn) -> Facts:
 
 
 async def _known(
-    db: asyncpg.Connection, sandbox: str, journey_id: uuid.UUID, definition: JourneyIn, *, lock: bool
+    db: asyncpg.Connection,
+    sandbox: str,
+    journey_id: uuid.UUID,
+    definition: JourneyIn,
+    *,
+    lock: bool,
+    check_templates: bool,
 ) -> Known:
     """The sandbox's custom actions and journeys that ``definition`` names, keyed as it
-    writes them (in lower case)."""
+    writes them (in lower case), and its published templates that it names."""
     action_ids = {
         node.actionId.lower(): parsed
         for node in definition.nodes
@@ -177,10 +185,14 @@ async def _known(
         if isinstance(node, JumpNode) and node.journeyId and (parsed := parse_id(node.journeyId))
     }
     existing = await repository.existing_journeys(db, sandbox, list(jump_ids.values())) if jump_ids else set()
+    named = [
+        node.templateId for node in definition.nodes if isinstance(node, MessageNode) and node.templateId
+    ]
     return Known(
         journey_id=str(journey_id),
         actions={text: by_id[parsed] for text, parsed in action_ids.items() if parsed in by_id},
         journeys=frozenset(text for text, parsed in jump_ids.items() if parsed in existing),
+        templates=await templates.published(db, sandbox, named) if check_templates else None,
     )
 
 
@@ -244,29 +256,34 @@ async def _version(db: asyncpg.Connection, sandbox: str, journey_id: uuid.UUID, 
     return row
 
 
+@dataclass(frozen=True, slots=True)
+class Checks:
+    """What publishing checks beyond the journey itself (from the settings)."""
+
+    max_expression_length: int
+    templates: bool = True
+
+
 async def problems_of(
-    db: asyncpg.Connection,
-    sandbox: str,
-    row: Row,
-    max_expression_length: int,
-    *,
-    lock: bool = False,
+    db: asyncpg.Connection, sandbox: str, row: Row, checks: Checks, *, lock: bool = False
 ) -> list[validation.Problem]:
     definition = JourneyIn.model_validate(row["definition"])
-    known = await _known(db, sandbox, row["journey_id"], definition, lock=lock)
+    known = await _known(
+        db, sandbox, row["journey_id"], definition, lock=lock, check_templates=checks.templates
+    )
     return validation.validate(
-        definition, known, now=datetime.now(UTC), max_expression_length=max_expression_length
+        definition, known, now=datetime.now(UTC), max_expression_length=checks.max_expression_length
     )
 
 
 async def get_version(
-    db: asyncpg.Connection, sandbox: str, journey_text: str, version: int, max_expression_length: int
+    db: asyncpg.Connection, sandbox: str, journey_text: str, version: int, checks: Checks
 ) -> dict[str, Any]:
     journey_id = _known_id(journey_text, sandbox)
     row = await _version(db, sandbox, journey_id, version)
     problems = None
     if row["status"] == "draft":
-        problems = await problems_of(db, sandbox, row, max_expression_length)
+        problems = await problems_of(db, sandbox, row, checks)
     return version_view(row, problems)
 
 
@@ -279,13 +296,13 @@ def _transition_refused(row: Row, wanted: str, allowed_from: tuple[str, ...]) ->
 
 
 async def publish(
-    db: asyncpg.Connection, sandbox: str, journey_text: str, version: int, max_expression_length: int
+    db: asyncpg.Connection, sandbox: str, journey_text: str, version: int, checks: Checks
 ) -> dict[str, Any]:
     journey_id, _ = await _locked(db, sandbox, journey_text)
     row = await _version(db, sandbox, journey_id, version)
     if row["status"] != "draft":
         raise _transition_refused(row, "published", ("draft",))
-    problems = await problems_of(db, sandbox, row, max_expression_length, lock=True)
+    problems = await problems_of(db, sandbox, row, checks, lock=True)
     if problems:
         detail = "; ".join(f"{p.path}: {p.message}" for p in problems[:3])
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""

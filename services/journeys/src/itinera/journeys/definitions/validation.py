@@ -21,10 +21,11 @@ expression. The rules:
   the configured length; ``_journey.actions.<node>.<field>`` names an ``action`` node
   before this one and a response field its action declares.
 - **References**: the custom action exists in the sandbox and gets exactly the inputs
-  its URL, headers and body use; a template id has the shape of one (the content
-  service that owns templates does not exist yet, so ids are recorded, not looked up);
-  a jump leads to another journey of the sandbox; a reaction waits on an earlier
-  ``message`` node of a channel that has that reaction.
+  its URL, headers and body use; a template id has the shape of one and, unless the
+  check is off, names a template the content service published in the sandbox for the
+  node's channel (``Known.templates``, kept from ``itinera.content.v1``); a jump
+  leads to another journey of the sandbox; a reaction waits on an earlier ``message``
+  node of a channel that has that reaction.
 - **Times**: durations within the journey's timeout (at most 91 days), a message's
   timeout (how long it waits for its delivery outcome) more than 0, valid time
   zones and cron expressions, ``endAt`` after ``startAt`` and not past, a one-shot
@@ -114,6 +115,9 @@ class Known:
     journey_id: str
     actions: Mapping[str, ActionFacts] = field(default_factory=dict)
     journeys: frozenset[str] = frozenset()
+    templates: Mapping[str, str] | None = None
+    """Template id -> channel of the sandbox's published templates that the journey
+    names; None: templates are not checked (``ITINERA_JOURNEYS_CHECK_TEMPLATES``)."""
 
 
 def validate(
@@ -302,6 +306,20 @@ class _Check:
                 "a template id is a UUID or a slug of letters, digits and _ . : -",
                 "template",
             )
+        elif self.known.templates is not None:
+            channel = self.known.templates.get(node.templateId)
+            if channel is None:
+                self.add(
+                    f"{path}/templateId",
+                    f"the content service has published no template {node.templateId!r} in this sandbox",
+                    "undefined-template",
+                )
+            elif channel != node.channel:
+                self.add(
+                    f"{path}/templateId",
+                    f"template {node.templateId!r} is a {channel} template; this node sends {node.channel}",
+                    "template-channel",
+                )
         for name, expression in node.context.items():
             self._expression(f"{path}/context/{name}", expression, position)
         if node.timeout is not None:
