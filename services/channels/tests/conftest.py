@@ -1,11 +1,10 @@
-"""The channels service, running once for this package's tests on the real broker and
-database, sending to a real SMTP server and to the SMS and push simulators
-(``LocalDelivery``), and served over HTTP on loopback too, where the SMS simulator's
-status callbacks reach it.
+"""The channels service, running for this folder's tests on the real broker and database,
+sending to a real SMTP server and to the SMS and push simulators (``LocalDelivery``), and
+served over HTTP on loopback too, where the SMS simulator's status callbacks reach it.
 
-Its fixtures are package-scoped: the service stops when these tests are done, so that it
-does not answer, with feedback of its own, the message requests other services' tests
-make later in the session."""
+The service stops when the last of these tests is done (:func:`pytest_runtest_teardown`),
+not at the end of the session: left running, it would answer the message requests of
+other services' tests with feedback of its own."""
 
 from __future__ import annotations
 
@@ -13,8 +12,9 @@ import asyncio
 import contextlib
 import socket
 import uuid
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -35,7 +35,7 @@ from itinera.common.sinks import LocalDelivery
 from itinera.common.testing import StackInfo, client_for, eventually, running, settings_for
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 async def delivery() -> AsyncIterator[LocalDelivery]:
     async with LocalDelivery(smtp_port=0, web_port=0) as started:
         yield started
@@ -46,7 +46,7 @@ SOFT_BOUNCE_LIMIT = 4
 bounces alone do not suppress its address."""
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def callback_socket() -> Iterator[socket.socket]:
     """The loopback socket the service's HTTP server listens on, bound before the settings
     are made so that they can name it."""
@@ -55,7 +55,7 @@ def callback_socket() -> Iterator[socket.socket]:
         yield sock
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def channels_settings(
     topics_created: StackInfo, delivery: LocalDelivery, callback_socket: socket.socket
 ) -> ChannelsSettings:
@@ -87,24 +87,50 @@ class _Server(uvicorn.Server):
         yield
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 async def channels_app(
     channels_settings: ChannelsSettings, callback_socket: socket.socket
 ) -> AsyncIterator[FastAPI]:
     """The service, its workers running; tests call it in-process (``api``), providers
     over HTTP (``channels_settings.channels_callback_url``)."""
-    async with running(SERVICE.create_app("all", channels_settings)) as started:
-        server = _Server(uvicorn.Config(started, lifespan="off", log_config=None, access_log=False))
-        serving = asyncio.create_task(server.serve(sockets=[callback_socket]))
-        while not server.started:
-            assert not serving.done(), "the channels service's HTTP server did not start"
-            await asyncio.sleep(0.01)
-        yield started
+    stack = contextlib.AsyncExitStack()
+    started = await stack.enter_async_context(running(SERVICE.create_app("all", channels_settings)))
+    server = _Server(uvicorn.Config(started, lifespan="off", log_config=None, access_log=False))
+    serving = asyncio.create_task(server.serve(sockets=[callback_socket]))
+
+    async def stop() -> None:
         server.should_exit = True
         await serving
+        await stack.aclose()
+
+    _STOPS.append((asyncio.get_running_loop(), stop))
+    while not server.started:
+        assert not serving.done(), "the channels service's HTTP server did not start"
+        await asyncio.sleep(0.01)
+    yield started
+    await _stop_service()
 
 
-@pytest.fixture(scope="package")
+_STOPS: list[tuple[asyncio.AbstractEventLoop, Callable[[], Awaitable[None]]]] = []
+"""How to stop the running service, and the event loop it runs in."""
+_HERE = Path(__file__).parent
+
+
+async def _stop_service() -> None:
+    while _STOPS:
+        _, stop = _STOPS.pop()
+        await stop()
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """After the last test of this folder, stop the service (in the session's event loop,
+    which runs nothing between tests)."""
+    if _STOPS and (nextitem is None or _HERE not in nextitem.path.parents):
+        loop, _ = _STOPS[-1]
+        loop.run_until_complete(_stop_service())
+
+
+@pytest.fixture(scope="session")
 async def producer(channels_settings: ChannelsSettings) -> AsyncIterator[Producer]:
     started = Producer(channels_settings)
     await started.start()
