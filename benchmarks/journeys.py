@@ -246,10 +246,36 @@ class Context:
         return count
 
     async def publish(self, nodes: list[dict[str, Any]], name: str) -> str:
+        """Announce the journey's templates as the content service does when it publishes
+        them (publishing checks them), then create and publish the journey."""
+        templates = [
+            Envelope(
+                type="com.itinera.content.version.v1",
+                source="/bench",
+                sandbox=self.sandbox,
+                key=f"template:{node['templateId']}",
+                data={
+                    "sandbox": self.sandbox,
+                    "kind": "template",
+                    "id": node["templateId"],
+                    "version": 1,
+                    "deleted": False,
+                    "channel": node["channel"],
+                },
+            )
+            for node in nodes
+            if node["type"] == "message"
+        ]
+        await self.producer.publish(topics.CONTENT.name, templates)
         created = await self.api.post(f"{self.url}{JOURNEYS}", json={"name": name, "nodes": nodes})
         created.raise_for_status()
         journey_id = str(created.json()["id"])
-        published = await self.api.post(f"{self.url}{JOURNEYS}/{journey_id}/versions/1/publish")
+        deadline = time.monotonic() + 30
+        while True:  # until the service has heard of the templates
+            published = await self.api.post(f"{self.url}{JOURNEYS}/{journey_id}/versions/1/publish")
+            if published.status_code != 400 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
         published.raise_for_status()
         return journey_id
 
