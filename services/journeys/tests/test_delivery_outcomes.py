@@ -17,20 +17,17 @@ from typing import Any
 
 import asyncpg
 import httpx
-import orjson
 import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from itinera.common.kafka import topics
-from itinera.common.kafka.consumer import Record
 from itinera.common.kafka.envelope import Envelope
 from itinera.common.kafka.producer import Producer
 from itinera.common.testing import StackInfo, eventually, topic_reader
 from itinera.journeys.config import JourneysSettings
 
-JOURNEYS = "/v1/journeys"
-JANE = {"person": {"name": {"firstName": "Jane"}}, "identityMap": {"Email": [{"id": "jane@example.com"}]}}
+from .test_runtime import JANE, JOURNEYS, instances, of
 
 
 def welcome(**hello: Any) -> list[dict[str, Any]]:
@@ -88,15 +85,6 @@ async def signed_up(producer: Producer, sandbox: str, profile: str) -> None:
     )
 
 
-def of(records: list[Record], sandbox: str) -> list[dict[str, Any]]:
-    found = []
-    for record in records:
-        data = orjson.loads(record.value or b"{}")
-        if data.get("sandbox") == sandbox:
-            found.append(data)
-    return found
-
-
 async def requests_for(
     infrastructure: StackInfo, producer: Producer, sandbox: str, profiles: list[str]
 ) -> dict[str, dict[str, Any]]:
@@ -142,13 +130,6 @@ async def report(
     )
     await producer.publish(topics.FEEDBACK.name, [envelope])
     return record_id
-
-
-async def instances(api: httpx.AsyncClient, journey_id: str, **params: Any) -> list[dict[str, Any]]:
-    response = await api.get(f"{JOURNEYS}/{journey_id}/instances", params=params)
-    assert response.status_code == 200, response.text
-    items: list[dict[str, Any]] = response.json()["items"]
-    return items
 
 
 async def history(
