@@ -29,7 +29,8 @@ BLOCKS = ("if", "unless", "each", "with")
 _KEYWORDS = {"and", "or", "true", "false", "null", "undefined"}
 _OPENERS = re.compile(r"\\\{\{|\{\{|\{%")
 _NAME = re.compile(r"[^\s!\"#%&'()*+,./;<=>@\[\\\]^`{|}~?:\-]+")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?(?:[eE][+-]?\d+)?[lL]?")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?(?:[eE][+-]?\d+)?[lL]?", re.ASCII)
+"""Numbers are written in ASCII digits; other digits (``²``, ``٣``) are name characters."""
 _SPACE = re.compile(r"\s+")
 _OPERATORS = ("?:", "!=", "<=", ">=", "==", "=", "<", ">", "+", "-", "*", "/", "%")
 _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
@@ -208,7 +209,7 @@ def _tokenize(source: Source, start: int, end: int) -> list[_Token]:
         elif text.startswith("../", pos):
             tokens.append(_Token("up", "../", pos, pos + 3, spaced))
             pos += 3
-        elif char.isdigit():
+        elif "0" <= char <= "9":
             number = _NUMBER.match(text, pos, end)
             assert number is not None
             tokens.append(_Token("num", number.group(), pos, number.end(), spaced))
