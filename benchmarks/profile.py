@@ -239,6 +239,7 @@ class Counters:
     batches: float = 0
     handler_s: float = 0
     relayed: float = 0
+    conflicts: float = 0
 
     @property
     def drained(self) -> float:
@@ -254,13 +255,15 @@ class ServiceMetrics:
         response = await self._client.get(self._url, timeout=5)
         response.raise_for_status()
         found: dict[str, float] = dict.fromkeys(
-            ("processed", "dead_lettered", "lag", "batches", "handler_s", "relayed"), 0.0
+            ("processed", "dead_lettered", "lag", "batches", "handler_s", "relayed", "conflicts"), 0.0
         )
         for family in text_string_to_metric_families(response.text):
             for sample in family.samples:
                 labels = sample.labels
                 if sample.name == "itinera_outbox_relayed_records_total" and labels.get("schema") == SCHEMA:
                     found["relayed"] += sample.value
+                if sample.name == "itinera_profile_graph_conflicts_total":
+                    found["conflicts"] += sample.value
                 if labels.get("group") != GROUP:
                     continue
                 if sample.name == "itinera_consumer_records_total":
@@ -384,6 +387,7 @@ class Consumption:
     dead_lettered: float = 0
     batches: float = 0
     handler_s: float = 0
+    conflicts: float = 0
     ticks: list[Tick] = field(default_factory=list)
     cpu: CpuUse | None = None
 
@@ -437,6 +441,7 @@ async def run_consumption(
                 result.dead_lettered = now_counters.dead_lettered - base.dead_lettered
                 result.batches = now_counters.batches - base.batches
                 result.handler_s = now_counters.handler_s - base.handler_s
+                result.conflicts = now_counters.conflicts - base.conflicts
                 break
         result.cpu = cpu_use(before, cpu_sample(watched))
     finally:
@@ -875,7 +880,8 @@ def _consumption_lines(c: Consumption, args: Args) -> list[str]:
         lines.append(
             f"(a) {c.batches:,.0f} batches, {c.applied / c.batches:,.0f} records each on average, "
             f"{c.handler_s / c.batches * 1000:,.0f} ms in the handler each "
-            f"({c.handler_s / c.seconds:.0%} of the wall time)"
+            f"({c.handler_s / c.seconds:.0%} of the wall time); "
+            f"{c.conflicts:,.0f} graph transactions run again after a conflict"
         )
     return lines
 

@@ -21,6 +21,7 @@ import asyncpg
 import jsonschema_rs
 
 from itinera.common.errors import Conflict, FieldError, NotFound, ValidationFailed
+from itinera.common.web.patch import apply_patch
 from itinera.common.xdm.schemas import SchemaLibrary, SchemaResource
 from itinera.ingestion.catalog import repository as catalog_repository
 from itinera.ingestion.registry import repository
@@ -520,48 +521,3 @@ def _as_resource(resource_id: str, document: Mapping[str, Any]) -> dict[str, Any
     resource["$id"] = resource_id
     resource.setdefault("$schema", "https://json-schema.org/draft/2020-12/schema")
     return resource
-
-
-def apply_patch(document: dict[str, Any], operations: list[Any]) -> dict[str, Any]:
-    """A small RFC 6902 subset: add, remove, replace. Errors name the operation."""
-    result = copy.deepcopy(document)
-    for index, op in enumerate(operations):
-        if not isinstance(op, dict) or op.get("op") not in ("add", "remove", "replace"):
-            raise ValidationFailed(
-                "unsupported JSON Patch operation",
-                [FieldError(f"/{index}/op", "one of add, remove, replace", "enum")],
-            )
-        path = op.get("path")
-        if not isinstance(path, str) or not path.startswith("/"):
-            raise ValidationFailed(
-                "bad JSON Patch path", [FieldError(f"/{index}/path", "a JSON Pointer", "pointer")]
-            )
-        tokens = [t.replace("~1", "/").replace("~0", "~") for t in path[1:].split("/")]
-        parent: Any = result
-        try:
-            for token in tokens[:-1]:
-                parent = parent[int(token)] if isinstance(parent, list) else parent[token]
-            last = tokens[-1]
-            if isinstance(parent, list):
-                position = len(parent) if last == "-" else int(last)
-                if op["op"] == "add":
-                    parent.insert(position, op.get("value"))
-                elif op["op"] == "remove":
-                    parent.pop(position)
-                else:
-                    parent[position] = op.get("value")
-            elif isinstance(parent, dict):
-                if op["op"] == "remove":
-                    del parent[last]
-                elif op["op"] == "replace" and last not in parent:
-                    raise KeyError(last)
-                else:
-                    parent[last] = op.get("value")
-            else:
-                raise KeyError(last)
-        except (KeyError, IndexError, ValueError, TypeError):
-            raise ValidationFailed(
-                "JSON Patch path does not exist",
-                [FieldError(f"/{index}/path", f"{path} does not exist in the document", "pointer")],
-            ) from None
-    return result

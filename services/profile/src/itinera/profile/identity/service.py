@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import asyncpg
+from prometheus_client import Counter
 
 from itinera.common.db.outbox import enqueue
 from itinera.common.kafka import topics
@@ -30,6 +31,10 @@ from itinera.profile.identity.graph import Link, Node, Seen, anchor, profile_id,
 MAX_REACH = 10_000
 """The most identities one resolution loads; a larger tangle is resolved in part."""
 RETRIES = 20
+CONFLICTS = Counter(
+    "itinera_profile_graph_conflicts",
+    "Graph transactions run again after a serialization conflict or deadlock",
+)
 T = TypeVar("T")
 
 
@@ -82,6 +87,7 @@ class IdentityGraph:
                 async with self.pool.acquire() as conn, conn.transaction(isolation="serializable"):
                     return await work(conn)
             except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError):
+                CONFLICTS.inc()
                 if attempt == RETRIES - 1:
                     raise
                 await asyncio.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 6)))

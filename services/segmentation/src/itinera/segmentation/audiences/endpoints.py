@@ -3,6 +3,10 @@
 - ``GET /audiences``: every segment definition as an audience, with its size;
   ``start``/``limit``/``sort``/``property``/``name``/``description``/``entityType``
   (``{children, _page, _links}``);
+- ``POST /audiences`` (201), ``PUT /audiences/{AUDIENCE_ID}`` and ``PATCH`` (a JSON
+  Patch) (201, as AEP answers them), ``DELETE /audiences/{AUDIENCE_ID}`` (204): audiences
+  written as segment definitions are (see ``audiences.editing``), re-evaluated when their
+  rule changes;
 - ``GET /audiences/{AUDIENCE_ID}``; ``POST /audiences/bulk-get`` with ``{"ids": [{"id": ...}]}``
   (207, each id's audience or 404 entry);
 - ``POST /preview`` with ``{predicateExpression, predicateType, predicateModel, graphType?,
@@ -12,7 +16,8 @@
   qualifying profiles, a page at a time; ``DELETE /preview/{PREVIEW_ID}`` (running or not);
 - ``GET /estimate/{ESTIMATE_ID}`` (a preview's id): the audience's estimated size.
 
-Reads need ``audiences:read``. Creating and deleting previews need ``audiences:write``:
+Reads need ``audiences:read``; writing audiences needs ``audiences:write``, as do
+creating and deleting previews:
 a preview stores results and may evaluate a hundred thousand profiles, work that a
 read-only client should not be able to cause. Unknown and expired previews are 404.
 """
@@ -27,25 +32,29 @@ from itinera.common.auth import Principal, require_scope
 from itinera.common.service import Db
 from itinera.common.web.problems import documented
 from itinera.common.web.query import parse_query, query_parameters
-from itinera.segmentation.audiences import service
+from itinera.segmentation.audiences import editing, service
 from itinera.segmentation.audiences.schemas import (
+    AudienceIn,
     AudienceOut,
     AudiencePage,
     BulkOut,
     EstimateOut,
     ListQuery,
     PageQuery,
+    PatchOperationIn,
     PreviewIn,
     PreviewOut,
     PreviewQueryOut,
 )
 from itinera.segmentation.audiences.service import AUDIENCES, ESTIMATES, PREVIEWS, Limits
+from itinera.segmentation.definitions.endpoints import max_expression_length, reevaluate_on_save
 from itinera.segmentation.definitions.schemas import PROBLEMS, BulkGet, MessageOut
 
 router = APIRouter(responses={status: answer for status, answer in PROBLEMS.items() if status != 400})
 Reader = Annotated[Principal, Security(require_scope("audiences:read"))]
 Writer = Annotated[Principal, Security(require_scope("audiences:write"))]
 _PREVIEW = PREVIEWS + "/{PREVIEW_ID}"
+_AUDIENCE = AUDIENCES + "/{AUDIENCE_ID}"
 _NO_AUDIENCE: dict[int | str, dict[str, Any]] = {404: documented("No such audience in this sandbox")}
 _NO_PREVIEW: dict[int | str, dict[str, Any]] = {
     404: documented("No such preview in this sandbox, or it expired")
@@ -67,6 +76,91 @@ async def list_audiences(request: Request, caller: Reader, db: Db) -> dict[str, 
 
 
 @router.post(
+    AUDIENCES,
+    tags=["audiences"],
+    status_code=201,
+    summary="Create an audience defined by a PQL rule",
+    response_model=AudienceOut,
+    response_model_exclude_unset=True,
+    responses={
+        400: documented("The audience is not valid: every problem, with its path"),
+        422: documented(
+            "An audience of that name exists (`already-exists`), or the body has the wrong shape"
+        ),
+    },
+)
+async def create_audience(
+    request: Request, response: Response, body: AudienceIn, caller: Writer, db: Db
+) -> dict[str, Any]:
+    async with db.transaction():
+        audience_id = await editing.create(db, caller.sandbox, body, max_expression_length(request))
+        await reevaluate_on_save(request, db, caller.sandbox, audience_id)
+        created = await service.get(db, caller.sandbox, audience_id)
+    response.headers["X-Location"] = f"{AUDIENCES}/{audience_id}"
+    return created
+
+
+@router.put(
+    _AUDIENCE,
+    tags=["audiences"],
+    status_code=201,
+    summary="Replace an audience's name, description, rule, schema and labels",
+    response_model=AudienceOut,
+    response_model_exclude_unset=True,
+    responses={
+        **_NO_AUDIENCE,
+        400: documented("The audience is not valid, or its id or namespace would change"),
+        422: documented("Another audience has that name (`already-exists`), or the body has the wrong shape"),
+    },
+)
+async def replace_audience(
+    request: Request, AUDIENCE_ID: str, body: AudienceIn, caller: Writer, db: Db
+) -> dict[str, Any]:
+    async with db.transaction():
+        changed = await editing.replace(db, caller.sandbox, AUDIENCE_ID, body, max_expression_length(request))
+        if changed:
+            await reevaluate_on_save(request, db, caller.sandbox, AUDIENCE_ID)
+        return await service.get(db, caller.sandbox, AUDIENCE_ID)
+
+
+@router.patch(
+    _AUDIENCE,
+    tags=["audiences"],
+    status_code=201,
+    summary="Change an audience with a JSON Patch (name, description, expression, labels, evaluationInfo...)",
+    response_model=AudienceOut,
+    response_model_exclude_unset=True,
+    responses={
+        **_NO_AUDIENCE,
+        400: documented("An operation is not possible, or the patched audience is not valid"),
+        422: documented("Another audience has that name (`already-exists`), or the body has the wrong shape"),
+    },
+)
+async def patch_audience(
+    request: Request, AUDIENCE_ID: str, body: list[PatchOperationIn], caller: Writer, db: Db
+) -> dict[str, Any]:
+    async with db.transaction():
+        changed = await editing.patch(db, caller.sandbox, AUDIENCE_ID, body, max_expression_length(request))
+        if changed:
+            await reevaluate_on_save(request, db, caller.sandbox, AUDIENCE_ID)
+        return await service.get(db, caller.sandbox, AUDIENCE_ID)
+
+
+@router.delete(
+    _AUDIENCE,
+    tags=["audiences"],
+    status_code=204,
+    summary="Delete an audience that no other audience names",
+    response_class=Response,
+    responses={**_NO_AUDIENCE, 409: documented("Other audiences name it (`referencedBy`)")},
+)
+async def delete_audience(AUDIENCE_ID: str, caller: Writer, db: Db) -> Response:
+    async with db.transaction():
+        await editing.delete(db, caller.sandbox, AUDIENCE_ID)
+    return Response(status_code=204)
+
+
+@router.post(
     AUDIENCES + "/bulk-get",
     tags=["audiences"],
     status_code=207,
@@ -85,7 +179,7 @@ async def bulk_get_audiences(request: Request, body: BulkGet, caller: Reader, db
 
 
 @router.get(
-    AUDIENCES + "/{AUDIENCE_ID}",
+    _AUDIENCE,
     tags=["audiences"],
     summary="An audience, with its size",
     response_model=AudienceOut,

@@ -8,16 +8,23 @@ answers 400 with every problem at ``/predicateExpression``.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from itinera.segmentation.definitions.schemas import (
     PROFILE_CLASS,
     SORTABLE,
     DefinitionOut,
+    Description,
+    EvaluationInfo,
+    ExpressionIn,
     MergePolicyId,
     MissingOut,
+    Name,
+    ReadOnlyFields,
+    SchemaIn,
+    Storable,
     Text,
     order_by,
 )
@@ -110,6 +117,57 @@ class ListQuery(BaseModel):
         return value
 
 
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), Storable]
+
+
+class _AudienceReadOnly(ReadOnlyFields):
+    """Fields of a returned audience that a client may send back; they are ignored."""
+
+    originName: str | None = None
+    isSystem: bool | None = None
+    createEpoch: int | None = None
+    etag: str | None = Field(default=None, alias="_etag")
+    dependents: list[str] | None = None
+    dependencies: list[str] | None = None
+    definedOn: list[dict[str, Any]] | None = None
+    metrics: dict[str, Any] | None = None
+
+
+class AudienceIn(_AudienceReadOnly):
+    """``CreatePlatformAudienceRequestBody``, and the body of a ``PUT``: an audience
+    defined by a PQL rule (``type`` ``SegmentDefinition``). ``namespace``, ``type`` and
+    ``lifecycleState`` may be given with the only values they have here (``AEPSegments``,
+    ``SegmentDefinition``, ``published``)."""
+
+    id: str | None = Field(default=None, description="On a PUT, the audience's id; ignored on a POST")
+    audienceId: str | None = Field(default=None, description="As `id`")
+    name: Name
+    description: Description = ""
+    type: str | None = Field(default=None, max_length=64, description="`SegmentDefinition`")
+    namespace: str | None = Field(default=None, max_length=64, description="`AEPSegments`")
+    lifecycleState: str | None = Field(default=None, max_length=32, description="`published`")
+    expression: ExpressionIn
+    schema_: SchemaIn | None = Field(default=None, alias="schema")
+    labels: list[Label] = Field(
+        default_factory=list, max_length=100, description="Data usage labels, e.g. `C1`"
+    )
+    evaluationInfo: EvaluationInfo | None = Field(
+        default=None,
+        description="On a POST, batch when absent; on a PUT, unchanged when absent",
+    )
+    mergePolicyId: MergePolicyId | None = Field(default=None, description="On a PUT, unchanged when absent")
+
+
+class PatchOperationIn(BaseModel):
+    """One JSON Patch operation (``add``, ``remove``, ``replace``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    op: Literal["add", "remove", "replace"]
+    path: str = Field(max_length=256, pattern="^/", description="A JSON Pointer into the audience")
+    value: Any = None
+
+
 class PreviewIn(BaseModel):
     """``CreatePreviewRequest``."""
 
@@ -171,6 +229,7 @@ class AudienceOut(DefinitionOut):
     dependencies: list[str] = Field(description="The audiences whose rules name it")
     definedOn: list[dict[str, str]]
     metrics: MetricsOut
+    labels: list[str] = Field(description="Data usage labels, as given")
 
 
 class PageOut(DefinitionPageOut):

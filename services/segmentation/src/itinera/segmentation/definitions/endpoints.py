@@ -50,12 +50,12 @@ _ONE = DEFINITIONS + "/{SEGMENT_ID}"
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: documented("No such definition in this sandbox")}
 
 
-def _max_length(request: Request) -> int:
+def max_expression_length(request: Request) -> int:
     settings: SegmentationSettings = request.app.state.settings
     return settings.segmentation_max_expression_length
 
 
-async def _reevaluate(request: Request, db: Connection, sandbox: str, definition_id: str) -> None:
+async def reevaluate_on_save(request: Request, db: Connection, sandbox: str, definition_id: str) -> None:
     settings: SegmentationSettings = request.app.state.settings
     if settings.segmentation_evaluate_on_save:
         await jobs.reevaluate(db, sandbox, definition_id)
@@ -89,8 +89,8 @@ async def create_definition(
     request: Request, response: Response, body: DefinitionIn, caller: Writer, db: Db
 ) -> dict[str, Any]:
     async with db.transaction():
-        created = await service.create(db, caller.sandbox, body, _max_length(request))
-        await _reevaluate(request, db, caller.sandbox, created["id"])
+        created = await service.create(db, caller.sandbox, body, max_expression_length(request))
+        await reevaluate_on_save(request, db, caller.sandbox, created["id"])
     response.headers["X-Location"] = f"{DEFINITIONS}/{created['id']}"
     return created
 
@@ -106,8 +106,8 @@ async def create_composition(
     request: Request, response: Response, body: CompositionIn, caller: Writer, db: Db
 ) -> dict[str, Any]:
     async with db.transaction():
-        created = await compositions.create(db, caller.sandbox, body, _max_length(request))
-        await _reevaluate(request, db, caller.sandbox, created["id"])
+        created = await compositions.create(db, caller.sandbox, body, max_expression_length(request))
+        await reevaluate_on_save(request, db, caller.sandbox, created["id"])
     response.headers["X-Location"] = f"{DEFINITIONS}/{created['id']}"
     return created
 
@@ -152,9 +152,9 @@ async def patch_definition(
     request: Request, response: Response, SEGMENT_ID: str, body: DefinitionPatch, caller: Writer, db: Db
 ) -> dict[str, Any]:
     async with db.transaction():
-        updated = await service.update(db, caller.sandbox, SEGMENT_ID, body, _max_length(request))
+        updated = await service.update(db, caller.sandbox, SEGMENT_ID, body, max_expression_length(request))
         if body.expression is not None:
-            await _reevaluate(request, db, caller.sandbox, updated["id"])
+            await reevaluate_on_save(request, db, caller.sandbox, updated["id"])
     response.headers["X-Location"] = f"{DEFINITIONS}/{updated['id']}"
     return updated
 

@@ -104,6 +104,18 @@ async def get(
     return row
 
 
+async def set_labels(
+    conn: asyncpg.Connection, sandbox: str, definition_id: uuid.UUID, labels: list[str]
+) -> None:
+    """Replace an audience's data usage labels (``/audiences`` writes them)."""
+    await conn.execute(
+        "UPDATE segment_definitions SET labels = $3 WHERE sandbox = $1 AND id = $2",
+        sandbox,
+        definition_id,
+        labels,
+    )
+
+
 async def get_many(conn: asyncpg.Connection, sandbox: str, ids: Sequence[uuid.UUID]) -> list[Row]:
     rows: list[Row] = await conn.fetch(
         "SELECT * FROM segment_definitions WHERE sandbox = $1 AND id = ANY($2::uuid[])", sandbox, list(ids)

@@ -81,7 +81,7 @@ class GovernanceIn(_Strict):
     excludeOptOut: bool = True
 
 
-class _ReadOnly(_Strict):
+class ReadOnlyFields(_Strict):
     """Fields of a returned definition that a client may send back; they are ignored."""
 
     imsOrgId: str | None = None
@@ -95,7 +95,7 @@ class _ReadOnly(_Strict):
     itinera: dict[str, Any] | None = None
 
 
-class DefinitionIn(_ReadOnly):
+class DefinitionIn(ReadOnlyFields):
     """``CreateSegmentDefinition``. Without ``evaluationInfo`` the audience is evaluated in batch."""
 
     id: str | None = Field(default=None, description="Ignored: ids are given by the service")
@@ -107,7 +107,7 @@ class DefinitionIn(_ReadOnly):
     mergePolicyId: MergePolicyId | None = None
 
 
-class DefinitionPatch(_ReadOnly):
+class DefinitionPatch(ReadOnlyFields):
     """A partial update: the fields given replace the stored ones. ``mergePolicyId: null``
     removes the merge policy; ``description: null`` empties the description."""
 

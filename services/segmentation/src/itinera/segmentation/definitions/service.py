@@ -131,6 +131,7 @@ def view(row: Row, sandbox: str) -> dict[str, Any]:
             "synchronous": {"enabled": row["synchronous_enabled"]},
         },
         "dataGovernancePolicy": {"excludeOptOut": True},
+        "labels": list(row["labels"]),
         "creationTime": _millis(row["created_at"]),
         "updateEpoch": updated // 1000,
         "updateTime": updated,
