@@ -247,17 +247,21 @@ class Counters:
 
 
 class ServiceMetrics:
-    def __init__(self, client: httpx.AsyncClient, url: str) -> None:
+    def __init__(self, client: httpx.AsyncClient, url: str, relay_url: str | None = None) -> None:
         self._client = client
-        self._url = f"{url}/metrics"
+        self._urls = [f"{url}/metrics"] + ([f"{relay_url}/metrics"] if relay_url else [])
 
     async def read(self) -> Counters:
-        response = await self._client.get(self._url, timeout=5)
-        response.raise_for_status()
+        """The consumer's figures (and the relay's, when it runs in its own process)."""
+        texts = []
+        for url in self._urls:
+            response = await self._client.get(url, timeout=5)
+            response.raise_for_status()
+            texts.append(response.text)
         found: dict[str, float] = dict.fromkeys(
             ("processed", "dead_lettered", "lag", "batches", "handler_s", "relayed", "conflicts"), 0.0
         )
-        for family in text_string_to_metric_families(response.text):
+        for family in text_string_to_metric_families("".join(texts)):
             for sample in family.samples:
                 labels = sample.labels
                 if sample.name == "itinera_outbox_relayed_records_total" and labels.get("schema") == SCHEMA:
@@ -686,6 +690,8 @@ class Stack:
     server_log: Path | None = None
     api: subprocess.Popen[bytes] | None = None
     """The read API's processes (``--api-workers``), beside the one that consumes."""
+    relay: subprocess.Popen[bytes] | None = None
+    """The outbox relay's process (``--relay-process``)."""
     spy: subprocess.Popen[bytes] | None = None
 
     def start_infra(self) -> Infrastructure:
@@ -708,6 +714,21 @@ class Stack:
                 start_new_session=True,  # Ctrl-C reaches only us; we stop it in order
             )
         return self.server
+
+    def start_relay(self, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        assert self.state_dir is not None
+        with open(self.state_dir / "profile-relay.log", "ab") as log:
+            self.relay = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "itinera.common.cli", "serve", "profile"),
+                    *("--role", "relay", "--port", str(port)),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        return self.relay
 
     def start_api(self, port: int, env: dict[str, str], workers: int) -> subprocess.Popen[bytes]:
         assert self.state_dir is not None
@@ -754,7 +775,7 @@ class Stack:
 
     def stop(self) -> None:
         self.stop_spy()
-        for process in (self.api, self.server):
+        for process in (self.api, self.server, self.relay):
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 try:
@@ -762,7 +783,7 @@ class Stack:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
-        self.api = self.server = None
+        self.api = self.server = self.relay = None
         if self.infra is not None:
             self.infra.stop()
             self.infra = None
@@ -776,6 +797,8 @@ class Stack:
             pids["profile"] = self.server.pid
         if self.api is not None:
             pids["profile api"] = self.api.pid  # the supervisor: its tree is the workers
+        if self.relay is not None:
+            pids["profile relay"] = self.relay.pid
         if self.infra is not None and self.infra.broker is not None and self.infra.broker.process:
             pids["broker"] = self.infra.broker.process.pid
         if self.infra is not None and self.infra.database is not None and self.infra.database.process:
@@ -1080,6 +1103,7 @@ class Args:
     time_limit: float
     seed: int
     py_spy: Path | None
+    relay_process: bool
 
 
 def parse_args(argv: Sequence[str] | None) -> Args:
@@ -1130,6 +1154,11 @@ def parse_args(argv: Sequence[str] | None) -> Args:
     parser.add_argument("--time-limit", type=float, default=600, help="seconds for the whole run at most")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
+        "--relay-process",
+        action="store_true",
+        help="publish the outbox from a `--role relay` process of its own, not the consumer's",
+    )
+    parser.add_argument(
         "--py-spy", type=Path, default=None, help="folder: record the service with py-spy during each phase"
     )
     ns = parser.parse_args(argv)
@@ -1165,6 +1194,7 @@ def parse_args(argv: Sequence[str] | None) -> Args:
         time_limit=ns.time_limit,
         seed=ns.seed,
         py_spy=ns.py_spy,
+        relay_process=ns.relay_process,
     )
 
 
@@ -1191,6 +1221,7 @@ def spied(
 
 async def bench(args: Args, stack: Stack, results: Results) -> int:
     env = dict(os.environ)
+    relay_url = None
     if args.reuse:
         settings = CommonSettings()
         url, metrics_url = args.url, args.metrics_url
@@ -1208,6 +1239,11 @@ async def bench(args: Args, stack: Stack, results: Results) -> int:
             "ITINERA_DATABASE_URL": settings.database_url,
             "ITINERA_LOG_LEVEL": "WARNING",
         }
+        if args.relay_process:
+            relay_url = f"http://127.0.0.1:{(relay_port := free_port())}"
+            env["ITINERA_OUTBOX_RELAY_IN_WORKERS"] = "false"
+            stack.start_relay(relay_port, env)
+            say(f"outbox relay starting at {relay_url} (--role relay, its own process)")
         stack.start_server(port, env)
         say(f"profile service starting at {url} (--role all, one process)")
     token = mint_token(settings, scopes=["profiles:read", "identity:read"], sandbox=args.sandbox)
@@ -1225,7 +1261,7 @@ async def bench(args: Args, stack: Stack, results: Results) -> int:
         except (OSError, asyncpg.PostgresError) as exc:
             say(f"no database figures: {type(exc).__name__}: {exc}")
         tables = Tables(conn, args.sandbox)
-        metrics = ServiceMetrics(scraper, metrics_url)
+        metrics = ServiceMetrics(scraper, metrics_url, relay_url)
         await kafka.start()
         traffic = Traffic(args.seed, args.profiles, args.email_share, args.sandbox)
         say(f"sandbox {args.sandbox}; waiting for the consumer group (probe event)")

@@ -16,10 +16,12 @@ from fastapi import APIRouter, FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, Field
 
+from itinera.common.db.outbox import OutboxRelay, enqueue
 from itinera.common.errors import Conflict, FieldError, ValidationFailed
+from itinera.common.kafka.envelope import Envelope
 from itinera.common.service import Service
 from itinera.common.settings import CommonSettings
-from itinera.common.testing import running
+from itinera.common.testing import eventually, running
 
 FIXTURE_MIGRATIONS = "itinera_common_fixtures.migrations"
 PROBLEM = "https://itinera.dev/problems/"
@@ -236,6 +238,34 @@ class TestRoles:
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             assert (await client.get("/healthz")).status_code == 200
             assert (await client.get("/v1/widgets/1")).status_code == 404
+
+    async def test_a_relay_app_publishes_the_outbox_and_serves_no_api(
+        self, service: Service, settings: CommonSettings, new_topic: Any
+    ) -> None:
+        topic = await new_topic("relayrole")
+        async with running(service.create_app("relay", settings)) as relay:
+            runtime = relay.state.runtime
+            assert [type(w) for w in runtime.workers] == [OutboxRelay]
+            async with runtime.pool.acquire() as conn, conn.transaction():
+                await enqueue(conn, topic, [Envelope(type="t.v1", source="/t", data={}, sandbox="prod")])
+
+            async def published() -> bool:
+                async with runtime.pool.acquire() as conn:
+                    return bool(await conn.fetchval("SELECT count(*) = 0 FROM outbox"))
+
+            await eventually(published)
+            transport = httpx.ASGITransport(app=relay)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                assert (await client.get("/v1/widgets/1")).status_code == 404
+
+    async def test_workers_leave_the_outbox_to_a_relay_process_when_told_to(
+        self, service: Service, settings: CommonSettings
+    ) -> None:
+        told = settings.model_copy(update={"outbox_relay_in_workers": False})
+        async with running(service.create_app("all", told)) as app:
+            assert not any(isinstance(w, OutboxRelay) for w in app.state.runtime.workers)
+        async with running(service.create_app("worker", settings)) as app:
+            assert any(isinstance(w, OutboxRelay) for w in app.state.runtime.workers)
 
     def test_the_openapi_document_lists_the_routes_of_an_api_app(
         self, service: Service, settings: CommonSettings

@@ -175,7 +175,7 @@ def parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run one service")
     serve.add_argument("service")
-    serve.add_argument("--role", choices=["api", "worker", "all"], default="all")
+    serve.add_argument("--role", choices=["api", "worker", "all", "relay"], default="all")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0, help="default: the service's own port")
     serve.add_argument(

@@ -5,7 +5,11 @@ Every service declares one :class:`Service` (found by the ``itinera`` CLI throug
 
 - ``api``: HTTP endpoints only;
 - ``worker``: Kafka consumers and the outbox relay, plus health, readiness and metrics;
-- ``all``: both (local runs and small deployments).
+- ``all``: both (local runs and small deployments);
+- ``relay``: the outbox relay alone. With ``ITINERA_OUTBOX_RELAY_IN_WORKERS=false`` the
+  ``worker`` and ``all`` processes leave publishing the outbox to such a process, so
+  the consumers' process spends its core on consuming. (Any number of relays may run:
+  one publishes at a time.)
 
 The lifespan builds resources in order (pool and migrations, producer, service state,
 workers), yields, and tears them down in reverse.
@@ -40,7 +44,7 @@ from itinera.common.web.responses import Json
 
 log = logging.getLogger(__name__)
 
-Role = Literal["api", "worker", "all"]
+Role = Literal["api", "worker", "all", "relay"]
 
 
 class Worker(Protocol):
@@ -122,20 +126,21 @@ class Service:
             try:
                 if self.setup is not None:
                     await self.setup(runtime)
-                if role in ("worker", "all"):
-                    runtime.workers = [
+                if role == "relay" or (role in ("worker", "all") and settings.outbox_relay_in_workers):
+                    runtime.workers.append(
                         OutboxRelay(
                             pool,
                             producer,
                             self.schema,
                             batch_max=settings.outbox_batch_max,
                             poll_interval_s=settings.outbox_poll_interval_ms / 1000,
-                        ),
-                        *(self.workers(runtime) if self.workers else ()),
-                    ]
-                    for worker in runtime.workers:
-                        await worker.start()
-                        started.append(worker)
+                        )
+                    )
+                if role in ("worker", "all") and self.workers is not None:
+                    runtime.workers.extend(self.workers(runtime))
+                for worker in runtime.workers:
+                    await worker.start()
+                    started.append(worker)
                 # What start-up built lives as long as the process: keep it out of
                 # the collector's generations, and collect young objects less often
                 # (a request parses thousands of small containers).

@@ -63,6 +63,9 @@ class CommonSettings(BaseSettings):
     itinera.events.v1 to itinera.audiences.v1, at 50 ms 0.46 s."""
     outbox_batch_max: int = Field(default=500, ge=1)
     outbox_poll_interval_ms: int = Field(default=500, ge=10)
+    outbox_relay_in_workers: bool = True
+    """Whether ``worker`` and ``all`` processes publish the outbox too; false when a
+    ``--role relay`` process does it for them."""
 
     schemas_dir: Path = Field(default_factory=_find_schemas_dir)
 

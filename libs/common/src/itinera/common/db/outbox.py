@@ -23,6 +23,7 @@ from prometheus_client import Counter, Gauge
 
 from itinera.common.kafka.envelope import Envelope
 from itinera.common.kafka.producer import Producer
+from itinera.common.telemetry import inject_headers
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,12 @@ async def enqueue(conn: asyncpg.Connection, topic: str, envelopes: Sequence[Enve
     if not envelopes:
         return
     keys, values, headers = [], [], []
+    trace = inject_headers()  # the caller's trace context, taken once for the batch
     for e in envelopes:
         keys.append(e.key.encode() if e.key is not None else None)
         values.append(e.value())
         # As JSON text: a list of pairs would be read as a second array dimension.
-        headers.append(orjson.dumps([[k, v.decode()] for k, v in e.headers()]).decode())
+        headers.append(orjson.dumps(list(e.header_text(trace).items())).decode())
     await conn.execute(
         """WITH added AS (
                INSERT INTO outbox (topic, key, value, headers)

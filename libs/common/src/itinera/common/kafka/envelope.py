@@ -44,7 +44,11 @@ class Envelope:
     def headers(self, trace: Mapping[str, str] | None = None) -> list[tuple[str, bytes]]:
         """The record headers. ``trace`` is the current trace context when the caller
         has already taken it (one injection for a whole batch)."""
-        pairs = {
+        return [(k, v.encode()) for k, v in self.header_text(trace).items()]
+
+    def header_text(self, trace: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The record headers as text (see :meth:`headers`)."""
+        return {
             "ce_specversion": SPEC_VERSION,
             "ce_id": self.id,
             "ce_source": self.source,
@@ -55,7 +59,6 @@ class Envelope:
             **(inject_headers() if trace is None else trace),
             **self.extensions,  # an explicit traceparent (the source record's) wins
         }
-        return [(k, v.encode()) for k, v in pairs.items()]
 
     def value(self) -> bytes:
         return self.data if isinstance(self.data, bytes) else orjson.dumps(self.data)
