@@ -323,6 +323,39 @@ class TestPreviews:
         assert estimate["itinera"]["sampled"] is False
         assert estimate["itinera"]["interval"] == {"low": 3, "high": 3}
 
+    async def test_the_estimate_counts_the_qualifying_profiles_by_the_namespaces_of_their_identities(
+        self, api: httpx.AsyncClient, tenant: Tenant
+    ) -> None:
+        def person(country: str, **identity_map: list[dict[str, str]]) -> dict[str, Any]:
+            return {"homeAddress": {"countryCode": country}, "identityMap": identity_map}
+
+        email, device, loyalty = [{"id": "x@example.com"}], [{"id": "1" * 38}], [{"id": "L-1"}]
+        await tenant.project(
+            dict(
+                zip(
+                    ids(5),
+                    [
+                        person("FR", Email=email, ECID=device),
+                        person("FR", email=email),  # a standard code in another case
+                        person("FR", ECID=device, loyaltyId=loyalty, Phone=[]),  # no phone: an empty list
+                        person("DE", Email=email, ECID=device),  # does not qualify
+                        FR,  # no identityMap
+                    ],
+                    strict=True,
+                )
+            )
+        )
+
+        preview_id = await preview(api, FRENCH)
+
+        estimate = (await api.get(f"{ESTIMATE}/{preview_id}")).json()
+        assert estimate["profilesMatchedSoFar"] == 4
+        assert estimate["estimatedNamespaceDistribution"] == [
+            {"namespaceId": "4", "namespaceCode": "ECID", "profilesMatchedSoFar": 2},
+            {"namespaceId": "6", "namespaceCode": "Email", "profilesMatchedSoFar": 2},
+            {"namespaceId": "loyaltyId", "namespaceCode": "loyaltyId", "profilesMatchedSoFar": 1},
+        ]
+
     async def test_the_results_are_paged_by_offset(self, api: httpx.AsyncClient, tenant: Tenant) -> None:
         everyone = ids(5)
         await tenant.project(dict.fromkeys(everyone, FR))

@@ -23,6 +23,27 @@ MAX_IDENTITIES_PER_RECORD = 20
 MAX_IDENTITY_LENGTH = 1024
 PLACEHOLDER_VALUES = frozenset({"null", "anonymous", "invalid"})
 _ECID = re.compile(r"[0-9]{38}")
+STANDARD_NAMESPACE_IDS = {
+    "CRMID": 1,
+    "ECID": 4,
+    "Email": 6,
+    "Phone": 7,
+    "AAID": 10,
+    "Email_LC_SHA256": 11,
+    "Phone_SHA256": 12,
+    "IDFA": 20,
+    "GAID": 21,
+    "AdCloud": 411,
+}
+"""AEP's numeric ids of the standard identity namespaces, by code. Codes match
+case-insensitively (:func:`standard_namespace_id`); a custom namespace's id is the
+profile service's to give."""
+_STANDARD_IDS = {code.lower(): number for code, number in STANDARD_NAMESPACE_IDS.items()}
+
+
+def standard_namespace_id(code: str) -> int | None:
+    """The id of a standard namespace, whatever the case of its code; ``None`` for others."""
+    return _STANDARD_IDS.get(code.lower())
 
 
 class AuthenticatedState(StrEnum):

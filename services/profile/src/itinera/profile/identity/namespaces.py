@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from itinera.common.errors import Conflict, FieldError, NotFound, ValidationFailed
+from itinera.common.xdm.identity import STANDARD_NAMESPACE_IDS as _ID
 from itinera.profile.identity.graph import Node, Rules
 
 ID_TYPES = ("COOKIE", "CROSS_DEVICE", "DEVICE", "EMAIL", "MOBILE", "NON_PEOPLE", "PHONE")
@@ -54,16 +55,26 @@ class Namespace:
 
 # Priorities: person identifiers above device and cookie identifiers, as AEP's defaults.
 STANDARD: tuple[Namespace, ...] = (
-    Namespace("CRMID", 1, "CRM ID", "CROSS_DEVICE", "Customer id from a CRM", True, 100),
-    Namespace("Email", 6, "Email", "EMAIL", "Email address", False, 90),
-    Namespace("Email_LC_SHA256", 11, "Emails (SHA256, lowercased)", "EMAIL", "Hashed email", False, 85),
-    Namespace("Phone", 7, "Phone", "PHONE", "Phone number", False, 80),
-    Namespace("Phone_SHA256", 12, "Phone (SHA256)", "PHONE", "Hashed phone number", False, 75),
-    Namespace("IDFA", 20, "Apple IDFA", "DEVICE", "Apple advertising id", False, 60),
-    Namespace("GAID", 21, "Google Ad ID", "DEVICE", "Google advertising id", False, 60),
-    Namespace("AAID", 10, "Adobe Analytics ID", "DEVICE", "Adobe Analytics id", False, 50),
-    Namespace("ECID", 4, "Experience Cloud ID", "COOKIE", "Experience Cloud id", False, 40),
-    Namespace("AdCloud", 411, "AdCloud", "COOKIE", "Advertising cloud id", False, 30),
+    Namespace("CRMID", _ID["CRMID"], "CRM ID", "CROSS_DEVICE", "Customer id from a CRM", True, 100),
+    Namespace("Email", _ID["Email"], "Email", "EMAIL", "Email address", False, 90),
+    Namespace(
+        "Email_LC_SHA256",
+        _ID["Email_LC_SHA256"],
+        "Emails (SHA256, lowercased)",
+        "EMAIL",
+        "Hashed email",
+        False,
+        85,
+    ),
+    Namespace("Phone", _ID["Phone"], "Phone", "PHONE", "Phone number", False, 80),
+    Namespace(
+        "Phone_SHA256", _ID["Phone_SHA256"], "Phone (SHA256)", "PHONE", "Hashed phone number", False, 75
+    ),
+    Namespace("IDFA", _ID["IDFA"], "Apple IDFA", "DEVICE", "Apple advertising id", False, 60),
+    Namespace("GAID", _ID["GAID"], "Google Ad ID", "DEVICE", "Google advertising id", False, 60),
+    Namespace("AAID", _ID["AAID"], "Adobe Analytics ID", "DEVICE", "Adobe Analytics id", False, 50),
+    Namespace("ECID", _ID["ECID"], "Experience Cloud ID", "COOKIE", "Experience Cloud id", False, 40),
+    Namespace("AdCloud", _ID["AdCloud"], "AdCloud", "COOKIE", "Advertising cloud id", False, 30),
 )
 _STANDARD = {n.code.lower(): n for n in STANDARD}
 

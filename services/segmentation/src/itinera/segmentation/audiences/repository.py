@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -286,6 +286,8 @@ class PreviewCounts:
     profiles_read: int
     profiles_matched: int
     evaluated_at: datetime
+    namespaces: dict[str, int] = field(default_factory=dict)
+    """Qualifying profiles by namespace code in their ``identityMap``."""
 
 
 async def store_results(
@@ -304,7 +306,7 @@ async def store_results(
     updated = await conn.fetchval(
         """UPDATE previews
               SET state = 'RESULT_READY', profiles_total = $3, profiles_read = $4,
-                  profiles_matched = $5, evaluated_at = $6,
+                  profiles_matched = $5, evaluated_at = $6, namespace_counts = $7,
                   expires_at = clock_timestamp() + (expires_at - created_at)
             WHERE sandbox = $1 AND id = $2 AND expires_at > now()
         RETURNING true""",
@@ -314,6 +316,7 @@ async def store_results(
         c.profiles_read,
         c.profiles_matched,
         c.evaluated_at,
+        c.namespaces,
     )
     if updated is None:
         return False

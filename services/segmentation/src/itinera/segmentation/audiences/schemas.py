@@ -330,6 +330,12 @@ class EstimateExtensionOut(BaseModel):
     expiresAt: str
 
 
+class NamespaceCountOut(BaseModel):
+    namespaceId: str = Field(description="AEP's id of a standard namespace (`6`: Email); a custom one's code")
+    namespaceCode: str
+    profilesMatchedSoFar: int = Field(description="Qualifying profiles read with an identity in it")
+
+
 class EstimateOut(BaseModel):
     """``EstimateResponse``, with the interval's bounds (``itinera``); zeros until the
     preview is RESULT_READY, and why it FAILED in ``error.description``."""
@@ -338,7 +344,9 @@ class EstimateOut(BaseModel):
 
     estimatedSize: int = Field(description="Qualifying profiles; extrapolated from the sample when sampled")
     numRowsToRead: int = Field(description="Profiles the estimate evaluates")
-    estimatedNamespaceDistribution: list[dict[str, Any]]
+    estimatedNamespaceDistribution: list[NamespaceCountOut] = Field(
+        description="Qualifying profiles by the namespaces of their `identityMap`, the most common first"
+    )
     state: State
     profilesReadSoFar: int
     profilesMatchedSoFar: int

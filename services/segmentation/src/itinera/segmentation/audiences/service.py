@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,7 @@ from asyncpg import Record as Row
 
 from itinera.common import pql
 from itinera.common.errors import FieldError, NotFound, ValidationFailed
+from itinera.common.xdm.identity import STANDARD_NAMESPACE_IDS, standard_namespace_id
 from itinera.segmentation.audiences import repository
 from itinera.segmentation.audiences.repository import Filters, PreviewCounts, PreviewRequest
 from itinera.segmentation.audiences.schemas import (
@@ -78,6 +80,7 @@ PURGED = 100
 Z_95 = 1.959964
 _STATUSES = ("realized", "existing", "exited")
 _MODELS = (PROFILE_CLASS, "xdm.model.profile")
+_STANDARD_CODES = {code.lower(): code for code in STANDARD_NAMESPACE_IDS}
 _DEFINED_ON = {
     "meta:resourceType": "unions",
     "meta:containerId": "tenant",
@@ -354,13 +357,47 @@ async def evaluate_preview(db: asyncpg.Connection, preview: Row, event_limit: in
     sample = bound if total > bound else None
     read = 0
     qualifying: list[str] = []
+    namespaces: Counter[str] = Counter()
     async for profiles in repository.profiles_in_chunks(db, sandbox, sample, CHUNK):
         read += len(profiles)
-        qualifying += await _qualifying(db, sandbox, rule, reads, profiles, now, event_limit)
+        found = await _qualifying(db, sandbox, rule, reads, profiles, now, event_limit)
+        qualifying += found
+        namespaces.update(code for profile_id in found for code in namespaces_of(profiles[profile_id]))
     counts = PreviewCounts(
-        profiles_total=total, profiles_read=read, profiles_matched=len(qualifying), evaluated_at=now
+        profiles_total=total,
+        profiles_read=read,
+        profiles_matched=len(qualifying),
+        evaluated_at=now,
+        namespaces=dict(namespaces),
     )
     return await repository.store_results(db, sandbox, preview_id, counts, qualifying)
+
+
+def namespaces_of(attributes: Mapping[str, Any]) -> set[str]:
+    """The namespaces a profile has an identity in (its ``identityMap``), standard ones
+    under their usual code whatever the case given."""
+    identity_map = attributes.get("identityMap")
+    if not isinstance(identity_map, Mapping):
+        return set()
+    return {
+        _STANDARD_CODES.get(code.lower(), code)
+        for code, items in identity_map.items()
+        if isinstance(code, str) and isinstance(items, list) and items
+    }
+
+
+def namespace_distribution(counts: Mapping[str, int]) -> list[dict[str, Any]]:
+    """AEP's ``estimatedNamespaceDistribution``: qualifying profiles per namespace, the
+    most common first. ``namespaceId`` is AEP's id of a standard namespace; a custom
+    namespace's id is the profile service's, so it is shown by its code."""
+    return [
+        {
+            "namespaceId": str(standard_namespace_id(code) or code),
+            "namespaceCode": code,
+            "profilesMatchedSoFar": matched,
+        }
+        for code, matched in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ]
 
 
 async def _preview(db: asyncpg.Connection, sandbox: str, preview_id: str) -> Row:
@@ -456,7 +493,9 @@ async def get_estimate(db: asyncpg.Connection, sandbox: str, estimate_id: str) -
     return {
         "estimatedSize": figures.size,
         "numRowsToRead": read,
-        "estimatedNamespaceDistribution": [],
+        "estimatedNamespaceDistribution": (
+            namespace_distribution(found["namespace_counts"]) if found["state"] == READY else []
+        ),
         "state": found["state"],
         "profilesReadSoFar": read,
         "profilesMatchedSoFar": matched,
