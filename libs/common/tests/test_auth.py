@@ -14,7 +14,15 @@ import pytest
 from fastapi import FastAPI, Security
 from pydantic import SecretStr
 
-from itinera.common.auth import Principal, Verifier, mint_token, require_scope
+from itinera.common.auth import (
+    SERVICE_ISSUER,
+    NoServiceKey,
+    Principal,
+    ServiceTokens,
+    Verifier,
+    mint_token,
+    require_scope,
+)
 from itinera.common.errors import Unauthorized
 from itinera.common.settings import CommonSettings
 from itinera.common.web import problems
@@ -105,6 +113,60 @@ class TestARefusedToken:
         unsigned = jwt.encode(valid_claims(), "", algorithm="none")
         with pytest.raises(Unauthorized):
             await Verifier(settings).verify(unsigned)
+
+
+SERVICE_SECRET = "a-service-secret-for-the-auth-tests-0123456789"
+JWKS = "http://127.0.0.1:9/jwks.json"  # never fetched: a service token is checked with its own key
+
+
+class TestAServiceToken:
+    async def test_verifies_to_the_service_with_the_scopes_and_sandbox_of_the_call(
+        self, settings: CommonSettings
+    ) -> None:
+        token = ServiceTokens(settings, "journeys").token("tenant-a", ["audiences:read"])
+
+        principal = await Verifier(settings).verify(token)
+
+        assert principal.subject == "service:journeys"
+        assert principal.scopes == {"audiences:read"}
+        assert principal.sandbox == "tenant-a"
+        assert 0 < principal.expires_at - time.time() <= 300
+
+    def test_is_minted_once_per_sandbox_and_scopes_until_it_nears_its_end(
+        self, settings: CommonSettings
+    ) -> None:
+        tokens = ServiceTokens(settings, "journeys")
+
+        first = tokens.token("a", ["profiles:read", "audiences:read"])
+
+        assert tokens.token("a", ["audiences:read", "profiles:read"]) == first
+        assert tokens.token("b", ["audiences:read", "profiles:read"]) != first
+        assert tokens.token("a", ["audiences:read"]) != first
+        assert tokens.headers("a", ["audiences:read"]) == {
+            "authorization": f"Bearer {tokens.token('a', ['audiences:read'])}"
+        }
+
+    async def test_with_a_jwks_is_signed_and_checked_with_the_service_secret(self) -> None:
+        production = CommonSettings(auth_jwks_url=JWKS, service_secret=SecretStr(SERVICE_SECRET))
+        token = ServiceTokens(production, "journeys").token("prod", ["profiles:read"])
+
+        assert (await Verifier(production).verify(token)).subject == "service:journeys"
+
+    async def test_with_a_jwks_and_no_service_secret_cannot_be_minted_nor_accepted(self) -> None:
+        production = CommonSettings(auth_jwks_url=JWKS)
+        claims = valid_claims(iss=SERVICE_ISSUER, sub="service:journeys")
+
+        with pytest.raises(NoServiceKey, match="ITINERA_SERVICE_SECRET"):
+            ServiceTokens(production, "journeys").token("prod", ["profiles:read"])
+        with pytest.raises(Unauthorized, match="ITINERA_SERVICE_SECRET is not set"):
+            await Verifier(production).verify(raw_token(claims, SECRET))
+
+    async def test_signed_with_another_key_is_refused(self, settings: CommonSettings) -> None:
+        with_secret = CommonSettings(auth_secret=SecretStr(SECRET), service_secret=SecretStr(SERVICE_SECRET))
+        forged = raw_token(valid_claims(iss=SERVICE_ISSUER, sub="service:journeys"), SECRET)
+
+        with pytest.raises(Unauthorized, match="not valid"):
+            await Verifier(with_secret).verify(forged)
 
 
 class TestTheVerifiersCache:

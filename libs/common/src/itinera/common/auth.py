@@ -4,6 +4,12 @@ Tokens carry ``sub``, ``scope`` (space-separated), ``sandbox`` and ``exp``. In
 development they are HS256 with ``ITINERA_AUTH_SECRET``; in production they are
 verified against the keys at ``ITINERA_AUTH_JWKS_URL``. AEP clients also send the
 sandbox in ``x-sandbox-name``: when present it must match the token's.
+
+A service calling another (journeys reading an audience or a profile) presents a token
+it minted itself (:class:`ServiceTokens`): HS256 with ``ITINERA_SERVICE_SECRET``, issuer
+``itinera-service``, subject ``service:<name>``, the one sandbox and the scopes of the
+call, valid five minutes. Every service accepts such tokens beside its callers' (without
+``ITINERA_SERVICE_SECRET``, only in development, signed with ``ITINERA_AUTH_SECRET``).
 """
 
 from __future__ import annotations
@@ -99,8 +105,17 @@ class Verifier:
 
     async def _decode(self, token: str) -> Principal:
         options = {"require": ["exp", "sub", "sandbox"]}
+        issuer = self.settings.auth_issuer
         try:
-            if self._jwks is not None:
+            if _from_a_service(token):
+                key = service_key(self.settings)
+                if key is None:
+                    raise Unauthorized(
+                        "tokens of services are not accepted: ITINERA_SERVICE_SECRET is not set"
+                    )
+                algorithms = ["HS256"]
+                issuer = SERVICE_ISSUER
+            elif self._jwks is not None:
                 jwks = self._jwks
                 key = (await asyncio.to_thread(jwks.get_signing_key_from_jwt, token)).key
                 algorithms = ["RS256", "ES256", "PS256"]
@@ -112,7 +127,7 @@ class Verifier:
                 key,
                 algorithms=algorithms,
                 audience=self.settings.auth_audience,
-                issuer=self.settings.auth_issuer,
+                issuer=issuer,
                 options=options,  # type: ignore[arg-type]
             )
         except jwt.ExpiredSignatureError:
@@ -129,6 +144,74 @@ class Verifier:
             sandbox=sandbox,
             expires_at=float(claims["exp"]),
         )
+
+
+SERVICE_ISSUER = "itinera-service"
+SERVICE_TOKEN_TTL_S = 300
+
+
+def service_key(settings: CommonSettings) -> str | None:
+    """The key of service tokens: ``ITINERA_SERVICE_SECRET``, or in development (no
+    JWKS) ``ITINERA_AUTH_SECRET``; ``None`` when services cannot call each other."""
+    if settings.service_secret is not None:
+        return settings.service_secret.get_secret_value()
+    if settings.auth_jwks_url is None:
+        return settings.auth_secret.get_secret_value()
+    return None
+
+
+def _from_a_service(token: str) -> bool:
+    """Whether the token says it was minted by a service (checked by its signature next)."""
+    try:
+        header = jwt.get_unverified_header(token)
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return False
+    return header.get("alg") == "HS256" and claims.get("iss") == SERVICE_ISSUER
+
+
+class NoServiceKey(Exception):
+    """This service has no key to mint tokens for calling another."""
+
+
+class ServiceTokens:
+    """Tokens this service presents to another: one per sandbox and set of scopes, minted
+    again a minute before it expires."""
+
+    def __init__(self, settings: CommonSettings, service: str) -> None:
+        self.settings = settings
+        self.subject = f"service:{service}"
+        self._minted: dict[tuple[str, frozenset[str]], tuple[str, float]] = {}
+
+    def token(self, sandbox: str, scopes: Iterable[str]) -> str:
+        key = service_key(self.settings)
+        if key is None:
+            raise NoServiceKey("calling another service needs ITINERA_SERVICE_SECRET (a JWKS is set)")
+        wanted = (sandbox, frozenset(scopes))
+        found = self._minted.get(wanted)
+        now = time.time()
+        if found is not None and found[1] - 60 > now:
+            return found[0]
+        expires = int(now) + SERVICE_TOKEN_TTL_S
+        claims: dict[str, Any] = {
+            "sub": self.subject,
+            "scope": " ".join(sorted(wanted[1])),
+            "sandbox": sandbox,
+            "iss": SERVICE_ISSUER,
+            "iat": int(now),
+            "exp": expires,
+        }
+        if self.settings.auth_audience:
+            claims["aud"] = self.settings.auth_audience
+        minted = jwt.encode(claims, key, algorithm="HS256")
+        if len(self._minted) > 1024:
+            self._minted.clear()
+        self._minted[wanted] = (minted, expires)
+        return minted
+
+    def headers(self, sandbox: str, scopes: Iterable[str]) -> dict[str, str]:
+        """The ``authorization`` header of a call in ``sandbox`` needing ``scopes``."""
+        return {"authorization": f"Bearer {self.token(sandbox, scopes)}"}
 
 
 def bearer(request: Request) -> str:

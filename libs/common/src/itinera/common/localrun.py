@@ -133,6 +133,10 @@ async def _run(args: argparse.Namespace) -> int:
             env["ITINERA_PROFILE_SERVICE_URL"] = (
                 f"http://127.0.0.1:{installed['profile'].port + args.port_offset}"
             )
+        if "segmentation" in installed:  # for the services that read audiences from it
+            env["ITINERA_SEGMENTATION_SERVICE_URL"] = (
+                f"http://127.0.0.1:{installed['segmentation'].port + args.port_offset}"
+            )
         settings = CommonSettings(kafka_bootstrap=infra.kafka_bootstrap, database_url=infra.database_url)
         created = await create_topics(settings)
         print(f"itinera | broker {infra.kafka_bootstrap}: {len(created)} topic(s) created", flush=True)

@@ -44,10 +44,17 @@ class CommonSettings(BaseSettings):
     auth_jwks_url: str | None = None
     auth_audience: str | None = None
     auth_issuer: str | None = None
+    service_secret: SecretStr | None = None
+    """Signs the tokens a service mints to call another (HS256, issuer
+    ``itinera-service``), accepted by every service beside its callers' tokens. Unset:
+    in development (no JWKS) ``ITINERA_AUTH_SECRET`` signs them; with a JWKS, services
+    cannot call each other."""
     default_sandbox: str = "prod"
 
     profile_service_url: str = "http://127.0.0.1:8002"
     """The profile service's HTTP API, for the services that read profiles from it."""
+    segmentation_service_url: str = "http://127.0.0.1:8003"
+    """The segmentation service's HTTP API, for the services that read audiences from it."""
 
     otel_exporter: Literal["none", "otlp", "console"] = "none"
     otel_endpoint: str = "http://127.0.0.1:4318"
