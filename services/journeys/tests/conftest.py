@@ -24,6 +24,9 @@ def journeys_settings(topics_created: StackInfo) -> JourneysSettings:
         journeys_max_nodes=50,
         journeys_max_expression_length=2048,
         journeys_check_templates=False,  # test_templates.py checks them, with templates published
+        # test_peers.py asks segmentation and profile services of its own.
+        journeys_check_audiences=False,
+        journeys_read_profiles=False,
     )
 
 

@@ -21,8 +21,16 @@ EXAMPLES_PER_OPERATION = int(os.environ.get("ITINERA_FUZZ_EXAMPLES", "25"))
 @pytest.fixture(scope="module")
 def server(topics_created: StackInfo) -> Iterator[str]:
     """The API alone (no worker keeps templates here), with templates not looked up, so
-    that the live campaign and journey the fuzzing needs can be made."""
-    with serving(topics_created, "journeys", ITINERA_JOURNEYS_CHECK_TEMPLATES="false") as url:
+    that the live campaign and journey the fuzzing needs can be made, and neither
+    audiences nor profiles asked of other services (none runs here: that would be a 503
+    whatever the input)."""
+    with serving(
+        topics_created,
+        "journeys",
+        ITINERA_JOURNEYS_CHECK_TEMPLATES="false",
+        ITINERA_JOURNEYS_CHECK_AUDIENCES="false",
+        ITINERA_JOURNEYS_READ_PROFILES="false",
+    ) as url:
         yield url
 
 

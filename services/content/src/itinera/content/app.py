@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter
 
+from itinera.common.peers import ProfileReader
 from itinera.common.service import Runtime, Service
 from itinera.content.config import ContentSettings, settings
-from itinera.content.profiles import ProfileReader
 
 
 def _routers() -> Sequence[APIRouter]:

@@ -16,6 +16,7 @@ from itinera.common.kafka.consumer import ConsumerLoop
 from itinera.common.service import Runtime, Service, Worker
 from itinera.journeys.campaigns.workers import CampaignScheduler, ExecutionRunner, MembershipHandler
 from itinera.journeys.config import JourneysSettings, settings
+from itinera.journeys.peers import Peers
 from itinera.journeys.runtime.actions import ActionRunner
 from itinera.journeys.runtime.consumers import RuntimeHandler, TimerRunner
 from itinera.journeys.runtime.reads import AudienceReader
@@ -29,6 +30,14 @@ def _routers() -> Sequence[APIRouter]:
     from itinera.journeys.runtime.endpoints import router as instances
 
     return (definitions, actions, instances, campaigns)
+
+
+async def _setup(runtime: Runtime) -> None:
+    config = runtime.settings
+    assert isinstance(config, JourneysSettings)
+    peers = Peers.of(config)
+    runtime.state["peers"] = peers
+    runtime.on_stop.append(peers.close)
 
 
 def _workers(runtime: Runtime) -> Sequence[Worker]:
@@ -74,7 +83,12 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             service="journeys",
         ),
         CampaignScheduler(runtime.pool, config.journeys_campaign_interval_s, config.journeys_campaign_batch),
-        ExecutionRunner(runtime.pool, config.journeys_campaign_interval_s, config.journeys_campaign_batch),
+        ExecutionRunner(
+            runtime.pool,
+            config.journeys_campaign_interval_s,
+            config.journeys_campaign_batch,
+            runtime.state["peers"],
+        ),
     ]
 
 
@@ -85,6 +99,7 @@ SERVICE = Service(
     migrations="itinera.journeys.migrations",
     settings=settings,
     routers=_routers,
+    setup=_setup,
     workers=_workers,
     title="Itinera journeys",
     description=(

@@ -48,6 +48,16 @@ class JourneysSettings(CommonSettings):
     """Publishing refuses a message node whose template the content service has not
     published in the sandbox, or published for another channel. Off: template ids are
     only checked for their shape (templates managed outside Itinera's content service)."""
+    journeys_check_audiences: bool = True
+    """Publishing a journey, activating a campaign and executing one over an audience
+    refuse an audience the segmentation service (``ITINERA_SEGMENTATION_SERVICE_URL``)
+    does not have in the sandbox. Off: audience ids are only checked for their shape."""
+    journeys_read_profiles: bool = True
+    """Audience members and unitary recipients this service holds no profile of are read
+    from the profile service (``ITINERA_PROFILE_SERVICE_URL``). Off: they are sent with
+    the profile this service has (none: only the recipient's identity)."""
+    journeys_peer_timeout_s: float = Field(default=5, gt=0, le=60)
+    """How long a call to the segmentation or profile service may take."""
 
     @field_validator("journeys_action_allow_hosts", mode="before")
     @classmethod

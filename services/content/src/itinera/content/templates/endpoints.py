@@ -26,11 +26,11 @@ from fastapi import APIRouter, Body, Path, Request, Response, Security
 
 from itinera.common.auth import Principal, require_scope
 from itinera.common.errors import FieldError, ValidationFailed
+from itinera.common.peers import ProfileReader
 from itinera.common.service import Db
 from itinera.common.web.problems import documented
 from itinera.common.web.query import parse_query, query_parameters
 from itinera.content.config import ContentSettings
-from itinera.content.profiles import ProfileReader
 from itinera.content.templates import service
 from itinera.content.templates.schemas import (
     ListQuery,

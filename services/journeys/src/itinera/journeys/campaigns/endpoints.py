@@ -130,7 +130,11 @@ async def activate_campaign(campaignId: str, caller: Writer, db: Db, request: Re
     settings: JourneysSettings = request.app.state.settings
     async with db.transaction():
         return await service.activate(
-            db, caller.sandbox, campaignId, check_templates=settings.journeys_check_templates
+            db,
+            caller.sandbox,
+            campaignId,
+            check_templates=settings.journeys_check_templates,
+            peers=request.app.state.runtime.state.get("peers"),
         )
 
 
@@ -175,9 +179,10 @@ async def list_executions(
     summary="Send an API-triggered campaign's message to the recipients named",
     response_model=ExecutionResponse,
 )
-async def execute_unitary(body: UnitaryIn, caller: Writer, db: Db) -> dict[str, Any]:
+async def execute_unitary(body: UnitaryIn, caller: Writer, db: Db, request: Request) -> dict[str, Any]:
+    peers = request.app.state.runtime.state.get("peers")
     async with db.transaction():
-        return await executions.unitary(db, caller.sandbox, body, caller.subject, datetime.now(UTC))
+        return await executions.unitary(db, caller.sandbox, body, caller.subject, datetime.now(UTC), peers)
 
 
 @router.post(
@@ -188,9 +193,12 @@ async def execute_unitary(body: UnitaryIn, caller: Writer, db: Db) -> dict[str, 
     summary="Send an API-triggered campaign's message to an audience, now or later",
     response_model=ExecutionResponse | ScheduledExecution,
 )
-async def execute_audience(body: AudienceIn, caller: Writer, db: Db) -> dict[str, Any]:
+async def execute_audience(body: AudienceIn, caller: Writer, db: Db, request: Request) -> dict[str, Any]:
+    peers = request.app.state.runtime.state.get("peers")
     async with db.transaction():
-        answer, _ = await executions.audience(db, caller.sandbox, body, caller.subject, datetime.now(UTC))
+        answer, _ = await executions.audience(
+            db, caller.sandbox, body, caller.subject, datetime.now(UTC), peers
+        )
     return answer
 
 

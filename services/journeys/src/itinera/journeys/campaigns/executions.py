@@ -3,13 +3,14 @@
 - **Unitary** (``POST /ajo/im/executions/unitary``): one message per recipient, requested
   in the call's transaction. An ``aep`` recipient is looked up by its identity in the
   profiles this service keeps (the snapshot of each profile's latest event): the
-  namespace is compared without case, and so is the id in the ``Email`` namespace. An
-  ``external`` recipient, or an ``aep`` one this service has never seen, is addressed by
-  its identity alone: its profile is ``{identityMap: {<namespace>: [{id}]}}`` and its
-  profile id a UUID derived from the identity (the same one on every call). A
-  recipient's ``profile`` is laid over the profile, its ``channelData`` sets
-  ``personalEmail.address`` and ``mobilePhone.number``, its ``context`` is laid over the
-  campaign's.
+  namespace is compared without case, and so is the id in the ``Email`` namespace; one
+  not found there is asked of the profile service (its identity graph, see
+  :mod:`itinera.journeys.peers`). An ``external`` recipient, or an ``aep`` one no
+  profile holds, is addressed by its identity alone: its profile is
+  ``{identityMap: {<namespace>: [{id}]}}`` and its profile id a UUID derived from the
+  identity (the same one on every call). A recipient's ``profile`` is laid over the
+  profile, its ``channelData`` sets ``personalEmail.address`` and
+  ``mobilePhone.number``, its ``context`` is laid over the campaign's.
 - **Audience** (``POST /ajo/im/executions/audience``, and every occurrence of a scheduled
   campaign): an execution row, sent in the background by :class:`workers.ExecutionRunner`
   in chunks by profile id (:func:`send_chunk`); the members are read as they are when each
@@ -25,6 +26,7 @@ request, it is refused.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import Mapping
@@ -43,8 +45,9 @@ from itinera.common.kafka import topics
 from itinera.common.kafka.envelope import Envelope
 from itinera.journeys.campaigns import repository
 from itinera.journeys.campaigns.schemas import AudienceIn, CampaignIn, Recipient, UnitaryIn
-from itinera.journeys.campaigns.service import iso, json_problems, parse_id, refuse
+from itinera.journeys.campaigns.service import audience_problems, iso, json_problems, parse_id, refuse
 from itinera.journeys.definitions.validation import Problem
+from itinera.journeys.peers import Peers
 from itinera.journeys.runtime import repository as profiles
 from itinera.journeys.runtime.service import MessageRequest
 from itinera.journeys.runtime.walker import json_value
@@ -243,7 +246,7 @@ def _merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def _resolve(
-    conn: asyncpg.Connection, sandbox: str, recipients: list[Recipient]
+    conn: asyncpg.Connection, sandbox: str, recipients: list[Recipient], peers: Peers | None = None
 ) -> list[tuple[str, dict[str, Any]]]:
     """Each recipient's profile id and profile (see the module's doc)."""
     identities = [_identity(r) for r in recipients]
@@ -254,6 +257,12 @@ async def _resolve(
         index = looked_up[probe]
         if index not in found and _matches(attributes, *identities[index]):
             found[index] = (str(known_id), dict(attributes))
+    missing = [index for index in looked_up if index not in found]
+    if missing and peers is not None:
+        answers = await asyncio.gather(
+            *(peers.profile_by_identity(sandbox, *identities[index]) for index in missing)
+        )
+        found |= {index: answer for index, answer in zip(missing, answers, strict=True) if answer is not None}
     resolved: list[tuple[str, dict[str, Any]]] = []
     for index, recipient in enumerate(recipients):
         code, user_id = identities[index]
@@ -273,7 +282,12 @@ async def _resolve(
 
 
 async def unitary(
-    conn: asyncpg.Connection, sandbox: str, body: UnitaryIn, caller: str, now: datetime
+    conn: asyncpg.Connection,
+    sandbox: str,
+    body: UnitaryIn,
+    caller: str,
+    now: datetime,
+    peers: Peers | None = None,
 ) -> dict[str, Any]:
     campaign = await _executable(conn, sandbox, body.campaignId, "unitary", body.requestId)
     problems: list[Problem] = []
@@ -293,7 +307,7 @@ async def unitary(
     existing = await _replayed(conn, sandbox, campaign, body.requestId, fingerprint)
     if existing is not None:
         return response(existing)
-    resolved = await _resolve(conn, sandbox, body.recipients)
+    resolved = await _resolve(conn, sandbox, body.recipients, peers)
     doc = campaign["definition"]
     requests: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     for (profile_id, profile), recipient in zip(resolved, body.recipients, strict=True):
@@ -337,16 +351,24 @@ async def unitary(
 
 
 async def audience(
-    conn: asyncpg.Connection, sandbox: str, body: AudienceIn, caller: str, now: datetime
+    conn: asyncpg.Connection,
+    sandbox: str,
+    body: AudienceIn,
+    caller: str,
+    now: datetime,
+    peers: Peers | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """The execution asked for, and whether it is scheduled for later (AJO answers a
-    schedule then, not an execution)."""
+    schedule then, not an execution). An audience named in the call must be one of the
+    sandbox's (asked of ``peers``); the campaign's own was checked when it went live."""
     campaign = await _executable(conn, sandbox, body.campaignId, "audience", body.requestId)
     doc = campaign["definition"]
     audience_id = body.audience.id if body.audience is not None else doc.get("audienceId")
     problems = json_problems(body.context or {}, "/context")
     if audience_id is None:
         problems.append(Problem("/audience/id", "the campaign has no audience: name one", "required"))
+    elif body.audience is not None and peers is not None:
+        problems += await audience_problems(peers, sandbox, audience_id, "/audience/id")
     if problems:
         raise _refuse(problems, body.requestId, body.campaignId)
     fingerprint = _fingerprint(body)
@@ -414,18 +436,25 @@ async def unschedule(conn: asyncpg.Connection, sandbox: str, text: str) -> None:
 # The background: chunks and occurrences
 
 
-async def send_chunk(conn: asyncpg.Connection, row: Row, now: datetime, batch: int) -> bool:
+async def send_chunk(
+    conn: asyncpg.Connection, row: Row, now: datetime, batch: int, peers: Peers | None = None
+) -> bool:
     """Sends the next chunk of an audience execution (``row``: the execution with its
     campaign's ``definition``, locked): at most ``batch`` members, and at most a second's
     worth at the campaign's rate, after the cursor; whether the execution is done. The
     next chunk is due when the rate allows, counted from when this one was due (so time
-    spent sending does not slow the rate), and never more than one chunk ahead of now."""
+    spent sending does not slow the rate), and never more than one chunk ahead of now.
+    Members this service keeps no profile of are read from the profile service
+    (``peers``); one it does not know either is sent with no profile."""
     sandbox = row["sandbox"]
     doc = row["definition"]
     rate = int(doc["rate"])
     size = max(1, min(batch, rate))
     members = await repository.members_after(conn, sandbox, row["audience_id"], row["cursor"], size)
     found = await profiles.profiles_of(conn, sandbox, members) if members else {}
+    unknown = [str(member) for member in members if str(member) not in found]
+    if unknown and peers is not None:
+        found |= await peers.profiles_of(sandbox, unknown)
     origin = _origin(row)
     extra = dict(row["context"] or {})
     envelopes: list[Envelope] = []

@@ -33,6 +33,7 @@ from itinera.journeys.campaigns.schemas import CampaignIn, ListQuery
 from itinera.journeys.definitions.schemas import CronSchedule, Every, Once
 from itinera.journeys.definitions.timing import parse_cron
 from itinera.journeys.definitions.validation import TEMPLATE_ID, Problem
+from itinera.journeys.peers import Peers
 from itinera.journeys.schedules import first_run, zone
 
 CAMPAIGNS = "/v1/campaigns"
@@ -285,10 +286,11 @@ def _refused_move(row: Row, wanted: str, allowed_from: tuple[str, ...]) -> Confl
 
 
 async def activate(
-    db: asyncpg.Connection, sandbox: str, text: str, *, check_templates: bool
+    db: asyncpg.Connection, sandbox: str, text: str, *, check_templates: bool, peers: Peers | None = None
 ) -> dict[str, Any]:
     """A draft goes live; refused (400, every problem) when its template is not published
-    for its channel (``check_templates``) or its schedule has no occurrence left."""
+    for its channel (``check_templates``), its audience is not one of the sandbox's (asked
+    of ``peers``), or its schedule has no occurrence left."""
     row = await _campaign(db, sandbox, text, lock=True)
     if row["status"] != "draft":
         raise _refused_move(row, "activated", ("draft",))
@@ -313,6 +315,8 @@ async def activate(
                     "template-channel",
                 )
             )
+    if body.audienceId is not None and peers is not None:
+        problems += await audience_problems(peers, sandbox, body.audienceId, "/audienceId")
     next_run = None
     if body.type == "scheduled":
         assert body.schedule is not None
@@ -333,6 +337,15 @@ async def activate(
     if problems:
         raise refuse(problems, "the campaign cannot be activated")
     return view(await repository.set_status(db, sandbox, row["id"], "live", next_run, now))
+
+
+async def audience_problems(peers: Peers, sandbox: str, audience_id: str, path: str) -> list[Problem]:
+    """The problem of naming an audience the sandbox does not have (none when audiences
+    are not checked)."""
+    existing = await peers.existing_audiences(sandbox, [audience_id])
+    if existing is None or audience_id in existing:
+        return []
+    return [Problem(path, f"the sandbox has no audience {audience_id!r}", "undefined-audience")]
 
 
 async def stop(db: asyncpg.Connection, sandbox: str, text: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from itinera.common.errors import FieldError
 from itinera.common.kafka.consumer import PermanentError, Record
 from itinera.common.periodic import Periodic
 from itinera.journeys.campaigns import executions, repository
+from itinera.journeys.peers import Peers
 
 Change = tuple[str, uuid.UUID, bool, datetime]
 
@@ -101,10 +102,11 @@ class ExecutionRunner(Periodic):
     Pacing is kept by each execution's ``due_at``: when no chunk is due, the runner
     waits, with no transaction open, until the next one is (at most its interval)."""
 
-    def __init__(self, pool: asyncpg.Pool, interval_s: float, batch: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, interval_s: float, batch: int, peers: Peers | None = None) -> None:
         super().__init__("journeys:executions", interval_s)
         self.pool = pool
         self.batch = batch
+        self.peers = peers
 
     async def tick(self) -> bool:
         now = datetime.now(UTC)
@@ -112,7 +114,7 @@ class ExecutionRunner(Periodic):
             async with conn.transaction():
                 row = await repository.claim_due_execution(conn, now)
                 if row is not None:
-                    await executions.send_chunk(conn, row, now, self.batch)
+                    await executions.send_chunk(conn, row, now, self.batch, self.peers)
             if row is not None:
                 return True
             due = await repository.next_due(conn)

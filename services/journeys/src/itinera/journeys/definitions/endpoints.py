@@ -50,7 +50,11 @@ _MOVE: dict[int | str, dict[str, Any]] = {
 
 def _checks(request: Request) -> service.Checks:
     settings: JourneysSettings = request.app.state.settings
-    return service.Checks(settings.journeys_max_expression_length, settings.journeys_check_templates)
+    return service.Checks(
+        settings.journeys_max_expression_length,
+        settings.journeys_check_templates,
+        request.app.state.runtime.state.get("peers"),
+    )
 
 
 def _check_size(request: Request, body: JourneyIn) -> None:

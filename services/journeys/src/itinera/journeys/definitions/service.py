@@ -44,6 +44,7 @@ from itinera.journeys.definitions.schemas import (
     ReadAudienceEntry,
 )
 from itinera.journeys.definitions.validation import ActionFacts, Known
+from itinera.journeys.peers import Peers
 from itinera.journeys.runtime import service as runtime
 
 JOURNEYS = "/v1/journeys"
@@ -166,9 +167,11 @@ async def _known(
     *,
     lock: bool,
     check_templates: bool,
+    peers: Peers | None,
 ) -> Known:
     """The sandbox's custom actions and journeys that ``definition`` names, keyed as it
-    writes them (in lower case), and its published templates that it names."""
+    writes them (in lower case), its published templates that it names, and the audiences
+    it names that exist (asked of the segmentation service when ``peers`` are given)."""
     action_ids = {
         node.actionId.lower(): parsed
         for node in definition.nodes
@@ -188,11 +191,15 @@ async def _known(
     named = [
         node.templateId for node in definition.nodes if isinstance(node, MessageNode) and node.templateId
     ]
+    audiences = (
+        await peers.existing_audiences(sandbox, facts_of(definition).audiences) if peers is not None else None
+    )
     return Known(
         journey_id=str(journey_id),
         actions={text: by_id[parsed] for text, parsed in action_ids.items() if parsed in by_id},
         journeys=frozenset(text for text, parsed in jump_ids.items() if parsed in existing),
         templates=await templates.published(db, sandbox, named) if check_templates else None,
+        audiences=None if audiences is None else frozenset(audiences),
     )
 
 
@@ -262,6 +269,8 @@ class Checks:
 
     max_expression_length: int
     templates: bool = True
+    peers: Peers | None = None
+    """Where the audiences named are checked; None: they are not."""
 
 
 async def problems_of(
@@ -269,7 +278,13 @@ async def problems_of(
 ) -> list[validation.Problem]:
     definition = JourneyIn.model_validate(row["definition"])
     known = await _known(
-        db, sandbox, row["journey_id"], definition, lock=lock, check_templates=checks.templates
+        db,
+        sandbox,
+        row["journey_id"],
+        definition,
+        lock=lock,
+        check_templates=checks.templates,
+        peers=checks.peers,
     )
     return validation.validate(
         definition, known, now=datetime.now(UTC), max_expression_length=checks.max_expression_length

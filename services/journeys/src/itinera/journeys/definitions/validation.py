@@ -24,8 +24,10 @@ expression. The rules:
   its URL, headers and body use; a template id has the shape of one and, unless the
   check is off, names a template the content service published in the sandbox for the
   node's channel (``Known.templates``, kept from ``itinera.content.v1``); a jump
-  leads to another journey of the sandbox; a reaction waits on an earlier ``message``
-  node of a channel that has that reaction.
+  leads to another journey of the sandbox; an audience (of an entry or an exit
+  criterion), unless the check is off, is one the segmentation service has in the
+  sandbox (``Known.audiences``); a reaction waits on an earlier ``message`` node of a
+  channel that has that reaction.
 - **Times**: durations within the journey's timeout (at most 91 days), a message's
   timeout (how long it waits for its delivery outcome) more than 0, valid time
   zones and cron expressions, ``endAt`` after ``startAt`` and not past, a one-shot
@@ -52,6 +54,7 @@ from itinera.journeys.definitions.schemas import (
     PAUSE_TYPES,
     ActionNode,
     AudienceEntry,
+    AudienceExit,
     ConditionNode,
     CronSchedule,
     EventEntry,
@@ -118,6 +121,9 @@ class Known:
     templates: Mapping[str, str] | None = None
     """Template id -> channel of the sandbox's published templates that the journey
     names; None: templates are not checked (``ITINERA_JOURNEYS_CHECK_TEMPLATES``)."""
+    audiences: frozenset[str] | None = None
+    """The audiences the journey names that the sandbox has; None: audiences are not
+    checked (``ITINERA_JOURNEYS_CHECK_AUDIENCES``)."""
 
 
 def validate(
@@ -224,8 +230,9 @@ class _Check:
             case EventEntry():
                 self._expression(f"{path}/condition", node.condition, position, required=False)
             case AudienceEntry():
-                pass
+                self._audience(f"{path}/audienceId", node.audienceId)
             case ReadAudienceEntry():
+                self._audience(f"{path}/audienceId", node.audienceId)
                 self._schedule(f"{path}/schedule", node)
             case ConditionNode():
                 self._condition(path, position, node)
@@ -296,6 +303,10 @@ class _Check:
                 self.add(f"{path}/timeoutNext", "the timeout branch leads nowhere", "missing-branch")
         elif node.timeoutNext is not None:
             self.add(f"{path}/timeout", "a timeout branch needs a timeout", "required")
+
+    def _audience(self, path: str, audience_id: str) -> None:
+        if self.known.audiences is not None and audience_id not in self.known.audiences:
+            self.add(path, f"the sandbox has no audience {audience_id!r}", "undefined-audience")
 
     def _message(self, path: str, position: int, node: MessageNode) -> None:
         if node.templateId is None:
@@ -463,6 +474,8 @@ class _Check:
         if journey.endAt is not None and journey.endAt <= self.now:
             self.add("/endAt", "the end date has passed", "past")
         for number, criterion in enumerate(journey.exitCriteria):
+            if isinstance(criterion, AudienceExit):
+                self._audience(f"/exitCriteria/{number}/audienceId", criterion.audienceId)
             if isinstance(criterion, EventExit):
                 at = f"/exitCriteria/{number}"
                 if criterion.eventType is None and criterion.condition is None:
