@@ -30,7 +30,15 @@ from itinera.common.kafka.consumer import PermanentError, Record
 from itinera.common.periodic import Periodic
 from itinera.common.projection import plan
 from itinera.journeys.runtime import repository
-from itinera.journeys.runtime.service import Instance, Run, compiled
+from itinera.journeys.runtime.service import (
+    Contended,
+    Instance,
+    Run,
+    compiled,
+    event_trigger,
+    journeys_of,
+    membership_trigger,
+)
 from itinera.journeys.runtime.walker import DELIVERED, UNDELIVERED, Journey, Outcome
 
 FEEDBACK_RECORDS = Counter(
@@ -136,18 +144,29 @@ class RuntimeHandler:
                 (record.topic, data, record.ce_id or f"{record.partition}:{record.offset}")
             )
         for sandbox, items in by_sandbox.items():
-            async with self.pool.acquire() as conn, conn.transaction():
-                feedback = await self._apply(conn, sandbox, items)
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    feedback = await self._apply(conn, sandbox, items, eager=False)
+            except Contended:  # entered meanwhile by another transaction: again, one by one
+                async with self.pool.acquire() as conn, conn.transaction():
+                    feedback = await self._apply(conn, sandbox, items, eager=True)
             for outcome, count in feedback.items():  # once committed
                 FEEDBACK_RECORDS.labels(outcome).inc(count)
         if skipped:
             FEEDBACK_RECORDS.labels("skipped").inc(skipped)
 
     async def _apply(
-        self, conn: asyncpg.Connection, sandbox: str, items: list[tuple[str, dict[str, Any], str]]
+        self,
+        conn: asyncpg.Connection,
+        sandbox: str,
+        items: list[tuple[str, dict[str, Any], str]],
+        *,
+        eager: bool,
     ) -> dict[str, int]:
-        """Apply the sandbox's records; what became of its feedback records, by outcome."""
-        run = Run(conn, sandbox, datetime.now(UTC))
+        """Apply the sandbox's records; what became of its feedback records, by outcome.
+        New instances are written with the rest at the end (``eager``: each at once;
+        see :class:`Run`)."""
+        run = Run(conn, sandbox, datetime.now(UTC), eager=eager)
         messages = [d["_message"] for t, d, _ in items if t == topics.FEEDBACK.name]
         events = [d for t, d, _ in items if t == topics.PROFILE_EVENTS.name]
         kept = [
@@ -183,19 +202,18 @@ class RuntimeHandler:
         for erased in deleted:  # a profile erased (privacy): its instances end
             for inst in list(run.live.get(erased, [])):
                 await run.end(inst, "profile deleted")
-        await run.load_entries(
-            [
-                (d["_profile"], uuid.UUID(version.id))
-                for t, d, _ in items
-                for version in (
-                    entries.get(("event", str(d["event"].get("eventType"))), [])
-                    if t == topics.PROFILE_EVENTS.name
-                    else entries.get(("audience", str(d["audienceId"])), [])
-                    if t == topics.AUDIENCES.name
-                    else []
-                )
-            ]
-        )
+        possible: list[tuple[uuid.UUID, uuid.UUID, str]] = []  # entries that may happen
+        for t, d, record_id in items:
+            if t == topics.PROFILE_EVENTS.name:
+                versions = entries.get(("event", str(d["event"].get("eventType"))), [])
+                trigger = event_trigger(d["event"])
+            elif t == topics.AUDIENCES.name:
+                versions = entries.get(("audience", str(d["audienceId"])), [])
+                trigger = membership_trigger(record_id)
+            else:
+                continue
+            possible.extend((d["_profile"], v.journey_id, trigger) for v in versions)
+        await run.load_entries(possible)
         feedback: dict[str, int] = defaultdict(int)
 
         async def profile_of(profile_id: uuid.UUID) -> Mapping[str, Any]:
@@ -243,23 +261,31 @@ class TimerRunner(Periodic):
 
     async def tick(self) -> bool:
         now = datetime.now(UTC)
+        try:
+            return await self._pass(now, eager=False)
+        except Contended:  # a jump entered a profile another transaction entered meanwhile
+            return await self._pass(now, eager=True)
+
+    async def _pass(self, now: datetime, *, eager: bool) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await repository.claim_timers(conn, now, self.batch)
             due: dict[str, dict[uuid.UUID, dict[str, Any]]] = defaultdict(lambda: defaultdict(dict))
             for row in rows:
                 due[row["sandbox"]][row["instance_id"]][row["kind"]] = row
             for sandbox, timers in due.items():
-                run = Run(conn, sandbox, now)
-                found = await repository.timed_instances(conn, sandbox, list(timers))
+                run = Run(conn, sandbox, now, eager=eager)
+                timed = await repository.timed_instances(conn, sandbox, list(timers))
+                versions = await journeys_of(conn, sandbox, timed)
+                found = [r for r in timed if (r["journey_id"], r["version"]) in versions]
                 profiles = await repository.profiles_of(conn, sandbox, [r["profile_id"] for r in found])
                 for gone in set(timers) - {row["id"] for row in found}:  # ended meanwhile
                     for kind in timers[gone]:
-                        await repository.delete_timer(conn, sandbox, gone, kind)
+                        run.forget_timer(gone, kind)
                 for row in found:
-                    inst = Instance.of(row)
+                    inst = Instance.of(row, versions[(row["journey_id"], row["version"])])
                     kinds = timers[inst.id]
                     for kind in kinds:
-                        await repository.delete_timer(conn, sandbox, inst.id, kind)
+                        run.forget_timer(inst.id, kind)
                     # An instance with both timers due (after an outage) is acted on once:
                     # the journey's timeout wins.
                     if "timeout" in kinds:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -70,23 +70,29 @@ async def last_entry(
 
 
 async def last_entries(
-    conn: asyncpg.Connection, sandbox: str, pairs: Iterable[tuple[uuid.UUID, uuid.UUID]]
-) -> dict[tuple[uuid.UUID, uuid.UUID], Row]:
-    """The latest instance (status, entered_at) of each (profile, journey) that has one,
-    in one statement."""
-    listed = sorted(set(pairs))
+    conn: asyncpg.Connection, sandbox: str, keys: Iterable[tuple[uuid.UUID, uuid.UUID, str]]
+) -> tuple[dict[tuple[uuid.UUID, uuid.UUID], Row], set[tuple[uuid.UUID, str]]]:
+    """For (profile, journey, trigger) entries that may happen, in one statement: the
+    latest instance (status, entered_at) of each (profile, journey) that has one, and the
+    (journey, trigger) pairs that have made a profile enter already."""
+    listed = sorted(set(keys))
     rows = await conn.fetch(
-        """SELECT DISTINCT ON (i.profile_id, i.journey_id) i.profile_id, i.journey_id, i.status, i.entered_at
-             FROM instances i
-             JOIN unnest($2::uuid[], $3::uuid[]) AS k(profile_id, journey_id)
-               ON i.profile_id = k.profile_id AND i.journey_id = k.journey_id
-            WHERE i.sandbox = $1
-            ORDER BY i.profile_id, i.journey_id, i.entered_at DESC""",
+        """WITH k AS (SELECT * FROM json_to_recordset($2::json) AS k(p uuid, j uuid, t text))
+           (SELECT DISTINCT ON (i.profile_id, i.journey_id)
+                   true AS last, i.profile_id, i.journey_id, i.status, i.entered_at, NULL AS trigger_id
+              FROM instances i
+              JOIN (SELECT DISTINCT p, j FROM k) d ON i.profile_id = d.p AND i.journey_id = d.j
+             WHERE i.sandbox = $1
+             ORDER BY i.profile_id, i.journey_id, i.entered_at DESC)
+           UNION ALL
+           SELECT false, NULL, i.journey_id, NULL, NULL, i.trigger_id
+             FROM instances i JOIN k ON i.journey_id = k.j AND i.trigger_id = k.t
+            WHERE i.sandbox = $1""",
         sandbox,
-        [p for p, _ in listed],
-        [j for _, j in listed],
+        [{"p": str(p), "j": str(j), "t": t} for p, j, t in listed],
     )
-    return {(r["profile_id"], r["journey_id"]): r for r in rows}
+    last = {(r["profile_id"], r["journey_id"]): r for r in rows if r["last"]}
+    return last, {(r["journey_id"], r["trigger_id"]) for r in rows if not r["last"]}
 
 
 async def insert_instance(
@@ -132,123 +138,136 @@ async def insert_instance(
     return result == "INSERT 0 1"
 
 
-async def save(
+async def insert_instances(
+    conn: asyncpg.Connection, sandbox: str, now: datetime, rows: Sequence[Mapping[str, Any]]
+) -> set[uuid.UUID]:
+    """New instances (``id``, ``journey_id``, ``version``, ``profile_id``, ``status``,
+    ``node``, ``context``, ``steps``, ``trigger_id``, ``test_mode``, ``end_reason``),
+    entered ``now``, in one statement; the ids written: not those refused because the
+    profile has a live one in the journey already, or the trigger made it enter already."""
+    written = await conn.fetch(
+        """INSERT INTO instances
+               (sandbox, id, journey_id, version, profile_id, status, node, context, steps, trigger_id,
+                test_mode, entered_at, ended_at, end_reason)
+           SELECT $1, r.id, r.journey_id, r.version, r.profile_id, r.status, r.node, r.context, r.steps,
+                  r.trigger_id, r.test_mode, $2::timestamptz,
+                  CASE WHEN r.status = 'waiting' THEN NULL ELSE $2::timestamptz END, r.end_reason
+             FROM json_to_recordset($3::json) AS r(
+                  id uuid, journey_id uuid, version int, profile_id uuid, status text, node text,
+                  context jsonb, steps int, trigger_id text, test_mode boolean, end_reason text)
+           ON CONFLICT DO NOTHING
+           RETURNING id""",
+        sandbox,
+        now,
+        list(rows),
+    )
+    return {r["id"] for r in written}
+
+
+async def save_instances(conn: asyncpg.Connection, sandbox: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Where instances are now (``id``, ``node``, ``context``, ``steps``, ``ended_at``,
+    ``status``, ``end_reason``), in one statement."""
+    await conn.execute(
+        """UPDATE instances i
+              SET node = r.node, context = r.context, steps = r.steps, ended_at = r.ended_at,
+                  status = r.status, end_reason = r.end_reason, updated_at = now()
+             FROM json_to_recordset($2::json) AS r(
+                  id uuid, node text, context jsonb, steps int, ended_at timestamptz, status text,
+                  end_reason text)
+            WHERE i.sandbox = $1 AND i.id = r.id""",
+        sandbox,
+        list(rows),
+    )
+
+
+async def forget_waits(
     conn: asyncpg.Connection,
     sandbox: str,
-    instance_id: uuid.UUID,
-    *,
-    node: str | None,
-    context: dict[str, Any],
-    steps: int,
-    ended_at: datetime | None,
-    status: str,
-    end_reason: str | None,
+    timers: Sequence[tuple[uuid.UUID, str]],
+    event_waits: Sequence[uuid.UUID],
+    calls: Sequence[uuid.UUID],
 ) -> None:
+    """Delete timers (instance, kind), the event waits and the custom action calls of
+    instances, in one statement."""
     await conn.execute(
-        """UPDATE instances
-              SET node = $3, context = $4, steps = $5, ended_at = $6, status = $7, end_reason = $8,
-                  updated_at = now()
-            WHERE sandbox = $1 AND id = $2""",
+        """WITH t AS (
+               DELETE FROM timers t USING json_to_recordset($2::json) AS r(i uuid, k text)
+                WHERE t.sandbox = $1 AND t.instance_id = r.i AND t.kind = r.k
+           ), w AS (
+               DELETE FROM event_waits w USING json_array_elements_text($3::json) AS r(i)
+                WHERE w.sandbox = $1 AND w.instance_id = r.i::uuid
+           ), c AS (
+               DELETE FROM action_calls c USING json_array_elements_text($4::json) AS r(i)
+                WHERE c.sandbox = $1 AND c.instance_id = r.i::uuid
+           )
+           SELECT 1""",
         sandbox,
-        instance_id,
-        node,
-        context,
-        steps,
-        ended_at,
-        status,
-        end_reason,
+        [{"i": str(i), "k": k} for i, k in timers],
+        [str(i) for i in event_waits],
+        [str(i) for i in calls],
+    )
+
+
+async def set_timers(
+    conn: asyncpg.Connection, sandbox: str, rows: Sequence[tuple[uuid.UUID, str, str | None, datetime]]
+) -> None:
+    """Timers (instance, kind, node, due at), in one statement; one already kept is moved."""
+    await conn.execute(
+        """INSERT INTO timers (sandbox, instance_id, kind, node, due_at)
+           SELECT $1, r.i, r.k, r.n, r.d
+             FROM json_to_recordset($2::json) AS r(i uuid, k text, n text, d timestamptz)
+           ON CONFLICT (sandbox, instance_id, kind)
+           DO UPDATE SET node = excluded.node, due_at = excluded.due_at""",
+        sandbox,
+        [{"i": str(i), "k": k, "n": n, "d": d} for i, k, n, d in rows],
+    )
+
+
+async def add_event_waits(conn: asyncpg.Connection, sandbox: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Event waits (``instance_id``, ``profile_id``, ``node``, ``event_type``, ``condition``,
+    ``message_id``, ``reaction``), in one statement."""
+    await conn.execute(
+        """INSERT INTO event_waits
+               (sandbox, instance_id, profile_id, node, event_type, condition, message_id, reaction)
+           SELECT $1, r.instance_id, r.profile_id, r.node, r.event_type, r.condition, r.message_id, r.reaction
+             FROM json_to_recordset($2::json) AS r(
+                  instance_id uuid, profile_id uuid, node text, event_type text, condition text,
+                  message_id text, reaction text)""",
+        sandbox,
+        list(rows),
     )
 
 
 async def add_steps(conn: asyncpg.Connection, sandbox: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Steps as (instance id, step, kind, node, node type, reason, detail, at)."""
+    """Steps as (instance id, step, kind, node, node type, reason, detail, at), ids and
+    times as text, in one
+    statement (one JSON parameter: asyncpg checks the elements of array parameters one
+    by one, which costs more than the rows' JSON)."""
     if not rows:
         return
-    columns = list(zip(*rows, strict=True))
     await conn.execute(
         """INSERT INTO instance_steps (sandbox, instance_id, step, kind, node, node_type, reason, detail, at)
-           SELECT $1, * FROM unnest($2::uuid[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[],
-                                    $8::jsonb[], $9::timestamptz[])""",
+           SELECT $1, x.* FROM json_to_recordset($2::json) AS x(
+                  i uuid, s int, k text, n text, t text, r text, d jsonb, a timestamptz)""",
         sandbox,
-        *[list(c) for c in columns],
+        [{"i": i, "s": s, "k": k, "n": n, "t": t, "r": r, "d": d, "a": a} for i, s, k, n, t, r, d, a in rows],
     )
 
 
-async def clear_waits(conn: asyncpg.Connection, sandbox: str, instance_id: uuid.UUID) -> None:
-    """Forget what the instance was waiting for (its resume timer and event wait)."""
-    await conn.execute(
-        "DELETE FROM timers WHERE sandbox = $1 AND instance_id = $2 AND kind = 'resume'", sandbox, instance_id
-    )
-    await conn.execute(
-        "DELETE FROM event_waits WHERE sandbox = $1 AND instance_id = $2", sandbox, instance_id
-    )
-
-
-async def set_timer(
+async def add_delivery_waits(
     conn: asyncpg.Connection,
     sandbox: str,
-    instance_id: uuid.UUID,
-    kind: str,
-    node: str | None,
-    due_at: datetime,
-) -> None:
-    await conn.execute(
-        """INSERT INTO timers (sandbox, instance_id, kind, node, due_at) VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (sandbox, instance_id, kind)
-           DO UPDATE SET node = excluded.node, due_at = excluded.due_at""",
-        sandbox,
-        instance_id,
-        kind,
-        node,
-        due_at,
-    )
-
-
-async def set_event_wait(
-    conn: asyncpg.Connection,
-    sandbox: str,
-    instance_id: uuid.UUID,
-    profile_id: uuid.UUID,
-    node: str,
-    event_type: str | None,
-    condition: str | None,
-    message_id: str | None,
-    reaction: str | None,
-) -> None:
-    await conn.execute(
-        """INSERT INTO event_waits
-               (sandbox, instance_id, profile_id, node, event_type, condition, message_id, reaction)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-        sandbox,
-        instance_id,
-        profile_id,
-        node,
-        event_type,
-        condition,
-        message_id,
-        reaction,
-    )
-
-
-async def add_delivery_wait(
-    conn: asyncpg.Connection,
-    sandbox: str,
-    message_id: uuid.UUID,
-    instance_id: uuid.UUID,
-    node: str,
-    step: int,
+    rows: Sequence[tuple[uuid.UUID, uuid.UUID, str, int]],
     now: datetime,
 ) -> None:
-    """The instance waits at ``node`` for the delivery outcome of the message ``step``
-    requested."""
+    """Instances wait at a node for the delivery outcome of a message a step requested:
+    (message id, instance id, node, step), in one statement."""
     await conn.execute(
         """INSERT INTO delivery_waits (sandbox, message_id, instance_id, node, step, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
+           SELECT $1, r.m, r.i, r.n, r.s, $3
+             FROM json_to_recordset($2::json) AS r(m uuid, i uuid, n text, s int)""",
         sandbox,
-        message_id,
-        instance_id,
-        node,
-        step,
+        [{"m": str(m), "i": str(i), "n": n, "s": st} for m, i, n, st in rows],
         now,
     )
 
@@ -294,41 +313,27 @@ async def decide_delivery(
     )
 
 
-async def time_out_delivery(
-    conn: asyncpg.Connection, sandbox: str, instance_id: uuid.UUID, now: datetime
+async def time_out_deliveries(
+    conn: asyncpg.Connection, sandbox: str, instance_ids: Sequence[uuid.UUID], now: datetime
 ) -> None:
-    """The instance's open delivery wait ends without an outcome: it timed out."""
+    """The instances' open delivery waits end without an outcome: they timed out."""
     await conn.execute(
         """UPDATE delivery_waits SET status = 'timeout', decided_at = $3
-            WHERE sandbox = $1 AND instance_id = $2 AND status IS NULL""",
+            WHERE sandbox = $1 AND instance_id = ANY($2::uuid[]) AND status IS NULL""",
         sandbox,
-        instance_id,
+        list(instance_ids),
         now,
-    )
-
-
-async def end_instance_rows(conn: asyncpg.Connection, sandbox: str, instance_id: uuid.UUID) -> None:
-    """An ended instance waits for nothing."""
-    await conn.execute("DELETE FROM timers WHERE sandbox = $1 AND instance_id = $2", sandbox, instance_id)
-    await conn.execute(
-        "DELETE FROM action_calls WHERE sandbox = $1 AND instance_id = $2", sandbox, instance_id
-    )
-    await conn.execute(
-        "DELETE FROM event_waits WHERE sandbox = $1 AND instance_id = $2", sandbox, instance_id
     )
 
 
 async def live_of_profiles(
     conn: asyncpg.Connection, sandbox: str, profile_ids: Sequence[uuid.UUID]
 ) -> list[Row]:
-    """The live instances of the profiles, with their version's definition and what they
-    wait for, locked until the transaction ends."""
+    """The live instances of the profiles, with what they wait for, locked until the
+    transaction ends."""
     rows: list[Row] = await conn.fetch(
-        """SELECT i.*, v.definition, w.event_type, w.condition, w.message_id, w.reaction,
-                  w.node AS waiting_node
+        """SELECT i.*, w.event_type, w.condition, w.message_id, w.reaction, w.node AS waiting_node
              FROM instances i
-             JOIN journey_versions v
-               ON v.sandbox = i.sandbox AND v.journey_id = i.journey_id AND v.version = i.version
              LEFT JOIN event_waits w ON w.sandbox = i.sandbox AND w.instance_id = i.id
             WHERE i.sandbox = $1 AND i.profile_id = ANY($2::uuid[]) AND i.status = 'waiting'
             ORDER BY i.profile_id, i.entered_at, i.id
@@ -355,12 +360,10 @@ async def claim_timers(conn: asyncpg.Connection, now: datetime, limit: int) -> l
 async def timed_instances(
     conn: asyncpg.Connection, sandbox: str, instance_ids: Sequence[uuid.UUID]
 ) -> list[Row]:
-    """The live instances of claimed timers, with their version's definition, locked
-    until the transaction ends (a consumer working on one is waited for)."""
+    """The live instances of claimed timers, locked until the transaction ends (a
+    consumer working on one is waited for)."""
     rows: list[Row] = await conn.fetch(
-        """SELECT i.*, v.definition FROM instances i
-             JOIN journey_versions v
-               ON v.sandbox = i.sandbox AND v.journey_id = i.journey_id AND v.version = i.version
+        """SELECT i.* FROM instances i
             WHERE i.sandbox = $1 AND i.id = ANY($2::uuid[]) AND i.status = 'waiting'
             ORDER BY i.id
               FOR UPDATE OF i""",
@@ -368,12 +371,6 @@ async def timed_instances(
         list(instance_ids),
     )
     return rows
-
-
-async def delete_timer(conn: asyncpg.Connection, sandbox: str, instance_id: uuid.UUID, kind: str) -> None:
-    await conn.execute(
-        "DELETE FROM timers WHERE sandbox = $1 AND instance_id = $2 AND kind = $3", sandbox, instance_id, kind
-    )
 
 
 async def live_of_version(

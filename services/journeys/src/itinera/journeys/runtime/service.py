@@ -33,7 +33,7 @@ exited) changes nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -58,6 +58,7 @@ from itinera.journeys.runtime.walker import (
     delivered,
     journey,
     resume,
+    uuid5,
     view_of,
     walk,
 )
@@ -136,16 +137,29 @@ class Instance:
     test_mode: bool
     wait: EventWait | None = None
     waiting_node: str | None = None
+    key: str = ""
+    """The id as text (every step and record of the instance names it)."""
+    profile_key: str = ""
+    """The profile id as text; :meth:`follow` keeps it."""
+
+    def __post_init__(self) -> None:
+        self.key, self.profile_key = str(self.id), str(self.profile_id)
+
+    def follow(self, profile_id: uuid.UUID) -> None:
+        """The instance follows another profile now (a merge)."""
+        self.profile_id, self.profile_key = profile_id, str(profile_id)
 
     @classmethod
-    def of(cls, row: Mapping[str, Any]) -> Instance:
+    def of(cls, row: Mapping[str, Any], version: Journey | None = None) -> Instance:
+        """The instance of a row of ``instances``, in ``version`` (by default, the row's
+        ``definition``)."""
         wait = None
         if row.get("waiting_node") is not None:
             wait = EventWait(row["event_type"], row["condition"], row["message_id"], row["reaction"])
         return cls(
             sandbox=row["sandbox"],
             id=row["id"],
-            journey=compiled(row),
+            journey=version if version is not None else compiled(row),
             profile_id=row["profile_id"],
             node=row["node"],
             context=dict(row["context"]),
@@ -154,6 +168,28 @@ class Instance:
             wait=wait,
             waiting_node=row.get("waiting_node"),
         )
+
+
+async def journeys_of(
+    conn: asyncpg.Connection, sandbox: str, rows: Iterable[Mapping[str, Any]]
+) -> dict[tuple[uuid.UUID, int], Journey]:
+    """The versions of instances' rows (``journey_id``, ``version``), by (journey id,
+    version): each read and compiled once, not shipped and parsed with every instance."""
+    keys = {(row["journey_id"], row["version"]) for row in rows}
+    if not keys:
+        return {}
+    found = await repository.versions(conn, sandbox, sorted(keys))
+    return {(row["journey_id"], row["version"]): compiled(row) for row in found}
+
+
+def event_trigger(event: Mapping[str, Any]) -> str:
+    """What an event's entries are kept as having been made by."""
+    return f"event:{event.get('_id')}"
+
+
+def membership_trigger(record_id: str) -> str:
+    """What the entries of an audience membership record are kept as having been made by."""
+    return f"audience:{record_id}"
 
 
 def _status(reason: str) -> str:
@@ -196,14 +232,31 @@ def event_matches(
     return version.holds(wait.condition, view, now)
 
 
+class Contended(Exception):
+    """Entries written together at the end of a run were refused because a concurrent
+    transaction made the same entry, or another entry of the profile into the journey,
+    and committed first: the entries this run took for granted did not happen, so its
+    transaction is to be rolled back and done again (the second time with ``eager``, as
+    the runtime's consumer and timer runner do)."""
+
+
 @dataclass
 class Run:
     """The runtime's work within one transaction: what it publishes is collected and
-    written to the outbox by :meth:`flush`, with the steps kept."""
+    written to the outbox by :meth:`flush`, with the steps kept.
+
+    What instances become is written behind, at :meth:`flush` (or before the run reads
+    instances again): each instance's last state, its timers, waits and calls, a few
+    statements for the whole run rather than several per instance. New instances are
+    written then too, unless ``eager``: entries that the rows read at the start say may
+    happen are taken for granted, and should a concurrent transaction have entered the
+    profile first, :meth:`flush` raises :class:`Contended`. With ``eager`` each entry is
+    written at once and a refused one does not happen (for callers that do not retry)."""
 
     conn: asyncpg.Connection
     sandbox: str
     now: datetime
+    eager: bool = True
     envelopes: dict[str, list[Envelope]] = field(
         default_factory=lambda: {"steps": [], "messages": [], "updates": []}
     )
@@ -217,15 +270,35 @@ class Run:
     """Message id -> its delivery wait (``instance_id``, ``node``, ``step``, ``status``,
     ``ce_id``, the instance's ``profile_id``), as read by :meth:`read_deliveries` and
     :meth:`lock_deliveries` and kept up to date by :meth:`on_feedback`."""
+    taken: set[tuple[uuid.UUID, str]] = field(default_factory=set)
+    """(journey, trigger) that made a profile enter, as far as this run knows."""
+    # Written behind (see the class's doc): instance id -> (instance, status, end
+    # reason) for every instance changed; the new ones' triggers; timers (instance,
+    # kind) -> (node, due) or None to delete; event waits and calls, None to delete;
+    # delivery waits to add and instances whose open delivery wait timed out.
+    _rows: dict[uuid.UUID, tuple[Instance, str, str | None]] = field(default_factory=dict)
+    _new: dict[uuid.UUID, str] = field(default_factory=dict)
+    _timers: dict[tuple[uuid.UUID, str], tuple[str | None, datetime] | None] = field(default_factory=dict)
+    _waits: dict[uuid.UUID, tuple[Instance, str, EventWait] | None] = field(default_factory=dict)
+    _calls: dict[uuid.UUID, tuple[str, int, str, dict[str, Any]] | None] = field(default_factory=dict)
+    _deliveries: list[tuple[uuid.UUID, uuid.UUID, str, int]] = field(default_factory=list)
+    _timed_out: list[uuid.UUID] = field(default_factory=list)
+    _at: str = ""
 
-    async def load_entries(self, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
-        """Read the latest instance of each (profile, journey) that may be entered, in one
-        statement rather than one per entry."""
-        missing = [p for p in dict.fromkeys(pairs) if p not in self.known_entries]
+    def __post_init__(self) -> None:
+        self._at = _iso(self.now)
+
+    async def load_entries(self, keys: Sequence[tuple[uuid.UUID, uuid.UUID, str]]) -> None:
+        """Read the latest instance of each (profile, journey) that may be entered, and
+        whether each (journey, trigger) has made a profile enter already, in one statement
+        rather than one per entry: (profile, journey, trigger id) of each entry that may
+        happen."""
+        missing = [k for k in dict.fromkeys(keys) if k[:2] not in self.known_entries]
         if missing:
-            found = await repository.last_entries(self.conn, self.sandbox, missing)
-            for pair in missing:
-                self.known_entries[pair] = found.get(pair)
+            found, taken = await repository.last_entries(self.conn, self.sandbox, missing)
+            for profile_id, journey_id, _ in missing:
+                self.known_entries[(profile_id, journey_id)] = found.get((profile_id, journey_id))
+            self.taken |= taken
 
     async def read_deliveries(self, message_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
         """Read the delivery waits of these messages, without a lock; the profiles of the
@@ -249,10 +322,17 @@ class Run:
 
     async def load_live(self, profile_ids: Sequence[uuid.UUID]) -> None:
         missing = [p for p in dict.fromkeys(profile_ids) if p not in self.live]
+        if not missing:
+            return
+        await self.write()
         for p in missing:
             self.live[p] = []
-        for row in await repository.live_of_profiles(self.conn, self.sandbox, missing):
-            self.live[row["profile_id"]].append(Instance.of(row))
+        rows = await repository.live_of_profiles(self.conn, self.sandbox, missing)
+        versions = await journeys_of(self.conn, self.sandbox, rows)
+        for row in rows:
+            version = versions.get((row["journey_id"], row["version"]))
+            if version is not None:
+                self.live[row["profile_id"]].append(Instance.of(row, version))
 
     # Publishing
 
@@ -266,13 +346,13 @@ class Run:
         reason: str | None,
         detail: dict[str, Any],
     ) -> None:
-        self.step_rows.append((inst.id, step, kind, node, node_type, reason, detail, self.now))
+        self.step_rows.append((inst.key, step, kind, node, node_type, reason, detail, self._at))
         data: dict[str, Any] = {
             "sandbox": self.sandbox,
             "journeyId": inst.journey.id,
             "version": inst.journey.version,
-            "instanceId": str(inst.id),
-            "profileId": str(inst.profile_id),
+            "instanceId": inst.key,
+            "profileId": inst.profile_key,
             "step": step,
             "kind": kind,
             "nodeId": node,
@@ -280,21 +360,104 @@ class Run:
             "reason": reason,
             "detail": detail,
             "testMode": inst.test_mode,
-            "at": _iso(self.now),
+            "at": self._at,
         }
         self.envelopes["steps"].append(
             Envelope(
                 type=STEP_TYPE,
                 source=SOURCE,
                 sandbox=self.sandbox,
-                key=str(inst.profile_id),
-                id=str(uuid.uuid5(_STEP_IDS, f"{inst.id}|{step}")),
+                key=inst.profile_key,
+                id=uuid5(_STEP_IDS, f"{inst.key}|{step}"),
                 time=self.now,
                 data=data,
             )
         )
 
+    async def write(self) -> None:
+        """Write what instances became so far (see the class's doc); :class:`Contended`
+        when a new instance was refused."""
+        if self._new:
+            new = [
+                {
+                    "id": inst.key,
+                    "journey_id": inst.journey.id,
+                    "version": inst.journey.version,
+                    "profile_id": inst.profile_key,
+                    "status": status,
+                    "node": inst.node if status == "waiting" else None,
+                    "context": inst.context,
+                    "steps": inst.steps,
+                    "trigger_id": self._new[key],
+                    "test_mode": inst.test_mode,
+                    "end_reason": reason,
+                }
+                for key, (inst, status, reason) in self._rows.items()
+                if key in self._new
+            ]
+            new.sort(key=lambda r: (r["journey_id"], r["profile_id"]))
+            written = await repository.insert_instances(self.conn, self.sandbox, self.now, new)
+            if len(written) != len(new):
+                raise Contended(f"{len(new) - len(written)} of {len(new)} entries were made meanwhile")
+        saved = [
+            {
+                "id": inst.key,
+                "node": inst.node if status == "waiting" else None,
+                "context": inst.context,
+                "steps": inst.steps,
+                "ended_at": None if status == "waiting" else self.now,
+                "status": status,
+                "end_reason": reason,
+            }
+            for key, (inst, status, reason) in self._rows.items()
+            if key not in self._new
+        ]
+        if saved:
+            await repository.save_instances(self.conn, self.sandbox, saved)
+        if self._timed_out:
+            await repository.time_out_deliveries(self.conn, self.sandbox, self._timed_out, self.now)
+        # What new instances forget was never written.
+        timers = [k for k, v in self._timers.items() if v is None and k[0] not in self._new]
+        waits = [k for k in self._waits if k not in self._new]
+        calls = [k for k, v in self._calls.items() if v is None and k not in self._new]
+        if timers or waits or calls:
+            await repository.forget_waits(self.conn, self.sandbox, timers, waits, calls)
+        kept = [(i, kind, *v) for (i, kind), v in self._timers.items() if v is not None]
+        if kept:
+            await repository.set_timers(self.conn, self.sandbox, kept)
+        added = [
+            {
+                "instance_id": waiting[0].key,
+                "profile_id": waiting[0].profile_key,
+                "node": waiting[1],
+                "event_type": waiting[2].event_type,
+                "condition": waiting[2].condition,
+                "message_id": waiting[2].message_id,
+                "reaction": waiting[2].reaction,
+            }
+            for waiting in self._waits.values()
+            if waiting is not None
+        ]
+        if added:
+            await repository.add_event_waits(self.conn, self.sandbox, added)
+        for key, call in self._calls.items():
+            if call is not None:
+                node, step, action_id, inputs = call
+                await repository.add_call(
+                    self.conn, self.sandbox, key, node, step, uuid.UUID(action_id), inputs
+                )
+        if self._deliveries:
+            await repository.add_delivery_waits(self.conn, self.sandbox, self._deliveries, self.now)
+        self._rows.clear()
+        self._new.clear()
+        self._timers.clear()
+        self._waits.clear()
+        self._calls.clear()
+        self._deliveries.clear()
+        self._timed_out.clear()
+
     async def flush(self) -> None:
+        await self.write()
         await repository.add_steps(self.conn, self.sandbox, self.step_rows)
         await enqueue(self.conn, topics.JOURNEY_STEPS.name, self.envelopes["steps"])
         await enqueue(self.conn, topics.MESSAGES.name, self.envelopes["messages"])
@@ -313,13 +476,13 @@ class Run:
                 "kind": "journey",
                 "journeyId": inst.journey.id,
                 "version": inst.journey.version,
-                "instanceId": str(inst.id),
+                "instanceId": inst.key,
                 "nodeId": m.node,
                 "step": m.step,
                 "testMode": inst.test_mode,
             }
             request = MessageRequest(
-                m.id, self.sandbox, str(inst.profile_id), m.channel, m.template_id, m.category, m.context
+                m.id, self.sandbox, inst.profile_key, m.channel, m.template_id, m.category, m.context
             )
             self.envelopes["messages"].append(request.envelope(profile, origin, self.now))
         for u in done.updates:
@@ -328,19 +491,19 @@ class Run:
                     type=UPDATE_TYPE,
                     source=SOURCE,
                     sandbox=self.sandbox,
-                    key=str(inst.profile_id),
+                    key=inst.profile_key,
                     id=u.id,
                     time=self.now,
                     data={
                         "sandbox": self.sandbox,
-                        "profileId": str(inst.profile_id),
+                        "profileId": inst.profile_key,
                         "updateId": u.id,
                         "attributes": u.attributes,
                         "origin": {
                             "kind": "journey",
                             "journeyId": inst.journey.id,
                             "version": inst.journey.version,
-                            "instanceId": str(inst.id),
+                            "instanceId": inst.key,
                             "nodeId": u.node,
                             "step": u.step,
                         },
@@ -353,7 +516,8 @@ class Run:
         instance is now."""
         self._publish(inst, done, profile)
         inst.steps = done.steps[-1].step if done.steps else inst.steps
-        await repository.clear_waits(self.conn, self.sandbox, inst.id)
+        self._timers[(inst.id, "resume")] = None
+        self._waits[inst.id] = None
         inst.wait = inst.waiting_node = None
         if done.ended is not None:
             await self._end(inst, done.ended)
@@ -361,78 +525,46 @@ class Run:
                 await self._jump(inst, done.jump_to, profile)
             return
         inst.node = done.paused_at
-        await self._keep_pause(inst, done)
-        await self._save(inst, "waiting", None)
+        self._keep_pause(inst, done)
+        self._save(inst, "waiting", None)
 
-    async def _keep_pause(self, inst: Instance, done: Walk) -> None:
+    def _keep_pause(self, inst: Instance, done: Walk) -> None:
         """What a paused instance waits for: its resume timer, its custom action call,
         its event."""
         if done.paused_at is None:
             return
         if done.due_at is not None:
-            await repository.set_timer(
-                self.conn, self.sandbox, inst.id, "resume", done.paused_at, done.due_at
-            )
+            self._timers[(inst.id, "resume")] = (done.paused_at, done.due_at)
         if done.call is not None:
-            await repository.add_call(
-                self.conn,
-                self.sandbox,
-                inst.id,
-                done.paused_at,
-                done.call.step,
-                uuid.UUID(done.call.action_id),
-                done.call.inputs,
-            )
+            self._calls[inst.id] = (done.paused_at, done.call.step, done.call.action_id, done.call.inputs)
         if done.delivery is not None:
-            await repository.add_delivery_wait(
-                self.conn,
-                self.sandbox,
-                uuid.UUID(done.delivery.message_id),
-                inst.id,
-                done.paused_at,
-                done.delivery.step,
-                self.now,
+            self._deliveries.append(
+                (uuid.UUID(done.delivery.message_id), inst.id, done.paused_at, done.delivery.step)
             )
         if done.event_wait is not None:
-            w = done.event_wait
-            await repository.set_event_wait(
-                self.conn,
-                self.sandbox,
-                inst.id,
-                inst.profile_id,
-                done.paused_at,
-                w.event_type,
-                w.condition,
-                w.message_id,
-                w.reaction,
-            )
-            inst.wait, inst.waiting_node = w, done.paused_at
+            self._waits[inst.id] = (inst, done.paused_at, done.event_wait)
+            inst.wait, inst.waiting_node = done.event_wait, done.paused_at
 
-    async def _save(self, inst: Instance, status: str, reason: str | None) -> None:
-        ended = None if status == "waiting" else self.now
-        await repository.save(
-            self.conn,
-            self.sandbox,
-            inst.id,
-            node=inst.node if status == "waiting" else None,
-            context=inst.context,
-            steps=inst.steps,
-            ended_at=ended,
-            status=status,
-            end_reason=reason,
-        )
+    def _save(self, inst: Instance, status: str, reason: str | None) -> None:
+        self._rows[inst.id] = (inst, status, reason)
 
     async def _end(self, inst: Instance, reason: str) -> None:
         """End a live instance with the reason (``completed``, ``failed: ...``, or why it exited)."""
         status = _status(reason)
-        self.known_entries.pop((inst.profile_id, uuid.UUID(inst.journey.id)), None)  # read anew
+        self.known_entries.pop((inst.profile_id, inst.journey.journey_id), None)  # read anew
         inst.steps += 1
         self._step(inst, inst.steps, "exited", inst.node, None, reason, {})
-        await repository.end_instance_rows(self.conn, self.sandbox, inst.id)
-        await self._save(inst, status, reason)
+        # An ended instance waits for nothing.
+        self._timers[(inst.id, "resume")] = self._timers[(inst.id, "timeout")] = None
+        self._waits[inst.id] = self._calls[inst.id] = None
+        self._save(inst, status, reason)
         live = self.live.get(inst.profile_id)
         if live is not None and inst in live:
             live.remove(inst)
+
+    def forget_timer(self, instance_id: uuid.UUID, kind: str) -> None:
+        """A timer that fired (or whose instance ended meanwhile) goes."""
+        self._timers[(instance_id, kind)] = None
 
     async def end(self, inst: Instance, reason: str) -> None:
         await self._end(inst, reason)
@@ -465,10 +597,13 @@ class Run:
             return None
         if doc.testMode.enabled and not _identities(profile) & {p.lower() for p in doc.testMode.testProfiles}:
             return None
-        journey_id = uuid.UUID(version.id)
+        journey_id = version.journey_id
+        if (journey_id, trigger_id) in self.taken:
+            return None
         if (profile_id, journey_id) in self.known_entries:
             last = self.known_entries[(profile_id, journey_id)]
         else:
+            await self.write()  # what this run did to the profile's instances counts
             last = await repository.last_entry(self.conn, self.sandbox, profile_id, journey_id)
         if last is not None:
             if last["status"] == "waiting" or not doc.reentrance.allowed:
@@ -487,53 +622,58 @@ class Run:
             now=self.now,
             steps_before=1,
         )
-        # The instance is written once, as the walk left it: an entry that is refused
-        # (a live instance, a trigger already taken) leaves nothing behind.
         walked = done.steps[-1].step if done.steps else 1
         ended = done.ended
-        inserted = await repository.insert_instance(
-            self.conn,
+        status = "waiting" if ended is None else _status(ended)
+        inst = Instance(
             self.sandbox,
             instance_id,
-            journey_id,
-            version.version,
+            version,
             profile_id,
-            trigger_id,
-            doc.testMode.enabled,
+            done.paused_at if ended is None else None,
             context,
-            self.now,
-            status="waiting" if ended is None else _status(ended),
-            node=done.paused_at if ended is None else None,
-            steps=walked if ended is None else walked + 1,
-            end_reason=ended,
+            walked if ended is None else walked + 1,
+            doc.testMode.enabled,
         )
-        if not inserted:
-            self.known_entries.pop((profile_id, journey_id), None)  # read again if asked again
-            return None
-        self.known_entries[(profile_id, journey_id)] = {
-            "status": "waiting" if ended is None else _status(ended),
-            "entered_at": self.now,
-        }
-        inst = Instance(
-            self.sandbox, instance_id, version, profile_id, None, context, 1, doc.testMode.enabled
-        )
+        # The instance is written once, as the walk left it: an entry that is refused
+        # (a live instance, a trigger already taken) leaves nothing behind.
+        if self.eager:
+            inserted = await repository.insert_instance(
+                self.conn,
+                self.sandbox,
+                instance_id,
+                journey_id,
+                version.version,
+                profile_id,
+                trigger_id,
+                doc.testMode.enabled,
+                context,
+                self.now,
+                status=status,
+                node=inst.node,
+                steps=inst.steps,
+                end_reason=ended,
+            )
+            if not inserted:
+                self.known_entries.pop((profile_id, journey_id), None)  # read again if asked again
+                return None
+        else:
+            self._new[instance_id] = trigger_id
+            self._rows[instance_id] = (inst, status, ended)
+        self.taken.add((journey_id, trigger_id))
+        self.known_entries[(profile_id, journey_id)] = {"status": status, "entered_at": self.now}
         self._step(
             inst, 1, "entered", entry.id, entry.type, trigger_id.partition(":")[0], {"trigger": trigger_id}
         )
         self._publish(inst, done, profile)
-        inst.steps = walked
         if ended is not None:
-            inst.steps += 1
             self._step(inst, inst.steps, "exited", None, None, ended, {})
             if done.jump_to is not None:
                 await self._jump(inst, done.jump_to, profile)
             return inst
-        inst.node = done.paused_at
         self.live.setdefault(profile_id, []).append(inst)
-        await repository.set_timer(
-            self.conn, self.sandbox, instance_id, "timeout", None, self.now + version.timeout
-        )
-        await self._keep_pause(inst, done)
+        self._timers[(instance_id, "timeout")] = (None, self.now + version.timeout)
+        self._keep_pause(inst, done)
         return inst
 
     async def resume(
@@ -546,12 +686,12 @@ class Run:
         if event is not None:
             inst.context["event"] = dict(event)
         if by == "timer" and isinstance(inst.journey.nodes.get(inst.node), MessageNode):
-            await repository.time_out_delivery(self.conn, self.sandbox, inst.id, self.now)
+            self._timed_out.append(inst.id)
         done = resume(
             inst.journey,
             inst.node,
             by,
-            instance_id=str(inst.id),
+            instance_id=inst.key,
             context=inst.context,
             profile=profile,
             now=self.now,
@@ -567,7 +707,7 @@ class Run:
             inst.journey,
             node,
             outcome,
-            instance_id=str(inst.id),
+            instance_id=inst.key,
             context=inst.context,
             profile=profile,
             now=self.now,
@@ -615,7 +755,7 @@ class Run:
             inst.journey,
             str(wait["node"]),
             outcome,
-            instance_id=str(inst.id),
+            instance_id=inst.key,
             context=inst.context,
             profile=profile,
             now=self.now,
@@ -651,7 +791,7 @@ class Run:
         for version in entries:
             entry = version.entry
             if isinstance(entry, EventEntry) and version.holds(entry.condition, view, self.now):
-                await self.enter(version, profile_id, profile, event, f"event:{event.get('_id')}")
+                await self.enter(version, profile_id, profile, event, event_trigger(event))
 
     async def on_membership(
         self,
@@ -673,11 +813,12 @@ class Run:
         wanted = "entered" if entered else "exited"
         for version in entries:
             if getattr(version.entry, "on", None) == wanted:
-                await self.enter(version, profile_id, profile, None, f"audience:{trigger_id}")
+                await self.enter(version, profile_id, profile, None, membership_trigger(trigger_id))
 
     async def on_merge(self, survivor: uuid.UUID, merged: Sequence[uuid.UUID]) -> None:
         """Instances of merged profiles follow the survivor, but for journeys it already
         has a live instance of: those end (``merged``)."""
+        await self.write()
         self.known_entries.clear()  # instances change profiles: read them anew
         await self.load_live([survivor, *merged])
         kept = {inst.journey.id for inst in self.live[survivor]}
@@ -688,7 +829,7 @@ class Run:
                     await self._end(inst, f"merged into {survivor}, which is in the journey already")
                 else:
                     kept.add(inst.journey.id)
-                    inst.profile_id = survivor
+                    inst.follow(survivor)
                     moving.append(inst.id)
                     self.live[survivor].append(inst)
             self.live[old] = []
