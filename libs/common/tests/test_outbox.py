@@ -169,6 +169,45 @@ class TestTheRelay:
             records = await read(reader, [untraced])
         assert "traceparent" not in records[0].headers
 
+    async def test_puts_each_key_on_the_partition_the_producer_chooses_in_order(
+        self, outbox: Outbox, producer: Producer, infrastructure: StackInfo, new_topic: Any
+    ) -> None:
+        topic = await new_topic("outbox.partitioned", partitions=4)
+        keyed = [envelope(n, key=f"profile-{n % 5}") for n in range(40)]
+        async with outbox.pool.acquire() as conn, conn.transaction():
+            await enqueue(conn, topic, keyed)
+
+        async with topic_reader(infrastructure, topic) as reader:
+            assert await OutboxRelay(outbox.pool, producer, outbox.schema).relay_once() == 40
+            records = await read(reader, keyed)
+
+        for key in {e.key for e in keyed}:
+            mine = [r for r in records if r.key == key]
+            assert [r.json()["n"] for r in mine] == [e.data["n"] for e in keyed if e.key == key]
+            assert {r.partition for r in mine} == {await producer.partition(topic, str(key).encode())}
+        assert len({r.partition for r in records}) > 1
+
+    async def test_fills_batch_after_batch_in_order_and_sets_aside_a_record_too_large(
+        self, outbox: Outbox, producer: Producer, infrastructure: StackInfo
+    ) -> None:
+        big = [
+            Envelope(type="t.v1", source="/t", data={"n": n, "pad": "x" * 100_000}, sandbox="prod", key="k")
+            for n in range(8)  # about 800 KB: several batches of one partition
+        ]
+        huge = Envelope(type="t.v1", source="/t", data={"pad": "x" * 3_000_000}, sandbox="prod", key="k")
+        await outbox.commit([*big[:4], huge, *big[4:]])
+
+        async with topic_reader(infrastructure, outbox.topic) as reader:
+            assert await OutboxRelay(outbox.pool, producer, outbox.schema).relay_once() == 9
+            records = await read(reader, big)
+
+        assert [r.json()["n"] for r in records] == list(range(8))
+        assert await outbox.pending() == 0
+        async with outbox.pool.acquire() as conn:
+            failed = await conn.fetch("SELECT error FROM outbox_failed")
+        assert len(failed) == 1
+        assert "MessageSizeTooLarge" in failed[0]["error"]
+
     async def test_publishes_in_batches_of_batch_max(
         self, outbox: Outbox, producer: Producer, infrastructure: StackInfo
     ) -> None:

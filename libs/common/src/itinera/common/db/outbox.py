@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 import orjson
@@ -27,6 +28,9 @@ from itinera.common.telemetry import inject_headers
 
 log = logging.getLogger(__name__)
 
+ALONE_BYTES = 128 * 1024
+"""Records larger than this are sent on their own, through the producer's checks (a
+record over its largest request is refused there, for good)."""
 RELAYED = Counter("itinera_outbox_relayed_records", "Outbox records published", ["schema"])
 PENDING = Gauge("itinera_outbox_pending_records", "Outbox records waiting after a pass", ["schema"])
 FAILED = Counter("itinera_outbox_failed_records", "Outbox records the broker refused for good", ["schema"])
@@ -51,6 +55,12 @@ def _permanent(error: BaseException) -> bool:
         | TopicAuthorizationFailedError
         | CorruptRecordException,
     )
+
+
+def _append(batch: Any, row: asyncpg.Record) -> bool:
+    """Add a row's record to an aiokafka batch; False when it does not fit."""
+    headers = [(k, v.encode()) for k, v in row["headers"]]
+    return batch.append(key=row["key"], value=row["value"], timestamp=None, headers=headers) is not None
 
 
 def _channel(schema: str) -> str:  # as enqueue names it in SQL
@@ -151,7 +161,7 @@ class OutboxRelay:
             if not rows:
                 PENDING.labels(self.schema).set(0)
                 return 0
-            outcomes = await asyncio.gather(*(self._send(row) for row in rows), return_exceptions=True)
+            outcomes = await self._send_all(rows)
             done: list[int] = []
             failed: list[tuple[asyncpg.Record, BaseException]] = []
             for row, outcome in zip(rows, outcomes, strict=True):
@@ -185,8 +195,50 @@ class OutboxRelay:
         RELAYED.labels(self.schema).inc(len(done))
         return len(finished)
 
-    async def _send(self, row: asyncpg.Record) -> None:
-        future = await self.producer.send(
-            row["topic"], row["value"], row["key"], [(k, v.encode()) for k, v in row["headers"]]
-        )
-        await future
+    async def _send_all(self, rows: Sequence[asyncpg.Record]) -> list[BaseException | None]:
+        """Each row's outcome: None once the broker acknowledged it. The rows go out as
+        record batches built here, one per partition (more when one fills up), in the
+        rows' order, the partition chosen as :class:`Producer` chooses it: no future or
+        accumulator entry per record. A batch the broker refuses for good is sent again
+        record by record, so that only the records at fault are set aside."""
+        kafka = self.producer.client
+        outcomes: list[BaseException | None] = [None] * len(rows)
+        groups: dict[tuple[str, int], list[int]] = {}
+        for index, row in enumerate(rows):
+            partition = await self.producer.partition(row["topic"], row["key"])
+            groups.setdefault((row["topic"], partition), []).append(index)
+        sent: list[tuple[asyncio.Future[Any], list[int]]] = []
+        for (topic, partition), indexes in groups.items():
+            batch = kafka.create_batch()
+            members: list[int] = []
+            for index in indexes:
+                row = rows[index]
+                if len(row["value"] or b"") > ALONE_BYTES:  # the producer's checks, on its own
+                    outcomes[index] = await self._send_one(row)
+                    continue
+                if not _append(batch, row):
+                    if members:  # full: send it, go on in a new one
+                        sent.append((await kafka.send_batch(batch, topic, partition=partition), members))
+                        batch, members = kafka.create_batch(), []
+                    if not _append(batch, row):
+                        outcomes[index] = await self._send_one(row)
+                        continue
+                members.append(index)
+            if members:
+                sent.append((await kafka.send_batch(batch, topic, partition=partition), members))
+        acknowledged = await asyncio.gather(*(future for future, _ in sent), return_exceptions=True)
+        for (_, members), result in zip(sent, acknowledged, strict=True):
+            if isinstance(result, BaseException):
+                for index in members:
+                    outcomes[index] = await self._send_one(rows[index]) if _permanent(result) else result
+        return outcomes
+
+    async def _send_one(self, row: asyncpg.Record) -> BaseException | None:
+        try:
+            future = await self.producer.send(
+                row["topic"], row["value"], row["key"], [(k, v.encode()) for k, v in row["headers"]]
+            )
+            await future
+        except Exception as exc:
+            return exc
+        return None

@@ -62,16 +62,21 @@ class Producer:
     def client(self) -> AIOKafkaProducer:
         return self._kafka
 
+    async def partition(self, topic: str, key: bytes | None) -> int:
+        """The partition Kafka's partitioner chooses for ``key`` (the hash memoised; a
+        random one without a key)."""
+        partitions = self._kafka.client.cluster.partitions_for_topic(topic)  # known metadata
+        if not partitions:
+            partitions = await self._kafka.partitions_for(topic)
+        ordered: list[int] = sorted(partitions)
+        return ordered[partition_for(key, len(ordered))] if key is not None else random.choice(ordered)
+
     async def send(
         self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
     ) -> asyncio.Future[Any]:
         """Queue one record on the partition Kafka's partitioner would choose (the hash
         memoised); the returned future resolves when the broker acknowledges it."""
-        partitions = self._kafka.client.cluster.partitions_for_topic(topic)  # known metadata
-        if not partitions:
-            partitions = await self._kafka.partitions_for(topic)
-        ordered = sorted(partitions)
-        partition = ordered[partition_for(key, len(ordered))] if key is not None else random.choice(ordered)
+        partition = await self.partition(topic, key)
         future: asyncio.Future[Any] = await self._kafka.send(
             topic, value=value, key=key, partition=partition, headers=headers
         )
