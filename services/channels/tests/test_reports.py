@@ -167,17 +167,19 @@ class TestReportsFromTheProvider:
             # worker has not yet recorded it.
             await messages.insert(
                 conn,
-                {
-                    "sandbox": sandbox,
-                    "message_id": message_id,
-                    "profile_id": uuid.uuid4(),
-                    "channel": "sms",
-                    "category": "transactional",
-                    "state": "sending",
-                    "address": phone,
-                    "content": {"text": "Your code is 42"},
-                    "created_at": datetime.now(UTC),
-                },
+                [
+                    {
+                        "sandbox": sandbox,
+                        "message_id": message_id,
+                        "profile_id": uuid.uuid4(),
+                        "channel": "sms",
+                        "category": "transactional",
+                        "state": "sending",
+                        "address": phone,
+                        "content": {"text": "Your code is 42"},
+                        "created_at": datetime.now(UTC),
+                    }
+                ],
             )
             claimed = await messages.one(conn, sandbox, message_id)
         worker = DeliveryRunner(pool, channels_settings)

@@ -1,8 +1,9 @@
 """What the message pipeline consumes (group ``itinera-channels``): message requests on
 ``itinera.messages.v1``, from journeys and campaigns.
 
-Each batch is one transaction per sandbox: every request not seen before (by message
-id) is checked, rendered and recorded (:mod:`itinera.channels.messages.pipeline`), an
+Each batch is one transaction per sandbox, of a few statements whatever its size (see
+:meth:`MessageHandler._apply`): every request not seen before (by message id) is
+checked, rendered and recorded (:mod:`itinera.channels.messages.pipeline`), an
 excluded one with its feedback in the outbox; an email's HTML gets its tracking (links
 rewritten, the open pixel) and its links are recorded with it
 (:mod:`itinera.channels.tracking`). A request whose id is already recorded
@@ -24,6 +25,7 @@ import asyncpg
 from itinera.channels.content import repository as content
 from itinera.channels.messages import feedback, pipeline, repository
 from itinera.channels.rules import repository as rules
+from itinera.channels.suppression import repository as suppression
 from itinera.channels.tracking import Tracker
 from itinera.channels.tracking import repository as tracking
 from itinera.common.errors import FieldError
@@ -95,13 +97,19 @@ class MessageHandler:
                 await self._apply(conn, sandbox, requests)
 
     async def _apply(self, conn: asyncpg.Connection, sandbox: str, requests: list[dict[str, Any]]) -> None:
+        """The batch's requests of one sandbox, in its transaction, with a few statements
+        whatever the number of requests: the profiles' locks, the ids already taken, the
+        templates, fragments and rules, the suppressed addresses, then (after checking and
+        rendering each request) the new messages, their links and the feedback."""
         now = datetime.now(UTC)
-        seen = await repository.known(conn, sandbox, [r["_id"] for r in requests])
-        fresh = []
+        unique: dict[uuid.UUID, dict[str, Any]] = {}
         for request in requests:
-            if request["_id"] not in seen:
-                seen.add(request["_id"])
-                fresh.append(request)
+            unique.setdefault(request["_id"], request)
+        # Locked before the ids are looked up: a copy of a request that another
+        # transaction recorded meanwhile (same profile) is seen as taken, not counted.
+        await repository.lock_profiles(conn, sandbox, [r["_profile"] for r in unique.values()])
+        seen = await repository.known(conn, sandbox, list(unique))
+        fresh = [r for message_id, r in unique.items() if message_id not in seen]
         if not fresh:
             return
         templates = await content.templates(
@@ -112,49 +120,56 @@ class MessageHandler:
         policies = pipeline.Policies(
             await rules.capping_rules(conn, sandbox), await rules.quiet_hours(conn, sandbox)
         )
-        excluded = []
+        addresses = [(r["channel"], pipeline.address_of(r["channel"], r["profile"])) for r in fresh]
+        batch = pipeline.Batch(
+            await suppression.suppressed_many(conn, sandbox, [(c, a) for c, a in addresses if a is not None])
+        )
+        rows: list[dict[str, Any]] = []
+        links: dict[uuid.UUID, list[str]] = {}
         for request in sorted(fresh, key=lambda r: str(r["_profile"])):
-            await repository.lock_profile(conn, sandbox, request["_profile"])
             template = templates.get(request.get("templateId") or "")
             own = (
                 {f: fragments[f] for f in (template["fragments"] or ()) if f in fragments} if template else {}
             )
             decision = await pipeline.decide(
-                conn, sandbox, request, template, own, policies, now, self.default_zone
+                conn, sandbox, request, template, own, policies, now, self.default_zone, batch
             )
-            links: list[str] = []
+            if decision.state == "rendered":
+                batch.take(request["_profile"], request["channel"], request["category"])
             parts = decision.content
             if self.tracker is not None and request["channel"] == "email" and parts and parts.get("html"):
-                parts["html"], links = self.tracker.instrument(
+                parts["html"], links[request["_id"]] = self.tracker.instrument(
                     sandbox, str(request["_id"]), str(parts["html"])
                 )
-            row = {
-                "sandbox": sandbox,
-                "message_id": request["_id"],
-                "profile_id": request["_profile"],
-                "channel": request["channel"],
-                "category": request["category"],
-                "template_id": request.get("templateId"),
-                "template_version": template["version"] if template else None,
-                "locale": decision.locale,
-                "state": decision.state,
-                "reason": decision.reason,
-                "detail": decision.detail,
-                "address": decision.address,
-                "content": decision.content,
-                "origin": request.get("origin") or {},
-                "requested_at": _requested_at(request.get("requestedAt")),
-                "created_at": now,
-                "next_attempt_at": decision.next_attempt_at,
-                "queued_until": decision.queued_until,
-            }
-            inserted = await repository.insert(conn, row)
-            if inserted and links:
-                await tracking.record_links(conn, sandbox, request["_id"], links)
-            if inserted and decision.state == "excluded":
-                excluded.append(
-                    feedback.envelope(
-                        sandbox, row, "excluded", reason=decision.reason, address=decision.address, at=now
-                    )
-                )
+            rows.append(
+                {
+                    "sandbox": sandbox,
+                    "message_id": request["_id"],
+                    "profile_id": request["_profile"],
+                    "channel": request["channel"],
+                    "category": request["category"],
+                    "template_id": request.get("templateId"),
+                    "template_version": template["version"] if template else None,
+                    "locale": decision.locale,
+                    "state": decision.state,
+                    "reason": decision.reason,
+                    "detail": decision.detail,
+                    "address": decision.address,
+                    "content": decision.content,
+                    "origin": request.get("origin") or {},
+                    "requested_at": _requested_at(request.get("requestedAt")),
+                    "created_at": now,
+                    "next_attempt_at": decision.next_attempt_at,
+                    "queued_until": decision.queued_until,
+                }
+            )
+        inserted = await repository.insert(conn, rows)
+        await tracking.record_links(
+            conn, sandbox, {m: urls for m, urls in links.items() if m in inserted and urls}
+        )
+        excluded = [
+            feedback.envelope(sandbox, row, "excluded", reason=row["reason"], address=row["address"], at=now)
+            for row in rows
+            if row["state"] == "excluded" and row["message_id"] in inserted
+        ]
         await feedback.publish(conn, excluded)

@@ -6,13 +6,17 @@ them and records each outcome.
    slow provider holds back only its own messages): due ``rendered`` messages, and
    ``sending`` ones whose lease ran out, become ``sending`` with a lease of
    ``ITINERA_CHANNELS_SEND_LEASE_S`` and one more attempt; ``FOR UPDATE SKIP LOCKED``,
-   so any number of workers share the work.
-2. Send, with no transaction open: the address is checked against the suppression list
-   once more (it may have been suppressed while the message waited), the provider's
-   rate is kept, and the provider called.
+   so any number of workers share the work. With the batch in flight, the next claim
+   comes as soon as half of it has ended; when nothing was due, after
+   ``ITINERA_CHANNELS_DELIVERY_INTERVAL_S``.
+2. Send, with no transaction open: the addresses are checked against the suppression
+   list once more, the claim's at once right after it (one may have been suppressed
+   while its message waited), the provider's rate is kept, and the provider called.
 3. Record (a new transaction), only if the claim is still this worker's (its attempt
    number): ``sent`` with the feedback ``sent`` (an email's address has its soft bounces
-   forgotten; an SMS's delivery reports that came first are applied); a soft failure
+   forgotten; an SMS's delivery reports that came first are applied). Sends that end
+   while the outcomes of others are being recorded are recorded together next, in one
+   transaction (:class:`Coalescing`): nothing waits for a batch to fill. A soft failure
    goes back to ``rendered``, due after an exponential backoff, until the last attempt,
    which fails it; a permanent failure fails it, suppressing the address when the
    provider's answer calls for it, with the feedback ``bounced`` (email refusals) or
@@ -30,8 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import httpx
@@ -48,6 +54,7 @@ from itinera.channels.suppression.bounces import ENTITY_TYPES
 from itinera.common.periodic import Periodic
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class DeliveryRunner(Periodic):
@@ -72,6 +79,10 @@ class DeliveryRunner(Periodic):
             "webhook": TokenBucket(settings.channels_rate_webhook),
         }
         self._in_flight: set[asyncio.Task[None]] = set()
+        # A claim waits for half the batch's room (at least one send) when it is busy.
+        self._refill = max(1, settings.channels_delivery_batch // 2)
+        self._room = asyncio.Event()
+        self._sent: Coalescing[tuple[asyncpg.Record, str | None]] = Coalescing(self.record_sent)
 
     async def stop(self) -> None:
         await super().stop()
@@ -86,26 +97,59 @@ class DeliveryRunner(Periodic):
 
     async def tick(self) -> bool:
         room = self.settings.channels_delivery_batch - len(self._in_flight)
-        if room <= 0:
-            return False
-        async with self.pool.acquire() as conn, conn.transaction():
+        if room < self._refill:
+            # Busy: claim again as soon as enough sends have ended (rather than after the
+            # interval, which would cap the rate at a batch per interval), and not for
+            # every single one (a claim costs a few statements, whatever its size).
+            self._room.clear()
+            await self._room.wait()
+            return True
+        async with self.pool.acquire() as conn:
+            # One statement: atomic on its own, no BEGIN and COMMIT around it.
             claimed = await repository.claim(
                 conn, datetime.now(UTC), room, self.settings.channels_send_lease_s
             )
+            # The suppression list once more, for the whole claim at once: an address
+            # suppressed while its message waited is not sent to.
+            suppressed = await self.suppressed(conn, claimed)
         for row in claimed:
-            task = asyncio.create_task(self._guarded(row), name=f"channels:send:{row['message_id']}")
+            why = suppressed.get((row["sandbox"], row["channel"], row["address"] or ""))
+            task = asyncio.create_task(self._guarded(row, why), name=f"channels:send:{row['message_id']}")
             self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            task.add_done_callback(self._ended)
         return len(claimed) == room
 
-    async def _guarded(self, row: asyncpg.Record) -> None:
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if self.settings.channels_delivery_batch - len(self._in_flight) >= self._refill:
+            self._room.set()
+
+    @staticmethod
+    async def suppressed(
+        conn: asyncpg.Connection, claimed: Sequence[asyncpg.Record]
+    ) -> dict[tuple[str, str, str], str]:
+        """Why each suppressed one of the claimed messages' addresses is, by (sandbox,
+        channel, address); one statement per sandbox."""
+        by_sandbox: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        for row in claimed:
+            if row["channel"] in ENTITY_TYPES:
+                by_sandbox[row["sandbox"]].add((row["channel"], row["address"] or ""))
+        found: dict[tuple[str, str, str], str] = {}
+        for sandbox, wanted in by_sandbox.items():
+            for (channel, address), why in (await suppression.suppressed_many(conn, sandbox, wanted)).items():
+                found[(sandbox, channel, address)] = why
+        return found
+
+    async def _guarded(self, row: asyncpg.Record, suppressed: str | None) -> None:
         try:
-            await self.deliver(row)
+            await self.deliver(row, suppressed)
         except Exception:
             # Left sending: its lease runs out and it is tried again.
-            log.exception("delivery failed", extra={"message": str(row["message_id"])})
+            log.exception("delivery failed", extra={"message_id": str(row["message_id"])})
 
-    async def deliver(self, row: asyncpg.Record) -> None:
+    async def deliver(self, row: asyncpg.Record, suppressed: str | None) -> None:
+        """Send the claimed message, unless its address is ``suppressed`` (why), and
+        record the outcome."""
         sandbox, channel = row["sandbox"], row["channel"]
         message = Outgoing(
             sandbox=sandbox,
@@ -116,12 +160,11 @@ class DeliveryRunner(Periodic):
             address=row["address"] or "",
             content=row["content"] or {},
         )
-        if channel in ENTITY_TYPES:
-            async with self.pool.acquire() as conn:
-                why = await suppression.suppressed(conn, sandbox, channel, message.address)
-            if why is not None:
-                await self.record(row, "excluded", "suppressed", f"{message.address} is suppressed ({why})")
-                return
+        if suppressed is not None:
+            await self.record(
+                row, "excluded", "suppressed", f"{message.address} is suppressed ({suppressed})"
+            )
+            return
         if self.settings.channels_test_pause_before_send_s:
             await asyncio.sleep(self.settings.channels_test_pause_before_send_s)
         await self.buckets[channel].take()
@@ -130,7 +173,10 @@ class DeliveryRunner(Periodic):
         except SendFailed as failure:
             await self.failed(row, message, failure)
             return
-        await self.record(row, "sent", provider_id=provider_id)
+        if channel == "sms":
+            await self.record(row, "sent", provider_id=provider_id)  # with its waiting reports
+        else:
+            await self._sent.add((row, provider_id))
 
     async def failed(self, row: asyncpg.Record, message: Outgoing, failure: SendFailed) -> None:
         attempt = int(row["attempts"])
@@ -253,6 +299,73 @@ class DeliveryRunner(Periodic):
                 await bounces.delivered(conn, sandbox, channel, row["address"] or "")
             elif state == "sent" and channel == "sms" and provider_id:
                 await reports.sent(conn, self.settings, message, provider_id, now)
+
+    async def record_sent(self, sent: Sequence[tuple[asyncpg.Record, str | None]]) -> None:
+        """Several claims sent (``(row, provider id)``, none an SMS), with their feedback,
+        in one transaction of two statements: as :meth:`record` records one (an email's
+        address has its soft bounces forgotten: the SMTP server took the message)."""
+        now = datetime.now(UTC)
+        async with self.pool.acquire() as conn, conn.transaction():
+            ours = await repository.finish_sent(
+                conn,
+                [
+                    (
+                        r["sandbox"],
+                        r["message_id"],
+                        int(r["attempts"]),
+                        provider_id,
+                        bounces.value_of(r["channel"], r["address"] or "")
+                        if r["channel"] == "email"
+                        else None,
+                    )
+                    for r, provider_id in sent
+                ],
+                now,
+            )
+            await feedback.publish(
+                conn,
+                [
+                    feedback.envelope(r["sandbox"], _message(r), "sent", address=r["address"], at=now)
+                    for r, _ in sent
+                    if (r["sandbox"], r["message_id"]) in ours
+                ],
+            )
+
+
+class Coalescing(Generic[T]):
+    """Items handed in one by one, written in batches: :meth:`add` waits until its item
+    is written (or raises what writing it raised). The first item is written at once;
+    those that come while a batch is being written make the next batch, so nothing waits
+    for a batch to fill up, and a busy loop writes many at a time."""
+
+    def __init__(self, write: Callable[[list[T]], Awaitable[None]]) -> None:
+        self.write = write
+        self._pending: list[tuple[T, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def add(self, item: T) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, done))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._drain(), name="channels:coalescing")
+        await done
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await self.write([item for item, _ in batch])
+                except Exception as exc:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                else:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._writer = None
 
 
 def _message(row: asyncpg.Record) -> dict[str, Any]:

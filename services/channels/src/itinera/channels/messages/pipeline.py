@@ -37,7 +37,6 @@ import asyncpg
 from itinera.channels.content.render import RenderFailed, render_message
 from itinera.channels.rules import repository as rules
 from itinera.channels.rules.timing import period_start, window_end, zone_of
-from itinera.channels.suppression import repository as suppression
 
 OPTED_OUT = frozenset({"n", "dn"})
 _ID_NAMESPACES = {"email": ("Email",), "sms": ("Phone",), "push": ("ECID", "FCM", "APNS")}
@@ -49,6 +48,20 @@ class Policies:
 
     capping: Sequence[asyncpg.Record]
     quiet: Sequence[asyncpg.Record]
+
+
+@dataclass
+class Batch:
+    """What the checks of one consumed batch share: the suppressed addresses among the
+    batch's (looked up at once, by channel and address as given), and the messages
+    taken for delivery so far in the batch, by profile (channel, category): not yet
+    stored when a later message of the profile is checked, they count towards its caps."""
+
+    suppressed: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    taken: dict[uuid.UUID, list[tuple[str, str]]] = field(default_factory=dict)
+
+    def take(self, profile_id: uuid.UUID, channel: str, category: str) -> None:
+        self.taken.setdefault(profile_id, []).append((channel, category))
 
 
 @dataclass
@@ -133,8 +146,10 @@ async def capped(
     category: str,
     policies: Policies,
     now: datetime,
+    batch: Batch | None = None,
 ) -> str | None:
-    """The name of the first rule that caps the message, or None."""
+    """The name of the first rule that caps the message, or None. ``batch``: the
+    messages of the profile taken earlier in this batch, not yet stored, count too."""
     for rule in policies.capping:
         if not _applies(rule, channel, category):
             continue
@@ -146,6 +161,13 @@ async def capped(
             None if rule["channel"] == "all" else channel,
             rule["category"] == "marketing",
         )
+        if batch is not None:
+            taken += sum(
+                1
+                for was_channel, was_category in batch.taken.get(profile_id, ())
+                if rule["channel"] in ("all", was_channel)
+                and (rule["category"] == "all" or was_category == "marketing")
+            )
         if taken >= rule["max_count"]:
             return str(rule["name"])
     return None
@@ -185,7 +207,10 @@ async def decide(
     policies: Policies,
     now: datetime,
     default_zone: str,
+    batch: Batch,
 ) -> Decision:
+    """What becomes of the request; ``batch`` holds the suppressed addresses of the
+    batch's requests, looked up before (see :class:`Batch`)."""
     channel, category = request["channel"], request["category"]
     profile: Mapping[str, Any] = request["profile"]
     if template is None:
@@ -200,10 +225,10 @@ async def decide(
             "excluded", "consent", f"the profile opted out of {channel} marketing", address=address
         )
     if address is not None:
-        why = await suppression.suppressed(conn, sandbox, channel, address)
+        why = batch.suppressed.get((channel, address))
         if why is not None:
             return Decision("excluded", "suppressed", f"{address} is suppressed ({why})", address=address)
-    rule = await capped(conn, sandbox, request["_profile"], channel, category, policies, now)
+    rule = await capped(conn, sandbox, request["_profile"], channel, category, policies, now, batch)
     if rule is not None:
         return Decision("excluded", "capped", f"frequency capping rule {rule!r}", address=address)
     held = quiet(channel, category, profile, policies, now, default_zone)

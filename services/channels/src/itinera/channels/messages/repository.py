@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,9 +17,39 @@ _COLUMNS = (
 )
 
 
-async def lock_profile(conn: asyncpg.Connection, sandbox: str, profile_id: uuid.UUID) -> None:
-    """Serialise the checks of one profile's messages (caps count what was taken before)."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{sandbox}|{profile_id}")
+_INSERTED = (
+    "sandbox",
+    "message_id",
+    "profile_id",
+    "channel",
+    "category",
+    "template_id",
+    "template_version",
+    "locale",
+    "state",
+    "reason",
+    "detail",
+    "address",
+    "content",
+    "origin",
+    "requested_at",
+    "created_at",
+    "next_attempt_at",
+    "queued_until",
+)
+
+
+async def lock_profiles(conn: asyncpg.Connection, sandbox: str, profile_ids: Sequence[uuid.UUID]) -> None:
+    """Serialise the checks of each profile's messages (caps count what was taken before):
+    one transaction-scoped advisory lock per profile, all taken in one statement, in the
+    order of the profiles' ids as text, so that two batches never wait on each other in
+    a circle."""
+    keys = [f"{sandbox}|{p}" for p in sorted({str(p) for p in profile_ids})]
+    await conn.execute(
+        """SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0)))
+           FROM unnest($1::text[]) AS k""",
+        keys,
+    )
 
 
 async def known(conn: asyncpg.Connection, sandbox: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
@@ -31,37 +61,34 @@ async def known(conn: asyncpg.Connection, sandbox: str, ids: Sequence[uuid.UUID]
     return {row["message_id"] for row in rows}
 
 
-async def insert(conn: asyncpg.Connection, row: dict[str, Any]) -> bool:
-    """Record a message request with what was decided; False when its id was taken."""
-    inserted = await conn.fetchval(
+async def insert(conn: asyncpg.Connection, rows: Sequence[Mapping[str, Any]]) -> set[uuid.UUID]:
+    """Record message requests with what was decided, in one statement; the ids of those
+    recorded (an id already taken is not recorded again)."""
+    if not rows:
+        return set()
+    recorded = await conn.fetch(
         """INSERT INTO messages
                (sandbox, message_id, profile_id, channel, category, template_id, template_version,
                 locale, state, reason, detail, address, content, origin, requested_at, created_at,
                 next_attempt_at, queued_until)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14::jsonb, $15, $16,
-                   $17, $18)
+           SELECT r.sandbox, r.message_id, r.profile_id, r.channel, r.category, r.template_id,
+                  r.template_version, r.locale, r.state, r.reason, r.detail, r.address, r.content,
+                  coalesce(r.origin, '{}'), r.requested_at, r.created_at, r.next_attempt_at,
+                  r.queued_until
+           FROM json_to_recordset($1::json) AS r(
+               sandbox text, message_id uuid, profile_id uuid, channel text, category text,
+               template_id text, template_version integer, locale text, state text, reason text,
+               detail text, address text, content jsonb, origin jsonb, requested_at timestamptz,
+               created_at timestamptz, next_attempt_at timestamptz, queued_until timestamptz)
            ON CONFLICT (sandbox, message_id) DO NOTHING
-           RETURNING true""",
-        row["sandbox"],
-        row["message_id"],
-        row["profile_id"],
-        row["channel"],
-        row["category"],
-        row.get("template_id"),
-        row.get("template_version"),
-        row.get("locale"),
-        row["state"],
-        row.get("reason"),
-        row.get("detail"),
-        row.get("address"),
-        row.get("content"),
-        row.get("origin") or {},
-        row.get("requested_at"),
-        row["created_at"],
-        row.get("next_attempt_at"),
-        row.get("queued_until"),
+           RETURNING message_id""",
+        [
+            {k: row.get(k) for k in _INSERTED}
+            | {"message_id": str(row["message_id"]), "profile_id": str(row["profile_id"])}
+            for row in rows
+        ],
     )
-    return bool(inserted)
+    return {row["message_id"] for row in recorded}
 
 
 async def claim(conn: asyncpg.Connection, now: datetime, batch: int, lease_s: float) -> list[asyncpg.Record]:
@@ -134,6 +161,49 @@ async def finish(
         now,
     )
     return bool(done)
+
+
+async def finish_sent(
+    conn: asyncpg.Connection,
+    claims: Sequence[tuple[str, uuid.UUID, int, str | None, str | None]],
+    now: datetime,
+) -> set[tuple[str, uuid.UUID]]:
+    """Record several claims ``(sandbox, message id, attempt, provider id, soft-bounce key)``
+    sent, in one statement, as :func:`finish` does one: only those still that claim's (its
+    lease did not run out for another worker to take it), locked in the order of their
+    keys. The soft bounces counted for the address (``soft_bounces``, by the key given,
+    as the suppression list keeps it) of each one recorded are forgotten in the same
+    statement: the provider took the message. Answers the (sandbox, message id) of those
+    recorded."""
+    if not claims:
+        return set()
+    rows = await conn.fetch(
+        """WITH wanted AS (
+               SELECT * FROM json_to_recordset($1::json) AS r(s text, m uuid, a integer, p text, b text)
+           ), ours AS (
+               SELECT m.sandbox, m.message_id, w.p, w.b FROM messages m
+               JOIN wanted w ON m.sandbox = w.s AND m.message_id = w.m
+               WHERE m.attempts = w.a AND m.state = 'sending'
+               ORDER BY m.sandbox, m.message_id
+               FOR UPDATE OF m
+           ), sent AS (
+               UPDATE messages m SET state = 'sent', provider_id = coalesce(o.p, m.provider_id),
+                   next_attempt_at = NULL, lease_until = NULL, sent_at = $2, updated_at = $2
+               FROM ours o WHERE m.sandbox = o.sandbox AND m.message_id = o.message_id
+               RETURNING m.sandbox, m.message_id
+           ), doomed AS (
+               SELECT b.sandbox, b.value FROM soft_bounces b
+               JOIN ours o ON b.sandbox = o.sandbox AND b.value = o.b
+               ORDER BY b.sandbox, b.value
+               FOR UPDATE OF b
+           ), forgotten AS (
+               DELETE FROM soft_bounces b USING doomed d WHERE b.sandbox = d.sandbox AND b.value = d.value
+           )
+           SELECT sandbox, message_id FROM sent""",
+        [{"s": s, "m": str(m), "a": a, "p": p, "b": b} for s, m, a, p, b in claims],
+        now,
+    )
+    return {(row["sandbox"], row["message_id"]) for row in rows}
 
 
 async def one(conn: asyncpg.Connection, sandbox: str, message_id: uuid.UUID) -> asyncpg.Record | None:

@@ -36,6 +36,11 @@ def event(message_id: str, at: datetime, message: str | None, kind: str) -> dict
     }
 
 
+def value_of(channel: str, address: str) -> str:
+    """The address as the suppression list and the soft bounces keep it."""
+    return _key(channel, address)[0]
+
+
 def _key(channel: str, address: str) -> tuple[str, str]:
     entity_type = ENTITY_TYPES[channel]
     return repository.normal(address, entity_type), entity_type

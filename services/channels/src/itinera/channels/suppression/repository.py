@@ -4,7 +4,7 @@ and email domains, each on the client (suppressed) or the allowed list."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,25 +29,37 @@ def domains_of(address: str) -> list[str]:
     return [".".join(labels[i:]) for i in range(len(labels) - 1)] or [domain.lower()]
 
 
-async def suppressed(conn: asyncpg.Connection, sandbox: str, channel: str, address: str) -> str | None:
-    """Why the address (or, for email, its domain) is suppressed; None when it is not."""
-    entity_type = {"email": "email", "sms": "phone", "push": "pushToken"}.get(channel)
-    if entity_type is None:
-        return None
-    reason: str | None = await conn.fetchval(
-        """SELECT reason FROM suppressed_addresses
-           WHERE sandbox = $1 AND list_type = 'client' AND value = $2""",
+_ENTITY_TYPES = {"email": "email", "sms": "phone", "push": "pushToken"}
+
+
+async def suppressed_many(
+    conn: asyncpg.Connection, sandbox: str, wanted: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """Why each suppressed one of these (channel, address) pairs is (the address, or for
+    email its domain or a domain above it, is on the list), in one statement; the pairs
+    not suppressed, and those of channels without addresses (webhook), are left out."""
+    pairs = sorted({(c, a) for c, a in wanted if c in _ENTITY_TYPES})
+    if not pairs:
+        return {}
+    rows = await conn.fetch(
+        """SELECT r.i, coalesce(
+                   (SELECT s.reason FROM suppressed_addresses s
+                    WHERE s.sandbox = $1 AND s.list_type = 'client' AND s.value = r.v),
+                   (SELECT s.reason FROM suppressed_domains s
+                    WHERE s.sandbox = $1 AND s.list_type = 'client' AND s.value = ANY(r.d) LIMIT 1)
+               ) AS reason
+           FROM json_to_recordset($2::json) AS r(i integer, v text, d text[])""",
         sandbox,
-        normal(address, entity_type),
+        [
+            {
+                "i": i,
+                "v": normal(address, _ENTITY_TYPES[channel]),
+                "d": domains_of(address) if channel == "email" else [],
+            }
+            for i, (channel, address) in enumerate(pairs)
+        ],
     )
-    if reason is None and channel == "email":
-        reason = await conn.fetchval(
-            """SELECT reason FROM suppressed_domains
-               WHERE sandbox = $1 AND list_type = 'client' AND value = ANY($2::text[]) LIMIT 1""",
-            sandbox,
-            domains_of(address),
-        )
-    return reason
+    return {pairs[row["i"]]: row["reason"] for row in rows if row["reason"] is not None}
 
 
 async def add(

@@ -27,6 +27,7 @@ _ATTRIBUTE = re.compile(
     r"""(?P<name>[^\s/>"'=][^\s/>=]*)(?:\s*=\s*(?P<value>"[^"]*"|'[^']*'|[^\s>]+))?""",
 )
 _TAG_NAME = re.compile(r"<[a-zA-Z][^\s/>]*")
+_NEWLINE = re.compile("\n")
 _TRACKED_SCHEMES = ("http://", "https://")
 
 
@@ -37,10 +38,9 @@ class _Anchors(HTMLParser):
     def __init__(self, source: str) -> None:
         super().__init__(convert_charrefs=True)
         self.source = source
-        self.line_starts = [0]
-        for at, char in enumerate(source):
-            if char == "\n":
-                self.line_starts.append(at + 1)
+        # Where each line starts, as the parser counts lines (at each "\n"); found by
+        # the regex engine, a character-by-character loop cost half the rewrite's time.
+        self.line_starts = [0, *(found.end() for found in _NEWLINE.finditer(source))]
         self.found: list[tuple[int, int, str]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import asyncpg
 
 
 async def record_links(
-    conn: asyncpg.Connection, sandbox: str, message_id: uuid.UUID, urls: Sequence[str]
+    conn: asyncpg.Connection, sandbox: str, links: Mapping[uuid.UUID, Sequence[str]]
 ) -> None:
-    if not urls:
+    """The links of several messages, in one statement."""
+    rows = [{"m": str(m), "i": i, "u": url} for m, urls in links.items() for i, url in enumerate(urls)]
+    if not rows:
         return
     await conn.execute(
         """INSERT INTO message_links (sandbox, message_id, link_index, url)
-           SELECT $1, $2, ordinality - 1, url FROM unnest($3::text[]) WITH ORDINALITY AS u(url, ordinality)
+           SELECT $1, r.m, r.i, r.u FROM json_to_recordset($2::json) AS r(m uuid, i integer, u text)
            ON CONFLICT DO NOTHING""",
         sandbox,
-        message_id,
-        list(urls),
+        rows,
     )
 
 
