@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.policy
 import re
 import smtplib
 import socket
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import make_msgid, parsedate_to_datetime
 from typing import Any
@@ -22,13 +24,15 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 import uvicorn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from itinera.common.devstack import free_port, port_open
-from itinera.common.sinks import FailureRules, LocalDelivery, SmsMessage, Store, twilio_signature
+from itinera.common.sinks import FailureRules, LocalDelivery, SmsMessage, Store, smtp, twilio_signature
 
 TWILIO = "/2010-04-01/Accounts/AC0123/Messages.json"
 FCM = "/v1/projects/itinera-demo/messages:send"
@@ -219,6 +223,50 @@ class TestTheSmtpSinkRefusals:
         await send(delivery, newsletter(), ["ada@example.com", "bounce-charles@example.com"])
         (kept,) = await delivery.mail.wait_count(1)
         assert kept.envelope_to == ("ada@example.com",)
+
+    async def test_a_late_bounce_is_accepted_then_notified_to_the_sender(
+        self, delivery: LocalDelivery
+    ) -> None:
+        await send(delivery, newsletter(), ["latebounce-ada@example.com", "ada@example.com"])
+
+        received = await delivery.mail.wait_count(2)
+
+        (kept,) = [m for m in received if m.envelope_from]
+        (notice,) = [m for m in received if not m.envelope_from]  # from the null sender
+        assert kept.envelope_to == ("ada@example.com",)  # the late bounce is not delivered
+        assert (notice.envelope_from, notice.envelope_to) == ("", (kept.envelope_from,))
+        assert notice.subject == "Undelivered Mail Returned to Sender"
+        assert (notice.header("Content-Type") or "").startswith(
+            "multipart/report; report-type=delivery-status"
+        )
+
+
+class TestTheQuickReader:
+    """The sink reads messages with the ``compat32`` parser and decodes them itself; what
+    it reads is what the standard library's modern policy reads."""
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        subject=st.text(max_size=120).map(lambda t: " ".join(t.split())),
+        name=st.text(max_size=30).map(lambda t: " ".join(t.split())),
+        text=st.text(max_size=300),
+        html=st.text(max_size=300),
+    )
+    def test_reads_what_the_modern_policy_reads(self, subject: str, name: str, text: str, html: str) -> None:
+        message = EmailMessage()
+        message["From"] = Address(display_name=name, addr_spec="shop@example.com")
+        message["To"] = "Ada <ada@example.com>, bob@example.com"
+        message["Subject"] = subject
+        message.set_content(text)
+        message.add_alternative(html, subtype="html")
+        message.add_attachment(b"\x00data", maintype="application", subtype="octet-stream", filename="a.bin")
+        raw = message.as_bytes(policy=email.policy.SMTP)
+
+        quick = smtp._read(raw, "shop@example.com", ["ada@example.com"])
+        modern = smtp._read_modern(raw, "shop@example.com", ["ada@example.com"])
+
+        assert (quick.headers, quick.text, quick.html) == (modern.headers, modern.text, modern.html)
+        assert (quick.attachments, quick.recipients) == (modern.attachments, modern.recipients)
 
 
 class TestTheSmsSimulator:

@@ -92,6 +92,7 @@ async def _run(args: argparse.Namespace) -> int:
 
     # Imported here: production images run ``itinera serve`` without the ``local`` extra.
     from itinera.common.sinks import DEFAULT_SMTP_PORT, DEFAULT_WEB_PORT, LocalDelivery
+    from itinera.common.sinks.local import DEFAULT_BOUNCE_PORT
 
     env_kafka = os.environ.get("ITINERA_KAFKA_BOOTSTRAP")
     env_db = os.environ.get("ITINERA_DATABASE_URL")
@@ -106,7 +107,9 @@ async def _run(args: argparse.Namespace) -> int:
         fresh_database=args.fresh,
     )
     delivery = LocalDelivery(
-        smtp_port=DEFAULT_SMTP_PORT + args.port_offset, web_port=DEFAULT_WEB_PORT + args.port_offset
+        smtp_port=DEFAULT_SMTP_PORT + args.port_offset,
+        web_port=DEFAULT_WEB_PORT + args.port_offset,
+        bounce_port=DEFAULT_BOUNCE_PORT + args.port_offset,
     )
     children: list[tuple[str, asyncio.subprocess.Process]] = []
     pumps: list[asyncio.Task[None]] = []

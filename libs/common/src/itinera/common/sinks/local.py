@@ -36,6 +36,12 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
+BOUNCE_ADDRESS = "bounces@itinera.local"
+"""The envelope sender base the local stack's channels service sends from."""
+DEFAULT_BOUNCE_PORT = 2525
+"""Where ``itinera run``'s channels service takes the sink's late bounces."""
+
+
 class LocalDelivery:
     """The local SMTP sink (``smtp_port``) and the inbox with the provider simulators
     (``web_url``), started and stopped together; an async context manager.
@@ -45,7 +51,10 @@ class LocalDelivery:
     ``callback_delay_s`` after its message was accepted) and ``push`` are the stores,
     each holding at most ``cap`` items: read them directly, or wait with
     ``await delivery.mail.wait_for(...)``. ``rules`` say which recipients the SMTP sink
-    and the simulators refuse or fail.
+    and the simulators refuse or fail. ``bounce_port``: where the channels service's
+    bounce mailbox listens (on ``host``); the sink's late bounces go there, and
+    :meth:`environment` points the service at it (0: no mailbox, late bounces are kept in
+    ``mail``).
     """
 
     def __init__(
@@ -57,15 +66,23 @@ class LocalDelivery:
         cap: int = DEFAULT_CAP,
         rules: FailureRules | None = None,
         callback_delay_s: float = DEFAULT_CALLBACK_DELAY_S,
+        bounce_port: int = 0,
     ) -> None:
         self.host = host
+        self.bounce_port = bounce_port
         self.rules = rules or FailureRules()
         self.mail: Store[ReceivedMail] = Store(cap)
         self.sms: Store[SmsMessage] = Store(cap)
         self.sms_reports: Store[SmsReport] = Store(cap)
         self.push: Store[PushMessage] = Store(cap)
         self._reporter = StatusReporter(self.sms_reports, callback_delay_s)
-        self._smtp = SmtpSink(self.mail, host=host, port=smtp_port, rules=self.rules)
+        self._smtp = SmtpSink(
+            self.mail,
+            host=host,
+            port=smtp_port,
+            rules=self.rules,
+            bounce_relay=(host, bounce_port) if bounce_port else None,
+        )
         self._web_port = web_port
         self._server: uvicorn.Server | None = None
         self._serving: asyncio.Task[None] | None = None
@@ -100,12 +117,19 @@ class LocalDelivery:
 
     def environment(self) -> dict[str, str]:
         """The channels service's settings that point it here."""
-        return {
+        found = {
             "ITINERA_CHANNELS_SMTP_HOST": self.smtp_host,
             "ITINERA_CHANNELS_SMTP_PORT": str(self.smtp_port),
             "ITINERA_CHANNELS_SMS_BASE_URL": self.sms_base_url,
             "ITINERA_CHANNELS_PUSH_BASE_URL": self.push_base_url,
         }
+        if self.bounce_port:
+            found |= {
+                "ITINERA_CHANNELS_BOUNCE_ADDRESS": BOUNCE_ADDRESS,
+                "ITINERA_CHANNELS_BOUNCE_HOST": self.host,
+                "ITINERA_CHANNELS_BOUNCE_PORT": str(self.bounce_port),
+            }
+        return found
 
     def clear(self) -> None:
         """Forget everything received (between tests)."""

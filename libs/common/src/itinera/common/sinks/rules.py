@@ -25,6 +25,10 @@ class FailureRules:
     mail_greylisted: str | None = "greylist-"
     """SMTP ``451 4.7.1`` to the first ``RCPT TO`` of a sender and recipient pair, accepted
     from the second on (greylisting: a soft bounce, then a delivery)."""
+    mail_bounced_later: str | None = "latebounce-"
+    """Accepted at ``RCPT TO``, then not delivered: a delivery status notification
+    (RFC 3464, ``failed``, ``5.1.1``) goes back to the envelope sender, as a relay's does
+    when the next hop refuses what it accepted (an asynchronous bounce)."""
     sms_invalid_number: str | None = "+1555000"
     """400, Twilio code 21211: the 'To' number is not a valid phone number."""
     sms_unsubscribed: str | None = "+1555001"
@@ -56,6 +60,9 @@ class FailureRules:
             return f"451 4.7.1 <{recipient}>: Greylisted, try again later"
         return None
 
+    def mail_bounces_later(self, recipient: str) -> bool:
+        return matches(recipient.strip().lower(), self.mail_bounced_later)
+
     def sms_report(self, to: str) -> tuple[str, int | None]:
         """The final status an accepted SMS to ``to`` is reported with, and its error code."""
         if matches(to, self.sms_unreachable):
@@ -71,6 +78,7 @@ class FailureRules:
             "mailUnknownUser": self.mail_unknown_user,
             "mailMailboxFull": self.mail_mailbox_full,
             "mailGreylisted": self.mail_greylisted,
+            "mailBouncedLater": self.mail_bounced_later,
             "smsInvalidNumber": self.sms_invalid_number,
             "smsUnsubscribed": self.sms_unsubscribed,
             "smsRateLimited": self.sms_rate_limited,
