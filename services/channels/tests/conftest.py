@@ -27,17 +27,25 @@ from fastapi import FastAPI
 from itinera.channels.app import SERVICE
 from itinera.channels.config import ChannelsSettings
 from itinera.common.auth import ALL_SCOPES, mint_token
+from itinera.common.devstack import free_port
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import Record
 from itinera.common.kafka.envelope import Envelope
 from itinera.common.kafka.producer import Producer
 from itinera.common.sinks import LocalDelivery
+from itinera.common.sinks.local import BOUNCE_ADDRESS
 from itinera.common.testing import StackInfo, client_for, eventually, running, settings_for
 
 
 @pytest.fixture(scope="session")
-async def delivery() -> AsyncIterator[LocalDelivery]:
-    async with LocalDelivery(smtp_port=0, web_port=0) as started:
+def bounce_port() -> int:
+    """Where the service's bounce mailbox listens, and the sink sends its late bounces."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+async def delivery(bounce_port: int) -> AsyncIterator[LocalDelivery]:
+    async with LocalDelivery(smtp_port=0, web_port=0, bounce_port=bounce_port) as started:
         yield started
 
 
@@ -64,6 +72,8 @@ def channels_settings(
         topics_created,
         ChannelsSettings,
         channels_smtp_host=delivery.smtp_host,
+        channels_bounce_address=BOUNCE_ADDRESS,
+        channels_bounce_port=delivery.bounce_port,
         channels_smtp_port=delivery.smtp_port,
         channels_sms_base_url=delivery.sms_base_url,
         channels_push_base_url=delivery.push_base_url,
@@ -76,6 +86,8 @@ def channels_settings(
         channels_soft_bounce_limit=SOFT_BOUNCE_LIMIT,
         channels_webhook_allow_hosts="127.0.0.1",
         channels_callback_url=f"http://127.0.0.1:{port}",
+        # No profile service runs beside these tests (test_profiles_read.py has one).
+        channels_read_profiles=False,
     )
 
 

@@ -59,7 +59,7 @@ def records(sandbox: str, *bodies: dict[str, Any]) -> list[Record]:
 
 @pytest.fixture
 def handler(pool: asyncpg.Pool, sandbox: str, channels_settings: ChannelsSettings) -> MessageHandler:
-    tracker = Tracker(channels_settings.channels_public_url, channels_settings.auth_secret.get_secret_value())
+    tracker = Tracker(channels_settings.channels_public_url, channels_settings.link_secret)
     return MessageHandler(pool, sandbox, "UTC", tracker)
 
 

@@ -212,7 +212,7 @@ class TestBadTokens:
         delivery: LocalDelivery,
     ) -> None:
         message_id, to, found = await sent_newsletter(api, content, requests, delivery)
-        secret = channels_settings.auth_secret.get_secret_value()
+        secret = channels_settings.link_secret
         click = urlsplit(found.hrefs[0]).path
         pixel = urlsplit(found.images[0]).path
         payload, mac = click.removeprefix("/v1/t/c/").split(".")
@@ -250,7 +250,7 @@ class TestBadTokens:
     ) -> None:
         # Even with the signing key, a token names a link of the message, not a URL.
         message_id, _, _ = await sent_newsletter(api, content, requests, delivery)
-        secret = channels_settings.auth_secret.get_secret_value()
+        secret = channels_settings.link_secret
         carrying = seal(secret, CLICK, {"s": sandbox, "m": message_id, "i": 1, "u": "https://evil.example/"})
         async with anonymous(api) as client:
             answer = await client.get(f"/v1/t/c/{carrying}")

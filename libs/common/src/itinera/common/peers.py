@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
+from itinera.common.auth import NoServiceKey, ServiceTokens
 from itinera.common.errors import FieldError, Forbidden, ServiceUnavailable, Unprocessable
 
 PROFILES_READ = ("profiles:read",)
@@ -29,6 +30,15 @@ BULK = 100
 """Ids in one bulk-get (the segmentation service's limit)."""
 AT_ONCE = 8
 """Profile look-ups in flight at once."""
+
+
+def service_authorization(tokens: ServiceTokens, sandbox: str, scopes: Iterable[str]) -> str:
+    """The ``authorization`` header of a call the service makes on its own behalf; a
+    :class:`ServiceUnavailable` when it has no key to mint the token with."""
+    try:
+        return tokens.headers(sandbox, scopes)["authorization"]
+    except NoServiceKey as error:
+        raise ServiceUnavailable(str(error)) from None
 
 
 class _Peer:

@@ -14,11 +14,14 @@ from fastapi import APIRouter
 
 from itinera.channels.config import ChannelsSettings, settings
 from itinera.channels.content.consumers import ContentHandler
-from itinera.channels.messages.consumers import MessageHandler
+from itinera.channels.messages.consumers import MessageHandler, ProfileSource
 from itinera.channels.messages.delivery import DeliveryRunner
+from itinera.channels.reports.mailbox import BounceMailbox
 from itinera.channels.tracking import Tracker
+from itinera.common.auth import ServiceTokens
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import ConsumerLoop
+from itinera.common.peers import ProfileReader
 from itinera.common.service import Runtime, Service, Worker
 
 
@@ -33,10 +36,26 @@ def _routers() -> Sequence[APIRouter]:
     return (suppression, rules, messages, unsubscribe, tracking, reports)
 
 
+async def _setup(runtime: Runtime) -> None:
+    config = runtime.settings
+    assert isinstance(config, ChannelsSettings)
+    config.link_secret  # noqa: B018 -- checked at start-up rather than at the first link
+    source = None
+    if config.channels_read_profiles:
+        reader = ProfileReader(config.profile_service_url, config.channels_profile_timeout_s)
+        runtime.on_stop.append(reader.close)
+        source = ProfileSource(reader, ServiceTokens(config, "channels"))
+    runtime.state["profiles"] = source
+
+
 def _workers(runtime: Runtime) -> Sequence[Worker]:
     config = runtime.settings
     assert isinstance(config, ChannelsSettings)
+    mailbox: list[Worker] = []
+    if config.channels_bounce_address is not None and config.channels_bounce_port:
+        mailbox.append(BounceMailbox(runtime.pool, config))
     return [
+        *mailbox,
         ConsumerLoop(
             settings=config,
             group=config.channels_content_consumer_group,
@@ -53,9 +72,8 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
                 runtime.pool,
                 config.default_sandbox,
                 config.channels_default_time_zone,
-                Tracker(config.channels_public_url, config.auth_secret.get_secret_value())
-                if config.channels_tracking
-                else None,
+                Tracker(config.channels_public_url, config.link_secret) if config.channels_tracking else None,
+                runtime.state["profiles"],
             ),
             dead_letters=runtime.producer,
             service="channels",
@@ -71,6 +89,7 @@ SERVICE = Service(
     migrations="itinera.channels.migrations",
     settings=settings,
     routers=_routers,
+    setup=_setup,
     workers=_workers,
     title="Itinera channels",
     description=(

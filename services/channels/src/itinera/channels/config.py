@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from itinera.common.auth import service_key
 from itinera.common.settings import CommonSettings
 
 
@@ -95,6 +96,37 @@ class ChannelsSettings(CommonSettings):
     @property
     def unsubscribe_mailbox(self) -> str:
         return self.channels_unsubscribe_mailbox or f"unsubscribe@{self.channels_domain}"
+
+    channels_bounce_address: str | None = None
+    """The base of every email's envelope sender (``bounces@mail.example.com``): each
+    email leaves from ``bounces+<token>@...`` of its own (VERP), so a relay's delivery
+    status notification, mailed there, names its message. Unset: the From address is the
+    envelope sender, and notifications are not read."""
+    channels_bounce_host: str = "127.0.0.1"
+    channels_bounce_port: int = Field(default=0, ge=0, le=65535)
+    """Where the bounce mailbox (an SMTP server in the worker) listens for notifications
+    to the bounce address (your MX for its domain, or a relay, forwards them); 0: none."""
+    channels_read_profiles: bool = True
+    """A request whose profile snapshot is empty (a recipient journeys knew only by id)
+    has the profile read from the profile service (``ITINERA_PROFILE_SERVICE_URL``), with
+    a token of this service's own. Off: it is checked with the empty snapshot."""
+    channels_profile_timeout_s: float = Field(default=5, gt=0, le=60)
+    """How long reading a profile from the profile service may take."""
+
+    @property
+    def link_secret(self) -> str:
+        """The key of what this service signs for others to hand back: unsubscribe and
+        tracking links, bounce addresses. ``ITINERA_SERVICE_SECRET``, or in development
+        (no JWKS) ``ITINERA_AUTH_SECRET``; with a JWKS and no service secret the service
+        does not start (``ITINERA_AUTH_SECRET`` is then nobody's secret: its default is
+        written in the source)."""
+        key = service_key(self)
+        if key is None:
+            raise RuntimeError(
+                "the channels service signs its links with ITINERA_SERVICE_SECRET: set it "
+                "(tokens are verified with a JWKS, so ITINERA_AUTH_SECRET is not a secret here)"
+            )
+        return key
 
     @property
     def sms_status_callback(self) -> str:

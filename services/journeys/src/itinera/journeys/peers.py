@@ -20,9 +20,15 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from itinera.common.auth import NoServiceKey, ServiceTokens
-from itinera.common.errors import ServiceUnavailable, Unprocessable
-from itinera.common.peers import AUDIENCES_READ, PROFILES_READ, AudienceReader, ProfileReader
+from itinera.common.auth import ServiceTokens
+from itinera.common.errors import Unprocessable
+from itinera.common.peers import (
+    AUDIENCES_READ,
+    PROFILES_READ,
+    AudienceReader,
+    ProfileReader,
+    service_authorization,
+)
 from itinera.journeys.config import JourneysSettings
 
 
@@ -50,10 +56,7 @@ class Peers:
         await self.profiles.close()
 
     def _authorization(self, sandbox: str, scopes: Iterable[str]) -> str:
-        try:
-            return self.tokens.headers(sandbox, scopes)["authorization"]
-        except NoServiceKey as error:
-            raise ServiceUnavailable(str(error)) from None
+        return service_authorization(self.tokens, sandbox, scopes)
 
     async def existing_audiences(self, sandbox: str, ids: Collection[str]) -> set[str] | None:
         """Those of ``ids`` that are audiences of ``sandbox``; ``None`` when audiences are

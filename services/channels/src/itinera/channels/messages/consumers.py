@@ -1,7 +1,9 @@
 """What the message pipeline consumes (group ``itinera-channels``): message requests on
 ``itinera.messages.v1``, from journeys and campaigns.
 
-Each batch is one transaction per sandbox, of a few statements whatever its size (see
+A request whose profile snapshot is empty (journeys knew the recipient by id only) first
+gets the profile from the profile service (:class:`ProfileSource`). Each batch is one
+transaction per sandbox, of a few statements whatever its size (see
 :meth:`MessageHandler._apply`): every request not seen before (by message id) is
 checked, rendered and recorded (:mod:`itinera.channels.messages.pipeline`), an
 excluded one with its feedback in the outbox; an email's HTML gets its tracking (links
@@ -14,9 +16,11 @@ message request is dead-lettered with the reasons.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,8 +32,12 @@ from itinera.channels.rules import repository as rules
 from itinera.channels.suppression import repository as suppression
 from itinera.channels.tracking import Tracker
 from itinera.channels.tracking import repository as tracking
-from itinera.common.errors import FieldError
+from itinera.common.auth import ServiceTokens
+from itinera.common.errors import FieldError, Forbidden, ServiceUnavailable
 from itinera.common.kafka.consumer import PermanentError, Record
+from itinera.common.peers import PROFILES_READ, ProfileReader, service_authorization
+
+log = logging.getLogger(__name__)
 
 CHANNELS = ("email", "sms", "push", "webhook")
 
@@ -76,16 +84,50 @@ def _requested_at(value: Any) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+@dataclass(frozen=True)
+class ProfileSource:
+    """Where a request without a profile snapshot gets its profile: the profile service,
+    with a token of this service's own."""
+
+    reader: ProfileReader
+    tokens: ServiceTokens
+
+    async def complete(self, sandbox: str, requests: list[dict[str, Any]]) -> None:
+        """Give the requests whose snapshot is empty their profile as the profile service
+        has it. One it does not know keeps the empty snapshot; when it cannot be reached,
+        every one does, and the pipeline decides with what it has (no address: excluded)."""
+        empty = [r for r in requests if not r["profile"]]
+        if not empty:
+            return
+        try:
+            authorization = service_authorization(self.tokens, sandbox, PROFILES_READ)
+            found = await self.reader.entities(authorization, [str(r["_profile"]) for r in empty])
+        except (ServiceUnavailable, Forbidden) as error:
+            log.warning(
+                "profiles not read from the profile service",
+                extra={"sandbox": sandbox, "requests": len(empty), "error": str(error)},
+            )
+            return
+        for request in empty:
+            request["profile"] = found.get(str(request["_profile"]), request["profile"])
+
+
 class MessageHandler:
     """Checks, renders and records a batch of message requests."""
 
     def __init__(
-        self, pool: asyncpg.Pool, default_sandbox: str, default_zone: str, tracker: Tracker | None = None
+        self,
+        pool: asyncpg.Pool,
+        default_sandbox: str,
+        default_zone: str,
+        tracker: Tracker | None = None,
+        profiles: ProfileSource | None = None,
     ) -> None:
         self.pool = pool
         self.default_sandbox = default_sandbox
         self.default_zone = default_zone
         self.tracker = tracker
+        self.profiles = profiles
 
     async def __call__(self, batch: list[Record]) -> None:
         by_sandbox: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -93,6 +135,8 @@ class MessageHandler:
             sandbox, data = parsed(record, self.default_sandbox)
             by_sandbox[sandbox].append(data)
         for sandbox, requests in by_sandbox.items():
+            if self.profiles is not None:  # outside the transaction: no lock held meanwhile
+                await self.profiles.complete(sandbox, requests)
             async with self.pool.acquire() as conn, conn.transaction():
                 await self._apply(conn, sandbox, requests)
 

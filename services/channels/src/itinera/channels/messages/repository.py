@@ -221,6 +221,16 @@ async def by_sms_sid(conn: asyncpg.Connection, sid: str) -> asyncpg.Record | Non
     return row
 
 
+async def email_by_id(conn: asyncpg.Connection, message_id: uuid.UUID) -> asyncpg.Record | None:
+    """The email of this id (in whichever sandbox: ids are UUIDs), once it was sent."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"""SELECT {_COLUMNS} FROM messages
+            WHERE channel = 'email' AND message_id = $1 AND sent_at IS NOT NULL LIMIT 1""",
+        message_id,
+    )
+    return row
+
+
 async def reported(
     conn: asyncpg.Connection, sandbox: str, message_id: uuid.UUID, status: str, now: datetime
 ) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -35,6 +36,7 @@ import aiosmtplib
 
 from itinera.channels.config import ChannelsSettings
 from itinera.channels.providers import Outgoing, SendFailed, mime
+from itinera.channels.reports import dsn
 from itinera.channels.unsubscribe.tokens import sign
 
 
@@ -104,7 +106,7 @@ class EmailProvider:
 
     def unsubscribe_url(self, message: Outgoing) -> str:
         token = sign(
-            self.settings.auth_secret.get_secret_value(),
+            self.settings.link_secret,
             message.sandbox,
             message.message_id,
             message.profile_id,
@@ -177,6 +179,14 @@ class EmailProvider:
             return None
         return sender.address, raw
 
+    def return_path(self, message: Outgoing, sender: str) -> str:
+        """The envelope sender: the message's own bounce address when notifications are
+        read (:mod:`~itinera.channels.reports.dsn`), else the From address."""
+        bounces = self.settings.channels_bounce_address
+        if bounces is None:
+            return sender
+        return dsn.return_path(bounces, self.settings.link_secret.encode(), uuid.UUID(message.message_id))
+
     async def send(self, message: Outgoing) -> str:
         direct = self.direct(message)
         email: EmailMessage | None = None
@@ -189,9 +199,10 @@ class EmailProvider:
         try:
             async with self.connections.connection() as client:
                 if email is not None:
-                    await client.send_message(email)
+                    sender = email["From"].addresses[0].addr_spec if email["From"].addresses else ""
+                    await client.send_message(email, sender=self.return_path(message, sender))
                 elif direct is not None:
-                    await client.sendmail(direct[0], [message.address], direct[1])
+                    await client.sendmail(self.return_path(message, direct[0]), [message.address], direct[1])
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refusal = exc.recipients[0] if exc.recipients else None
             code = refusal.code if refusal is not None else 550

@@ -1,7 +1,8 @@
 """Applying delivery reports, in the caller's transaction.
 
-A final report is kept once per message and status (:func:`received`); a report
-received again changes nothing and publishes nothing. Applied to its message, it
+A final report is kept once per message and status (:func:`received` for an SMS's
+status callback, :func:`notified` for an email's delivery status notification); a
+report received again changes nothing and publishes nothing. Applied to its message, it
 becomes feedback through the outbox (``delivered``; ``bounced`` with ``bounce`` ``hard``
 or ``soft``; or ``failed``, with the provider's status and error as the reason), is
 kept on the message (``deliveryStatus``), and acts on the number's suppression (see
@@ -25,8 +26,8 @@ import asyncpg
 from itinera.channels.config import ChannelsSettings
 from itinera.channels.messages import feedback
 from itinera.channels.messages import repository as messages
-from itinera.channels.reports import repository
-from itinera.channels.reports.twilio import Report, outcome
+from itinera.channels.reports import dsn, repository
+from itinera.channels.reports.twilio import Outcome, Report, outcome
 from itinera.channels.suppression import bounces
 
 CHANNEL = "sms"
@@ -61,6 +62,31 @@ async def sent(
         await apply(conn, settings, message, Report(sid, row["status"], int(code) if code else None), now)
 
 
+async def notified(
+    conn: asyncpg.Connection,
+    settings: ChannelsSettings,
+    message_id: uuid.UUID,
+    status: dsn.RecipientStatus,
+    now: datetime,
+) -> bool:
+    """Take a final delivery status notification of an email (delivered or bounced);
+    False when there is no such email sent, or the same status of it came before."""
+    outcome_of = status.outcome
+    if outcome_of is None:
+        return False
+    message = await messages.email_by_id(conn, message_id)
+    if message is None:
+        return False
+    label = f"{status.action} {status.status}"
+    await repository.lock(conn, "email", str(message_id))
+    if not await repository.add(conn, "email", str(message_id), label, None, now):
+        return False
+    await repository.applied(conn, "email", str(message_id), label, message["sandbox"], message_id, now)
+    result = Outcome(outcome_of, status.bounce, None if outcome_of == "delivered" else status.reason)
+    await _applied(conn, settings, message, result, label, now)
+    return True
+
+
 async def apply(
     conn: asyncpg.Connection,
     settings: ChannelsSettings,
@@ -70,18 +96,29 @@ async def apply(
 ) -> None:
     """``message`` holds the message's ``sandbox``, ``message_id``, ``profile_id``,
     ``channel``, ``address`` and ``origin``."""
-    sandbox, address = message["sandbox"], message["address"] or ""
+    await _applied(conn, settings, message, outcome(report), report.status, now)
+
+
+async def _applied(
+    conn: asyncpg.Connection,
+    settings: ChannelsSettings,
+    message: Mapping[str, Any],
+    result: Outcome,
+    label: str,
+    now: datetime,
+) -> None:
+    """What a final report of the message says, kept, acted on and published."""
+    sandbox, address, channel = message["sandbox"], message["address"] or "", message["channel"]
     message_id: uuid.UUID = message["message_id"]
-    await messages.reported(conn, sandbox, message_id, report.status, now)
-    result = outcome(report)
+    await messages.reported(conn, sandbox, message_id, label, now)
     if result.status == "delivered":
-        await bounces.delivered(conn, sandbox, CHANNEL, address)
+        await bounces.delivered(conn, sandbox, channel, address)
     elif result.bounce is not None:
         event = bounces.event(str(message_id), now, result.reason, result.bounce)
         if result.bounce == "hard":
-            await bounces.hard(conn, settings, sandbox, CHANNEL, address, event, now)
+            await bounces.hard(conn, settings, sandbox, channel, address, event, now)
         else:
-            await bounces.soft(conn, settings, sandbox, CHANNEL, address, event, now)
+            await bounces.soft(conn, settings, sandbox, channel, address, event, now)
     envelope = feedback.envelope(
         sandbox,
         message,

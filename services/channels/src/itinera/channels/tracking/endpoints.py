@@ -38,7 +38,7 @@ _GONE: dict[int | str, dict[str, Any]] = {404: documented("Not a tracking link o
 
 def _claims(request: Request, purpose: str, token: str) -> tuple[str, uuid.UUID, dict[str, Any]]:
     settings: ChannelsSettings = request.app.state.settings
-    claims = unseal(settings.auth_secret.get_secret_value(), purpose, token)
+    claims = unseal(settings.link_secret, purpose, token)
     if claims is None or not isinstance(claims.get("s"), str) or not isinstance(claims.get("m"), str):
         raise NotFound("this link is not valid")
     try:

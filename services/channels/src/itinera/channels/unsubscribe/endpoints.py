@@ -35,7 +35,7 @@ _GONE: dict[int | str, dict[str, Any]] = {404: documented("Not an unsubscribe li
 
 def _claims(request: Request, token: str) -> dict[str, str]:
     settings: ChannelsSettings = request.app.state.settings
-    claims = verify(settings.auth_secret.get_secret_value(), token)
+    claims = verify(settings.link_secret, token)
     if claims is None or claims["c"] not in _ENTITY_TYPES:
         raise NotFound("this unsubscribe link is not valid")
     try:

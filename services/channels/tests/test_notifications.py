@@ -1,0 +1,129 @@
+"""Delivery status notifications, end to end: every email leaves from a bounce address
+of its own; the SMTP sink accepts ``latebounce-...`` and then mails a notification of the
+failure back to it, as a relay does when the next hop refuses; the service's bounce
+mailbox takes it and the email is reported bounced, its address suppressed. A success
+notification reports the email delivered."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from itinera.channels.config import ChannelsSettings
+from itinera.channels.reports.mailbox import NOTIFICATIONS
+from itinera.common.kafka import topics
+from itinera.common.sinks import LocalDelivery
+from itinera.common.sinks.local import BOUNCE_ADDRESS
+from itinera.common.testing import StackInfo, eventually, topic_reader
+
+from .conftest import Content, Requests, feedback_of, state
+from .test_bounces import NOTE, address, person
+
+
+def success_notice(message_id: str, recipient: str) -> bytes:
+    return (
+        "From: MAILER-DAEMON@relay.example.net\r\n"
+        "Subject: Successful Mail Delivery Report\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nDelivered.\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; relay.example.net\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: delivered\r\nStatus: 2.0.0\r\n\r\n"
+        f"--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <{message_id}@mail.example.com>\r\n\r\n"
+        "--B--\r\n"
+    ).encode()
+
+
+async def mail_to_mailbox(settings: ChannelsSettings, to: str, message: bytes) -> None:
+    """Send ``message`` to the bounce mailbox as a relay does (from the null sender)."""
+
+    def send() -> None:
+        with smtplib.SMTP(settings.channels_bounce_host, settings.channels_bounce_port, timeout=10) as client:
+            client.sendmail("", [to], message)
+
+    await asyncio.to_thread(send)
+
+
+async def test_a_bounce_after_the_relay_took_the_email_reports_it_bounced_and_suppresses_the_address(
+    topics_created: StackInfo,
+    api: httpx.AsyncClient,
+    content: Content,
+    requests: Requests,
+    delivery: LocalDelivery,
+) -> None:
+    await content.publish("note", NOTE)
+    to = address("latebounce-")
+    async with topic_reader(topics_created, topics.FEEDBACK.name) as feedback:
+        (message_id,) = await requests.send(requests.body("note", person(to)))
+        found = await feedback.wait_for(lambda r: len(feedback_of(r, message_id)) >= 2, timeout_s=30)
+
+    sent, bounced = feedback_of(found, message_id)
+    assert sent["status"] == "sent"
+    assert (bounced["status"], bounced["bounce"]) == ("bounced", "hard")
+    assert bounced["reason"].startswith("5.1.1 550 5.1.1")
+    message = await state(api, message_id, "sent")
+    assert message["deliveryStatus"] == "failed 5.1.1"
+    entry = (await api.get(f"/ajo/config/suppression/addresses/{to}")).json()
+    assert entry["suppressed"]["type"] == "HARD"
+    assert not delivery.mail.find(lambda m: m.sent_to(to))  # the relay did not deliver it
+
+
+async def test_a_success_notification_reports_the_email_delivered_once(
+    topics_created: StackInfo,
+    api: httpx.AsyncClient,
+    content: Content,
+    requests: Requests,
+    delivery: LocalDelivery,
+    pool: asyncpg.Pool,
+    channels_settings: ChannelsSettings,
+) -> None:
+    await content.publish("note", NOTE)
+    to = address("p")
+    async with topic_reader(topics_created, topics.FEEDBACK.name) as feedback:
+        (message_id,) = await requests.send(requests.body("note", person(to)))
+        await delivery.mail.wait_for(lambda m: m.sent_to(to))
+        mail = delivery.mail.find(lambda m: m.sent_to(to))[0]
+        await state(api, message_id, "sent")
+        notice = success_notice(message_id, to)
+        await mail_to_mailbox(channels_settings, mail.envelope_from, notice)
+        await mail_to_mailbox(channels_settings, mail.envelope_from, notice)  # a relay's retry
+        found = await feedback.wait_for(lambda r: len(feedback_of(r, message_id)) >= 2, timeout_s=30)
+
+    assert mail.envelope_from.startswith("bounces+")
+    assert [f["status"] for f in feedback_of(found, message_id)] == ["sent", "delivered"]
+
+    async def reported_once() -> bool:
+        async with pool.acquire() as conn:
+            count = await conn.fetchval(
+                "SELECT count(*) FROM delivery_reports WHERE channel = 'email' AND provider_id = $1",
+                message_id,
+            )
+        return bool(count == 1)
+
+    await eventually(reported_once)
+    assert (await state(api, message_id, "sent"))["deliveryStatus"] == "delivered 2.0.0"
+
+
+@pytest.mark.parametrize("recipient", ["postmaster@itinera.local", "bounces+0123@itinera.local"])
+async def test_the_mailbox_takes_nothing_for_another_address(
+    channels_settings: ChannelsSettings, recipient: str
+) -> None:
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        await mail_to_mailbox(channels_settings, recipient, b"Subject: hi\r\n\r\nhello\r\n")
+
+
+async def test_the_mailbox_takes_and_leaves_what_is_not_a_notification(
+    channels_settings: ChannelsSettings, channels_app: Any
+) -> None:
+    ignored = NOTIFICATIONS.labels("ignored")
+    before = ignored._value.get()
+
+    await mail_to_mailbox(channels_settings, BOUNCE_ADDRESS, b"Subject: Out of office\r\n\r\nAway.\r\n")
+
+    assert ignored._value.get() == before + 1
