@@ -7,8 +7,10 @@ notification reports the email delivered."""
 from __future__ import annotations
 
 import asyncio
+import re
 import smtplib
 from typing import Any
+from urllib.parse import unquote
 
 import asyncpg
 import httpx
@@ -127,3 +129,33 @@ async def test_the_mailbox_takes_and_leaves_what_is_not_a_notification(
     await mail_to_mailbox(channels_settings, BOUNCE_ADDRESS, b"Subject: Out of office\r\n\r\nAway.\r\n")
 
     assert ignored._value.get() == before + 1
+
+
+async def test_a_mail_to_the_unsubscribe_mailbox_unsubscribes_the_recipient(
+    topics_created: StackInfo,
+    api: httpx.AsyncClient,
+    content: Content,
+    requests: Requests,
+    delivery: LocalDelivery,
+    channels_settings: ChannelsSettings,
+) -> None:
+    await content.publish("note", NOTE)
+    to = address("p")
+    async with topic_reader(topics_created, topics.FEEDBACK.name) as feedback:
+        (message_id,) = await requests.send(requests.body("note", person(to)))
+        mail = await delivery.mail.wait_for(lambda m: m.sent_to(to))
+        await state(api, message_id, "sent")
+        mailto = re.search(r"<mailto:([^?]+)\?subject=([^>]+)>", mail.list_unsubscribe or "")
+        assert mailto is not None
+        subject = unquote(mailto[2])
+        assert subject == f"unsubscribe {message_id}"
+        asked = f"From: {to}\r\nTo: {mailto[1]}\r\nSubject: {subject}\r\n\r\n\r\n".encode()
+        await mail_to_mailbox(channels_settings, mailto[1], asked)
+        found = await feedback.wait_for(
+            lambda r: "unsubscribed" in [f["status"] for f in feedback_of(r, message_id)]
+        )
+
+    assert [f["status"] for f in feedback_of(found, message_id)] == ["sent", "unsubscribed"]
+    entry = (await api.get(f"/ajo/config/suppression/addresses/{to}")).json()
+    assert entry["suppressed"]["reason"] == "unsubscribe"
+    assert entry["suppressed"]["comment"] == f"mailto unsubscribe from message {message_id}"

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import html
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse
 
 from itinera.channels.config import ChannelsSettings
-from itinera.channels.messages import feedback
-from itinera.channels.suppression import repository as suppression
+from itinera.channels.unsubscribe import service
 from itinera.channels.unsubscribe.tokens import verify
 from itinera.common.errors import NotFound
 from itinera.common.service import Db
@@ -29,14 +27,13 @@ from itinera.common.web.problems import documented
 
 router = APIRouter(tags=["unsubscribe"])
 PATH = "/v1/unsubscribe/{token}"
-_ENTITY_TYPES = {"email": "email", "sms": "phone", "push": "pushToken"}
 _GONE: dict[int | str, dict[str, Any]] = {404: documented("Not an unsubscribe link of this service")}
 
 
 def _claims(request: Request, token: str) -> dict[str, str]:
     settings: ChannelsSettings = request.app.state.settings
     claims = verify(settings.link_secret, token)
-    if claims is None or claims["c"] not in _ENTITY_TYPES:
+    if claims is None or claims["c"] not in service.ENTITY_TYPES:
         raise NotFound("this unsubscribe link is not valid")
     try:
         uuid.UUID(claims["m"])
@@ -71,29 +68,6 @@ async def confirm(token: str, request: Request) -> HTMLResponse:
 async def unsubscribe(token: str, request: Request, db: Db) -> HTMLResponse:
     claims = _claims(request, token)
     sandbox, channel, address = claims["s"], claims["c"], claims["a"]
-    entity_type = _ENTITY_TYPES[channel]
-    value = suppression.normal(address, entity_type)
     async with db.transaction():
-        listed = await suppression.one(db, "addresses", sandbox, "client", value)
-        if listed is None or listed["reason"] != "unsubscribe":
-            await suppression.add(
-                db,
-                "addresses",
-                sandbox,
-                "client",
-                [
-                    {
-                        "value": value,
-                        "entity_type": entity_type,
-                        "reason": "unsubscribe",
-                        "user": "recipient",
-                        "comment": f"one-click unsubscribe from message {claims['m']}",
-                    }
-                ],
-            )
-            message = {"message_id": claims["m"], "profile_id": claims["p"], "channel": channel, "origin": {}}
-            await feedback.publish(
-                db,
-                [feedback.envelope(sandbox, message, "unsubscribed", address=address, at=datetime.now(UTC))],
-            )
+        await service.unsubscribe(db, sandbox, channel, address, claims["m"], claims["p"], "one-click")
     return _page("Unsubscribed", f"<p>{html.escape(address)} will get no more of these messages.</p>")
