@@ -699,50 +699,31 @@ class Stack:
         self.infra = Infrastructure.start(self.state_dir, kafka_port=free_port(), pg_port=free_port())
         return self.infra
 
-    def start_server(self, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def _serve(self, log_name: str, env: dict[str, str], *options: str) -> subprocess.Popen[bytes]:
+        """``itinera serve profile`` with ``options``, logging to ``log_name`` in the run's folder."""
         assert self.state_dir is not None
-        self.server_log = self.state_dir / "profile.log"
-        with open(self.server_log, "ab") as log:
-            self.server = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "itinera.common.cli", "serve", "profile"),
-                    *("--role", "all", "--port", str(port)),
-                ],
+        with open(self.state_dir / log_name, "ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "itinera.common.cli", "serve", "profile", *options],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,  # Ctrl-C reaches only us; we stop it in order
             )
+
+    def start_server(self, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        assert self.state_dir is not None
+        self.server_log = self.state_dir / "profile.log"
+        self.server = self._serve(self.server_log.name, env, "--role", "all", "--port", str(port))
         return self.server
 
     def start_relay(self, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        assert self.state_dir is not None
-        with open(self.state_dir / "profile-relay.log", "ab") as log:
-            self.relay = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "itinera.common.cli", "serve", "profile"),
-                    *("--role", "relay", "--port", str(port)),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
+        self.relay = self._serve("profile-relay.log", env, "--role", "relay", "--port", str(port))
         return self.relay
 
     def start_api(self, port: int, env: dict[str, str], workers: int) -> subprocess.Popen[bytes]:
-        assert self.state_dir is not None
-        with open(self.state_dir / "profile-api.log", "ab") as log:
-            self.api = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "itinera.common.cli", "serve", "profile"),
-                    *("--role", "api", "--workers", str(workers), "--port", str(port)),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
+        options = ("--role", "api", "--workers", str(workers), "--port", str(port))
+        self.api = self._serve("profile-api.log", env, *options)
         return self.api
 
     def server_log_tail(self, lines: int = 20) -> str:

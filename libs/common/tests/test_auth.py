@@ -142,9 +142,9 @@ class TestAServiceToken:
         assert tokens.token("a", ["audiences:read", "profiles:read"]) == first
         assert tokens.token("b", ["audiences:read", "profiles:read"]) != first
         assert tokens.token("a", ["audiences:read"]) != first
-        assert tokens.headers("a", ["audiences:read"]) == {
-            "authorization": f"Bearer {tokens.token('a', ['audiences:read'])}"
-        }
+        assert (
+            tokens.authorization("a", ["audiences:read"]) == f"Bearer {tokens.token('a', ['audiences:read'])}"
+        )
 
     async def test_with_a_jwks_is_signed_and_checked_with_the_service_secret(self) -> None:
         production = CommonSettings(auth_jwks_url=JWKS, service_secret=SecretStr(SERVICE_SECRET))

@@ -6,24 +6,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import asyncpg
 import httpx
-import orjson
 import pytest
 
 from itinera.channels.config import ChannelsSettings
 from itinera.channels.messages.consumers import MessageHandler, ProfileSource
 from itinera.common.auth import ALL_SCOPES, ServiceTokens, mint_token
 from itinera.common.devstack import free_port
-from itinera.common.kafka import topics
-from itinera.common.kafka.consumer import Record
 from itinera.common.peers import ProfileReader
 from itinera.common.sinks import LocalDelivery
-from itinera.common.testing import StackInfo, eventually, publish_entity, serving
+from itinera.common.testing import StackInfo, serving, stored_profile
 
 from .conftest import Content, Requests, state
+from .test_batches import records
 from .test_pipeline import WELCOME, address
 
 
@@ -43,38 +40,15 @@ async def source(profile_url: str, channels_settings: ChannelsSettings) -> Async
 async def stored(topics_created: StackInfo, profile_url: str, sandbox: str, email: str) -> str:
     """A profile the profile service holds (a record sent as ingestion sends it); its id."""
     record = {
-        "identityMap": {"Email": [{"id": email, "primary": True}]},
         "person": {"name": {"firstName": "Ada"}},
         "personalEmail": {"address": email},
         "consents": {"marketing": {"email": {"val": "y"}}},
     }
-    await publish_entity(topics_created, sandbox, topics.RECORDS.name, f"Email:{email}", "crm", record)
     token = mint_token(ChannelsSettings(), scopes=ALL_SCOPES, sandbox=sandbox)
-    found: dict[str, Any] = {}
     async with httpx.AsyncClient(
         base_url=profile_url, headers={"authorization": f"Bearer {token}"}
     ) as client:
-
-        async def held() -> bool:
-            answer = await client.get("/v1/profiles", params={"identity": f"Email:{email}"})
-            found.update(answer.json() if answer.status_code == 200 else {})
-            return "profileId" in found
-
-        await eventually(held, timeout_s=30)
-    return str(found["profileId"])
-
-
-def record(body: dict[str, Any], sandbox: str) -> Record:
-    """The request as the consumer hands it to the handler."""
-    return Record(
-        topic=topics.MESSAGES.name,
-        partition=0,
-        offset=0,
-        key=body["profileId"],
-        value=orjson.dumps(body),
-        headers={"itinera_sandbox": sandbox, "ce_id": body["messageId"]},
-        timestamp_ms=0,
-    )
+        return await stored_profile(topics_created, client, sandbox, email, record)
 
 
 async def test_a_request_without_a_profile_is_sent_to_the_profile_the_profile_service_holds(
@@ -94,7 +68,7 @@ async def test_a_request_without_a_profile_is_sent_to_the_profile_the_profile_se
     body = requests.body("welcome", {}, profile_id=profile_id)
     handler = MessageHandler(pool, sandbox, "UTC", None, source)
 
-    await handler([record(body, sandbox)])
+    await handler(records(sandbox, body))
 
     mail = await delivery.mail.wait_for(lambda m: m.sent_to(to))
     assert mail.subject == "Welcome, Ada"
@@ -116,7 +90,7 @@ async def test_a_profile_service_out_of_reach_leaves_the_request_as_it_came(
         pool, sandbox, "UTC", None, ProfileSource(reader, ServiceTokens(channels_settings, "c"))
     )
     try:
-        await handler([record(body, sandbox)])
+        await handler(records(sandbox, body))
     finally:
         await reader.close()
 

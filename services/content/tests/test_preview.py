@@ -10,15 +10,13 @@ import pytest
 
 from itinera.common.auth import ALL_SCOPES, mint_token
 from itinera.common.devstack import free_port
-from itinera.common.kafka import topics
 from itinera.common.testing import (
     StackInfo,
     client_for,
-    eventually,
-    publish_entity,
     running,
     serving,
     settings_for,
+    stored_profile,
 )
 from itinera.content.app import SERVICE
 from itinera.content.config import ContentSettings
@@ -158,25 +156,12 @@ class TestPreviewOfAStoredProfile:
         self, reading: tuple[httpx.AsyncClient, httpx.AsyncClient], topics_created: StackInfo, sandbox: str
     ) -> None:
         content, profiles = reading
-        record = {"identityMap": {"Email": [{"id": "ada@example.com", "primary": True}]}, **JANE}
-        await publish_entity(
-            topics_created, sandbox, topics.RECORDS.name, "Email:ada@example.com", "crm", record
-        )
-        stored: dict[str, str] = {}
-
-        async def found() -> bool:
-            answer = await profiles.get("/v1/profiles", params={"identity": "Email:ada@example.com"})
-            stored.update(answer.json() if answer.status_code == 200 else {})
-            return "profileId" in stored
-
-        await eventually(found, timeout_s=30)
+        profile_id = await stored_profile(topics_created, profiles, sandbox, "ada@example.com", JANE)
         await created(content, TEMPLATES, email())
 
-        by_id = await content.post(
-            f"{TEMPLATES}/welcome-email/preview", json={"profileId": stored["profileId"]}
-        )
+        by_id = await content.post(f"{TEMPLATES}/welcome-email/preview", json={"profileId": profile_id})
         assert by_id.status_code == 200, by_id.text
-        assert by_id.json()["profileId"] == stored["profileId"]
+        assert by_id.json()["profileId"] == profile_id
         assert by_id.json()["locale"] == "fr"
         assert by_id.json()["parts"]["subject"]["text"] == "Bienvenue, Jane <3"
         by_identity = await content.post(

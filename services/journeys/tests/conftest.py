@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
 
 from itinera.common.auth import ALL_SCOPES, mint_token
+from itinera.common.kafka.producer import Producer
 from itinera.common.testing import StackInfo, client_for, running, settings_for
 from itinera.journeys.app import SERVICE
 from itinera.journeys.config import JourneysSettings
@@ -68,3 +70,19 @@ async def api(
     token = mint_token(journeys_settings, scopes=ALL_SCOPES, sandbox=sandbox)
     async with client_for(journeys_app, token) as client:
         yield client
+
+
+@pytest.fixture
+async def producer(journeys_settings: JourneysSettings) -> AsyncIterator[Producer]:
+    """A producer on the session's broker, to publish what other services would."""
+    started = Producer(journeys_settings)
+    await started.start()
+    yield started
+    await started.stop()
+
+
+@pytest.fixture
+def pool(journeys_app: FastAPI) -> asyncpg.Pool:
+    """The session service's database pool."""
+    found: asyncpg.Pool = journeys_app.state.runtime.pool
+    return found

@@ -24,7 +24,6 @@ from itinera.common.kafka import topics
 from itinera.common.kafka.envelope import Envelope
 from itinera.common.kafka.producer import Producer
 from itinera.common.testing import StackInfo, eventually, topic_reader
-from itinera.journeys.config import JourneysSettings
 
 HOST = "127.0.0.9"
 JOURNEYS = "/v1/journeys"
@@ -66,14 +65,6 @@ async def crm() -> AsyncIterator[Crm]:
     yield found
     server.should_exit = True
     await task
-
-
-@pytest.fixture
-async def producer(journeys_settings: JourneysSettings) -> AsyncIterator[Producer]:
-    started = Producer(journeys_settings)
-    await started.start()
-    yield started
-    await started.stop()
 
 
 async def action(api: httpx.AsyncClient, url: str, **config: Any) -> str:

@@ -59,20 +59,6 @@ async def api(
         yield client
 
 
-@pytest.fixture
-async def producer(journeys_settings: JourneysSettings) -> AsyncIterator[Producer]:
-    started = Producer(journeys_settings)
-    await started.start()
-    yield started
-    await started.stop()
-
-
-@pytest.fixture
-def pool(journeys_app: FastAPI) -> asyncpg.Pool:
-    found: asyncpg.Pool = journeys_app.state.runtime.pool
-    return found
-
-
 def of(records: list[Record], sandbox: str) -> list[dict[str, Any]]:
     found = []
     for record in records:

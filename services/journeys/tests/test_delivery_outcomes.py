@@ -11,21 +11,17 @@ of its own.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import httpx
-import pytest
-from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from itinera.common.kafka import topics
 from itinera.common.kafka.envelope import Envelope
 from itinera.common.kafka.producer import Producer
 from itinera.common.testing import StackInfo, eventually, topic_reader
-from itinera.journeys.config import JourneysSettings
 
 from .test_runtime import JANE, JOURNEYS, instances, of
 
@@ -45,20 +41,6 @@ def welcome(**hello: Any) -> list[dict[str, Any]]:
 
 
 WAITS_AN_HOUR = welcome(errorPath=True, errorNext="fallback", timeout="PT1H")
-
-
-@pytest.fixture
-async def producer(journeys_settings: JourneysSettings) -> AsyncIterator[Producer]:
-    started = Producer(journeys_settings)
-    await started.start()
-    yield started
-    await started.stop()
-
-
-@pytest.fixture
-def pool(journeys_app: FastAPI) -> asyncpg.Pool:
-    found: asyncpg.Pool = journeys_app.state.runtime.pool
-    return found
 
 
 async def live(api: httpx.AsyncClient, nodes: list[dict[str, Any]]) -> str:

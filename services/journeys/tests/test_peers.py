@@ -13,7 +13,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-import orjson
 import pytest
 from fastapi import FastAPI
 
@@ -21,21 +20,21 @@ from itinera.common.auth import ALL_SCOPES, mint_token
 from itinera.common.devstack import free_port
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import Record
-from itinera.common.kafka.envelope import Envelope
 from itinera.common.kafka.producer import Producer
 from itinera.common.testing import (
     StackInfo,
     client_for,
-    eventually,
-    publish_entity,
     running,
     serving,
+    stored_profile,
     topic_reader,
 )
 from itinera.journeys.app import SERVICE
 from itinera.journeys.campaigns import executions, repository
 from itinera.journeys.config import JourneysSettings
 from itinera.journeys.peers import Peers
+
+from .test_campaigns import members_of, membership, of
 
 AUDIENCES = "/data/core/ups/audiences"
 JOURNEYS = "/v1/journeys"
@@ -74,24 +73,9 @@ class World:
         return str(created.json()["id"])
 
     async def stored_profile(self, topics_created: StackInfo, email: str, first_name: str) -> str:
-        """A profile record sent as ingestion sends it, once the profile service holds it; its id."""
-        record = {
-            "identityMap": {"Email": [{"id": email, "primary": True}]},
-            "person": {"name": {"firstName": first_name}},
-            "personalEmail": {"address": email},
-        }
-        await publish_entity(
-            topics_created, self.sandbox, topics.RECORDS.name, f"Email:{email}", "crm", record
-        )
-        found: dict[str, Any] = {}
-
-        async def stored() -> bool:
-            answer = await self.profiles.get("/v1/profiles", params={"identity": f"Email:{email}"})
-            found.update(answer.json() if answer.status_code == 200 else {})
-            return "profileId" in found
-
-        await eventually(stored, timeout_s=30)
-        return str(found["profileId"])
+        """A profile the profile service holds (a record sent as ingestion sends it); its id."""
+        record = {"person": {"name": {"firstName": first_name}}, "personalEmail": {"address": email}}
+        return await stored_profile(topics_created, self.profiles, self.sandbox, email, record)
 
 
 @pytest.fixture
@@ -135,14 +119,9 @@ def problems(response: httpx.Response) -> dict[str, str]:
     return {e["path"]: e["code"] for e in response.json()["errors"]}
 
 
-def messages_of(records: list[Record], sandbox: str) -> list[dict[str, Any]]:
-    found = [orjson.loads(r.value or b"{}") for r in records]
-    return [m for m in found if m.get("sandbox") == sandbox]
-
-
 def ours(sandbox: str, count: int) -> Callable[[list[Record]], bool]:
     """Whether the records hold ``count`` messages of the sandbox."""
-    return lambda records: len(messages_of(records, sandbox)) >= count
+    return lambda records: len(of(records, sandbox)) >= count
 
 
 class TestAudiencesNamed:
@@ -247,7 +226,7 @@ class TestProfilesRead:
                 },
             )
             assert sent.status_code == 202, sent.text
-            found = messages_of(await reader.wait_for(ours(world.sandbox, 1), timeout_s=30), world.sandbox)
+            found = of(await reader.wait_for(ours(world.sandbox, 1), timeout_s=30), world.sandbox)
 
         (message,) = found
         assert message["profileId"] == profile_id
@@ -257,42 +236,15 @@ class TestProfilesRead:
         self,
         world: World,
         topics_created: StackInfo,
-        journeys_settings: JourneysSettings,
-        journeys_app: FastAPI,
+        producer: Producer,
+        pool: asyncpg.Pool,
     ) -> None:
         known = await world.stored_profile(topics_created, "grace@example.com", "Grace")
         stranger = str(uuid.uuid4())  # no service knows it: sent with no profile
         audience = await world.audience()
-        producer = Producer(journeys_settings)
-        await producer.start()
-        try:
-            for member in (known, stranger):
-                data = {
-                    "sandbox": world.sandbox,
-                    "profileId": member,
-                    "audienceId": audience,
-                    "status": "realized",
-                    "previousStatus": None,
-                    "at": datetime.now(UTC).isoformat(),
-                    "evaluation": "batch",
-                }
-                envelope = Envelope(
-                    type="com.itinera.audience.membership.v1",
-                    source="/t",
-                    data=data,
-                    sandbox=world.sandbox,
-                    key=member,
-                )
-                await producer.publish(topics.AUDIENCES.name, [envelope])
-        finally:
-            await producer.stop()
-        pool: asyncpg.Pool = journeys_app.state.runtime.pool
-
-        async def recorded() -> bool:  # the session's service keeps the members
-            async with pool.acquire() as conn:
-                return len(await repository.members_after(conn, world.sandbox, audience, None, 10)) == 2
-
-        await eventually(recorded, timeout_s=30)
+        for member in (known, stranger):
+            await membership(producer, world.sandbox, member, audience, "realized")
+        await members_of(pool, world.sandbox, audience, 2)  # the session's service keeps them
         campaign = await world.journeys.post(
             CAMPAIGNS,
             json={"name": "all", "type": "api", "mode": "audience", "channel": "email", "templateId": "t"},
@@ -317,7 +269,7 @@ class TestProfilesRead:
                 assert row is not None
                 await executions.send_chunk(conn, row, datetime.now(UTC), 500, peers)
             records = await reader.wait_for(ours(world.sandbox, 2), timeout_s=30)
-            found = {m["profileId"]: m for m in messages_of(records, world.sandbox)}
+            found = {m["profileId"]: m for m in of(records, world.sandbox)}
 
         assert found[known]["profile"]["person"]["name"]["firstName"] == "Grace"
         assert found[stranger]["profile"] == {}

@@ -7,39 +7,22 @@ steps come out on their topics, through the outbox. Each test has a sandbox of i
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import orjson
-import pytest
-from fastapi import FastAPI
 
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import Record
 from itinera.common.kafka.envelope import Envelope
 from itinera.common.kafka.producer import Producer
 from itinera.common.testing import StackInfo, eventually, topic_reader
-from itinera.journeys.config import JourneysSettings
 
 JOURNEYS = "/v1/journeys"
 JANE = {"person": {"name": {"firstName": "Jane"}}, "identityMap": {"Email": [{"id": "jane@example.com"}]}}
-
-
-@pytest.fixture
-async def producer(journeys_settings: JourneysSettings) -> AsyncIterator[Producer]:
-    started = Producer(journeys_settings)
-    await started.start()
-    yield started
-    await started.stop()
-
-
-@pytest.fixture
-def pool(journeys_app: FastAPI) -> asyncpg.Pool:
-    found: asyncpg.Pool = journeys_app.state.runtime.pool
-    return found
 
 
 async def live(api: httpx.AsyncClient, nodes: list[dict[str, Any]], **properties: Any) -> str:

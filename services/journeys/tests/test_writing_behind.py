@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +18,6 @@ import asyncpg
 import httpx
 import orjson
 import pytest
-from fastapi import FastAPI
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +25,6 @@ from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import Record
 from itinera.common.kafka.producer import Producer
 from itinera.common.testing import eventually
-from itinera.journeys.config import JourneysSettings
 from itinera.journeys.runtime.consumers import RuntimeHandler, TimerRunner
 from itinera.journeys.runtime.service import Contended, Run, compiled
 from itinera.journeys.runtime.walker import message_id, uuid5
@@ -43,20 +40,6 @@ QUICK: list[dict[str, Any]] = [
     {"id": "signup", "type": "event", "eventType": "account.created", "next": "done"},
     {"id": "done", "type": "end"},
 ]
-
-
-@pytest.fixture
-async def producer(journeys_settings: JourneysSettings) -> AsyncIterator[Producer]:
-    started = Producer(journeys_settings)
-    await started.start()
-    yield started
-    await started.stop()
-
-
-@pytest.fixture
-def pool(journeys_app: FastAPI) -> asyncpg.Pool:
-    found: asyncpg.Pool = journeys_app.state.runtime.pool
-    return found
 
 
 def event_record(sandbox: str, profile: str, event_id: str, offset: int) -> Record:

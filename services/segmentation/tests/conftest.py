@@ -66,3 +66,16 @@ def pool(segmentation_app: FastAPI) -> asyncpg.Pool:
     """The service's database pool, for what a test writes or reads directly."""
     found: asyncpg.Pool = segmentation_app.state.runtime.pool
     return found
+
+
+@pytest.fixture
+async def saving_api(
+    segmentation_app: FastAPI, segmentation_settings: SegmentationSettings, sandbox: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An API of the service with re-evaluation on save on (as by default), in the test's
+    sandbox; the session's worker runs the jobs it creates."""
+    settings = segmentation_settings.model_copy(update={"segmentation_evaluate_on_save": True})
+    async with running(SERVICE.create_app("api", settings)) as app:
+        token = mint_token(settings, scopes=ALL_SCOPES, sandbox=sandbox)
+        async with client_for(app, token) as client:
+            yield client

@@ -5,18 +5,15 @@ patched and deleted as the segment definitions they are, with AEP's shapes and a
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 from fastapi import FastAPI
 
-from itinera.common.auth import ALL_SCOPES, mint_token
+from itinera.common.auth import mint_token
 from itinera.common.projection import Plan
-from itinera.common.testing import client_for, eventually, running
-from itinera.segmentation.app import SERVICE
+from itinera.common.testing import client_for, eventually
 from itinera.segmentation.config import SegmentationSettings
 from itinera.segmentation.projection import repository as projection
 
@@ -288,19 +285,6 @@ class TestDeleting:
 
         assert response.status_code == 409
         assert response.json()["referencedBy"] == [{"id": naming["id"], "name": naming["name"]}]
-
-
-@pytest.fixture
-async def saving_api(
-    segmentation_app: FastAPI, segmentation_settings: SegmentationSettings, sandbox: str
-) -> AsyncIterator[httpx.AsyncClient]:
-    """An API with re-evaluation on save on (as by default); the session's worker runs
-    the jobs it creates."""
-    settings = segmentation_settings.model_copy(update={"segmentation_evaluate_on_save": True})
-    async with running(SERVICE.create_app("api", settings)) as app:
-        token = mint_token(settings, scopes=ALL_SCOPES, sandbox=sandbox)
-        async with client_for(app, token) as client:
-            yield client
 
 
 async def test_members_follow_the_rule_when_it_is_created_and_when_a_patch_changes_it(

@@ -5,7 +5,6 @@ its own."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,10 +13,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from itinera.common.auth import ALL_SCOPES, mint_token
+from itinera.common.auth import mint_token
 from itinera.common.projection import Plan
-from itinera.common.testing import client_for, eventually, running
-from itinera.segmentation.app import SERVICE
+from itinera.common.testing import client_for, eventually
 from itinera.segmentation.config import SegmentationSettings
 from itinera.segmentation.projection import repository as projection
 from itinera.segmentation.schedules import cron
@@ -247,19 +245,6 @@ class TestFiring:
             await fire_due(conn, datetime.now(UTC) + timedelta(days=2), limit=1000)
         assert await jobs_of(api) == []
         assert "lastRunTime" not in (await api.get(f"{SCHEDULES}/{created['id']}")).json()["itinera"]
-
-
-@pytest.fixture
-async def saving_api(
-    segmentation_app: FastAPI, segmentation_settings: SegmentationSettings, sandbox: str
-) -> AsyncIterator[httpx.AsyncClient]:
-    """An API of the service with re-evaluation on save on (as by default); the session's
-    worker runs the jobs it creates."""
-    settings = segmentation_settings.model_copy(update={"segmentation_evaluate_on_save": True})
-    async with running(SERVICE.create_app("api", settings)) as app:
-        token = mint_token(settings, scopes=ALL_SCOPES, sandbox=sandbox)
-        async with client_for(app, token) as client:
-            yield client
 
 
 class TestSavingARule:

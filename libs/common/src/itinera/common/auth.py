@@ -24,7 +24,7 @@ from typing import Any
 import jwt
 from fastapi import Request
 
-from itinera.common.errors import Forbidden, Unauthorized
+from itinera.common.errors import Forbidden, ServiceUnavailable, Unauthorized
 from itinera.common.settings import CommonSettings
 
 SANDBOX_HEADER = "x-sandbox-name"
@@ -170,8 +170,9 @@ def _from_a_service(token: str) -> bool:
     return header.get("alg") == "HS256" and claims.get("iss") == SERVICE_ISSUER
 
 
-class NoServiceKey(Exception):
-    """This service has no key to mint tokens for calling another."""
+class NoServiceKey(ServiceUnavailable):
+    """This service has no key to mint tokens for calling another: whatever needed the
+    call cannot be done (503)."""
 
 
 class ServiceTokens:
@@ -209,9 +210,9 @@ class ServiceTokens:
         self._minted[wanted] = (minted, expires)
         return minted
 
-    def headers(self, sandbox: str, scopes: Iterable[str]) -> dict[str, str]:
-        """The ``authorization`` header of a call in ``sandbox`` needing ``scopes``."""
-        return {"authorization": f"Bearer {self.token(sandbox, scopes)}"}
+    def authorization(self, sandbox: str, scopes: Iterable[str]) -> str:
+        """The ``authorization`` header's value of a call in ``sandbox`` needing ``scopes``."""
+        return f"Bearer {self.token(sandbox, scopes)}"
 
 
 def bearer(request: Request) -> str:

@@ -5,7 +5,8 @@ questions are still asked directly: the content service previews a profile the c
 names, journeys checks that the audiences a journey names exist and reads the profile
 of an audience member it was never told about. Each call carries an ``authorization``
 header: the caller's own (so a caller reaches only what it may) or a token the service
-minted for the call (:class:`~itinera.common.auth.ServiceTokens`).
+minted for the call (:meth:`ServiceTokens.authorization
+<itinera.common.auth.ServiceTokens.authorization>`, a 503 itself when it has no key).
 
 A peer that cannot be reached, or answers 5xx, is a :class:`ServiceUnavailable` (503)
 naming it; a refused credential is a :class:`Forbidden`.
@@ -20,7 +21,6 @@ from urllib.parse import quote
 
 import httpx
 
-from itinera.common.auth import NoServiceKey, ServiceTokens
 from itinera.common.errors import FieldError, Forbidden, ServiceUnavailable, Unprocessable
 
 PROFILES_READ = ("profiles:read",)
@@ -30,15 +30,6 @@ BULK = 100
 """Ids in one bulk-get (the segmentation service's limit)."""
 AT_ONCE = 8
 """Profile look-ups in flight at once."""
-
-
-def service_authorization(tokens: ServiceTokens, sandbox: str, scopes: Iterable[str]) -> str:
-    """The ``authorization`` header of a call the service makes on its own behalf; a
-    :class:`ServiceUnavailable` when it has no key to mint the token with."""
-    try:
-        return tokens.headers(sandbox, scopes)["authorization"]
-    except NoServiceKey as error:
-        raise ServiceUnavailable(str(error)) from None
 
 
 class _Peer:

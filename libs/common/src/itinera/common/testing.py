@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from fastapi import FastAPI
 
 from itinera.common.devstack import Infrastructure, free_port
+from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import Record, _record
 from itinera.common.settings import CommonSettings
 
@@ -331,6 +332,25 @@ async def publish_entity(
         )
     finally:
         await producer.stop()
+
+
+async def stored_profile(
+    infrastructure: StackInfo, profiles: httpx.AsyncClient, sandbox: str, email: str, record: dict[str, Any]
+) -> str:
+    """Send a profile record of ``email`` (its Email identity added) as ingestion does, and
+    wait until the profile service ``profiles`` (a client of its API, with a token of the
+    sandbox) holds it: the profile's id."""
+    body = {"identityMap": {"Email": [{"id": email, "primary": True}]}, **record}
+    await publish_entity(infrastructure, sandbox, topics.RECORDS.name, f"Email:{email}", "crm", body)
+    found: dict[str, Any] = {}
+
+    async def held() -> bool:
+        answer = await profiles.get("/v1/profiles", params={"identity": f"Email:{email}"})
+        found.update(answer.json() if answer.status_code == 200 else {})
+        return "profileId" in found
+
+    await eventually(held, timeout_s=30)
+    return str(found["profileId"])
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 20.0) -> None:

@@ -27,7 +27,6 @@ from itinera.common.peers import (
     PROFILES_READ,
     AudienceReader,
     ProfileReader,
-    service_authorization,
 )
 from itinera.journeys.config import JourneysSettings
 
@@ -55,9 +54,6 @@ class Peers:
         await self.audiences.close()
         await self.profiles.close()
 
-    def _authorization(self, sandbox: str, scopes: Iterable[str]) -> str:
-        return service_authorization(self.tokens, sandbox, scopes)
-
     async def existing_audiences(self, sandbox: str, ids: Collection[str]) -> set[str] | None:
         """Those of ``ids`` that are audiences of ``sandbox``; ``None`` when audiences are
         not checked (``ITINERA_JOURNEYS_CHECK_AUDIENCES`` off)."""
@@ -65,7 +61,7 @@ class Peers:
             return None
         if not ids:
             return set()
-        return await self.audiences.existing(self._authorization(sandbox, AUDIENCES_READ), ids)
+        return await self.audiences.existing(self.tokens.authorization(sandbox, AUDIENCES_READ), ids)
 
     async def profile_by_identity(
         self, sandbox: str, namespace: str, value: str
@@ -77,7 +73,9 @@ class Peers:
             return None
         try:
             found = await self.profiles.read(
-                self._authorization(sandbox, PROFILES_READ), profile_id=None, identity=f"{namespace}:{value}"
+                self.tokens.authorization(sandbox, PROFILES_READ),
+                profile_id=None,
+                identity=f"{namespace}:{value}",
             )
         except Unprocessable:
             return None
@@ -92,4 +90,4 @@ class Peers:
         wanted = list(profile_ids)
         if not wanted or not self.read_profiles:
             return {}
-        return await self.profiles.entities(self._authorization(sandbox, PROFILES_READ), wanted)
+        return await self.profiles.entities(self.tokens.authorization(sandbox, PROFILES_READ), wanted)

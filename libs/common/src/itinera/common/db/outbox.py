@@ -23,7 +23,7 @@ import orjson
 from prometheus_client import Counter, Gauge
 
 from itinera.common.kafka.envelope import Envelope
-from itinera.common.kafka.producer import Producer
+from itinera.common.kafka.producer import Producer, choose
 from itinera.common.telemetry import inject_headers
 
 log = logging.getLogger(__name__)
@@ -204,9 +204,12 @@ class OutboxRelay:
         kafka = self.producer.client
         outcomes: list[BaseException | None] = [None] * len(rows)
         groups: dict[tuple[str, int], list[int]] = {}
+        partitions: dict[str, list[int]] = {}  # each topic's, looked up once a pass
         for index, row in enumerate(rows):
-            partition = await self.producer.partition(row["topic"], row["key"])
-            groups.setdefault((row["topic"], partition), []).append(index)
+            topic = row["topic"]
+            if topic not in partitions:
+                partitions[topic] = await self.producer.partitions(topic)
+            groups.setdefault((topic, choose(partitions[topic], row["key"])), []).append(index)
         sent: list[tuple[asyncio.Future[Any], list[int]]] = []
         for (topic, partition), indexes in groups.items():
             batch = kafka.create_batch()

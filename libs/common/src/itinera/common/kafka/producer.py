@@ -37,6 +37,11 @@ def partition_for(key: bytes, partitions: int) -> int:
     return (hashed & 0x7FFFFFFF) % partitions
 
 
+def choose(ordered: list[int], key: bytes | None) -> int:
+    """Of a topic's partitions in order, the one for ``key`` (random without a key)."""
+    return ordered[partition_for(key, len(ordered))] if key is not None else random.choice(ordered)
+
+
 PUBLISHED = Counter("itinera_kafka_published_records", "Records acknowledged by the broker", ["topic"])
 
 
@@ -62,14 +67,17 @@ class Producer:
     def client(self) -> AIOKafkaProducer:
         return self._kafka
 
+    async def partitions(self, topic: str) -> list[int]:
+        """The topic's partitions, in order (from the metadata known, else asked)."""
+        partitions = self._kafka.client.cluster.partitions_for_topic(topic)
+        if not partitions:
+            partitions = await self._kafka.partitions_for(topic)
+        return sorted(partitions)
+
     async def partition(self, topic: str, key: bytes | None) -> int:
         """The partition Kafka's partitioner chooses for ``key`` (the hash memoised; a
         random one without a key)."""
-        partitions = self._kafka.client.cluster.partitions_for_topic(topic)  # known metadata
-        if not partitions:
-            partitions = await self._kafka.partitions_for(topic)
-        ordered: list[int] = sorted(partitions)
-        return ordered[partition_for(key, len(ordered))] if key is not None else random.choice(ordered)
+        return choose(await self.partitions(topic), key)
 
     async def send(
         self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]

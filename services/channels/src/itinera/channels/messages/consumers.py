@@ -35,7 +35,7 @@ from itinera.channels.tracking import repository as tracking
 from itinera.common.auth import ServiceTokens
 from itinera.common.errors import FieldError, Forbidden, ServiceUnavailable
 from itinera.common.kafka.consumer import PermanentError, Record
-from itinera.common.peers import PROFILES_READ, ProfileReader, service_authorization
+from itinera.common.peers import PROFILES_READ, ProfileReader
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class ProfileSource:
         if not empty:
             return
         try:
-            authorization = service_authorization(self.tokens, sandbox, PROFILES_READ)
+            authorization = self.tokens.authorization(sandbox, PROFILES_READ)
             found = await self.reader.entities(authorization, [str(r["_profile"]) for r in empty])
         except (ServiceUnavailable, Forbidden) as error:
             log.warning(

@@ -21,7 +21,8 @@ other audiences name), under AEP's audience shape:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
@@ -114,6 +115,7 @@ async def replace(
                 FieldError(f"/{field}", f"this is audience {audience_id}; its id cannot change", "const")
             )
     _raise_if_any(errors)
+    current = await _current(db, sandbox, audience_id)
     given_fields = body.model_fields_set
     patch: dict[str, Any] = {
         "name": body.name,
@@ -125,7 +127,7 @@ async def replace(
         patch["evaluationInfo"] = body.evaluationInfo
     if "mergePolicyId" in given_fields:
         patch["mergePolicyId"] = body.mergePolicyId
-    return await _update(db, sandbox, audience_id, patch, list(dict.fromkeys(body.labels)), max_length)
+    return await _update(db, sandbox, current, patch, list(dict.fromkeys(body.labels)), max_length)
 
 
 async def patch(
@@ -136,10 +138,7 @@ async def patch(
     max_length: int,
 ) -> bool:
     """Apply a JSON Patch to the audience's editable fields; whether its rule changed."""
-    try:
-        current = await definitions.get(db, sandbox, audience_id)
-    except NotFound:
-        raise NotFound(f"no audience {audience_id!r} in sandbox {sandbox!r}") from None
+    current = await _current(db, sandbox, audience_id)
     errors = [
         FieldError(
             f"/{i}/path",
@@ -179,31 +178,42 @@ async def patch(
         changes["expression"] = body.expression
     if body.evaluationInfo is not None:
         changes["evaluationInfo"] = body.evaluationInfo
-    return await _update(db, sandbox, audience_id, changes, list(dict.fromkeys(body.labels)), max_length)
+    return await _update(db, sandbox, current, changes, list(dict.fromkeys(body.labels)), max_length)
+
+
+@contextmanager
+def _audience(sandbox: str, audience_id: str) -> Iterator[None]:
+    """A definition not found is this audience not found."""
+    try:
+        yield
+    except NotFound:
+        raise NotFound(f"no audience {audience_id!r} in sandbox {sandbox!r}") from None
+
+
+async def _current(db: asyncpg.Connection, sandbox: str, audience_id: str) -> dict[str, Any]:
+    """The audience as stored, the sandbox's definition writes held until the transaction
+    ends (the lock the update takes too): what is compared and patched is what is replaced."""
+    with _audience(sandbox, audience_id):
+        if definitions.parse_id(audience_id) is not None:
+            await repository.lock_sandbox(db, sandbox)
+        return await definitions.get(db, sandbox, audience_id)
 
 
 async def _update(
     db: asyncpg.Connection,
     sandbox: str,
-    audience_id: str,
+    current: dict[str, Any],
     changes: dict[str, Any],
     labels: list[str],
     max_length: int,
 ) -> bool:
-    key = definitions.parse_id(audience_id)
-    if key is not None:
-        await repository.lock_sandbox(db, sandbox)  # the rule read here is the one replaced
-    try:
-        before = await definitions.get(db, sandbox, audience_id)
-        after = await definitions.update(db, sandbox, audience_id, DefinitionPatch(**changes), max_length)
-    except NotFound:
-        raise NotFound(f"no audience {audience_id!r} in sandbox {sandbox!r}") from None
+    """Write ``changes`` over ``current`` (read by :func:`_current`); whether the rule changed."""
+    with _audience(sandbox, current["id"]):
+        after = await definitions.update(db, sandbox, current["id"], DefinitionPatch(**changes), max_length)
     await repository.set_labels(db, sandbox, uuid.UUID(after["id"]), labels)
-    return bool(before["expression"] != after["expression"])
+    return bool(current["expression"] != after["expression"])
 
 
 async def delete(db: asyncpg.Connection, sandbox: str, audience_id: str) -> None:
-    try:
+    with _audience(sandbox, audience_id):
         await definitions.delete(db, sandbox, audience_id)
-    except NotFound:
-        raise NotFound(f"no audience {audience_id!r} in sandbox {sandbox!r}") from None

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from asyncpg import Connection
 from fastapi import APIRouter, Request, Response, Security
 
 from itinera.common.auth import Principal, require_scope
@@ -75,6 +76,16 @@ async def list_audiences(request: Request, caller: Reader, db: Db) -> dict[str, 
         return await service.listing(db, caller.sandbox, query)
 
 
+async def _written(
+    request: Request, db: Connection, sandbox: str, audience_id: str, *, rule_changed: bool
+) -> dict[str, Any]:
+    """The audience as written, its rule evaluated again when it changed (in the write's
+    transaction, as the definitions' writes do)."""
+    if rule_changed:
+        await reevaluate_on_save(request, db, sandbox, audience_id)
+    return await service.get(db, sandbox, audience_id)
+
+
 @router.post(
     AUDIENCES,
     tags=["audiences"],
@@ -94,8 +105,7 @@ async def create_audience(
 ) -> dict[str, Any]:
     async with db.transaction():
         audience_id = await editing.create(db, caller.sandbox, body, max_expression_length(request))
-        await reevaluate_on_save(request, db, caller.sandbox, audience_id)
-        created = await service.get(db, caller.sandbox, audience_id)
+        created = await _written(request, db, caller.sandbox, audience_id, rule_changed=True)
     response.headers["X-Location"] = f"{AUDIENCES}/{audience_id}"
     return created
 
@@ -118,9 +128,7 @@ async def replace_audience(
 ) -> dict[str, Any]:
     async with db.transaction():
         changed = await editing.replace(db, caller.sandbox, AUDIENCE_ID, body, max_expression_length(request))
-        if changed:
-            await reevaluate_on_save(request, db, caller.sandbox, AUDIENCE_ID)
-        return await service.get(db, caller.sandbox, AUDIENCE_ID)
+        return await _written(request, db, caller.sandbox, AUDIENCE_ID, rule_changed=changed)
 
 
 @router.patch(
@@ -141,9 +149,7 @@ async def patch_audience(
 ) -> dict[str, Any]:
     async with db.transaction():
         changed = await editing.patch(db, caller.sandbox, AUDIENCE_ID, body, max_expression_length(request))
-        if changed:
-            await reevaluate_on_save(request, db, caller.sandbox, AUDIENCE_ID)
-        return await service.get(db, caller.sandbox, AUDIENCE_ID)
+        return await _written(request, db, caller.sandbox, AUDIENCE_ID, rule_changed=changed)
 
 
 @router.delete(
