@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiosmtplib
 import asyncpg
 import httpx
 import orjson
@@ -49,6 +50,8 @@ async def delivery(bounce_port: int) -> AsyncIterator[LocalDelivery]:
         yield started
 
 
+COMPLAINT_ADDRESS = "fbl@mail.example.com"
+"""Where the feedback loops of these tests send their abuse reports."""
 SOFT_BOUNCE_LIMIT = 4
 """One more than a message's attempts (``channels_max_attempts``): one message's soft
 bounces alone do not suppress its address."""
@@ -73,6 +76,7 @@ def channels_settings(
         ChannelsSettings,
         channels_smtp_host=delivery.smtp_host,
         channels_bounce_address=BOUNCE_ADDRESS,
+        channels_complaint_address=COMPLAINT_ADDRESS,
         channels_bounce_port=delivery.bounce_port,
         channels_smtp_port=delivery.smtp_port,
         channels_sms_base_url=delivery.sms_base_url,
@@ -311,3 +315,16 @@ async def state(api: httpx.AsyncClient, message_id: str, *wanted: str) -> dict[s
 
     await eventually(reached)
     return found
+
+
+async def to_mailbox(settings: ChannelsSettings, to: str, message: bytes, sender: str = "") -> str:
+    """Send ``message`` to the service's bounce mailbox over SMTP, as a relay or a
+    feedback loop does (from the null sender by default); the mailbox's answer to it."""
+    async with aiosmtplib.SMTP(
+        hostname=settings.channels_bounce_host,
+        port=settings.channels_bounce_port,
+        start_tls=False,
+        timeout=10,
+    ) as client:
+        _, answer = await client.sendmail(sender, [to], message)
+    return answer

@@ -1,11 +1,17 @@
 """A message request with no profile snapshot (journeys knew the recipient by id only)
-gets the profile a real profile service holds, read with a token of the channels' own;
-when that service cannot be reached, the request is decided with what it carries."""
+gets the profile a real profile service holds, read with a token of the channels' own.
+A profile it does not know leaves the snapshot empty (no address: excluded); while it
+cannot be reached, nothing is decided: the request waits, and is sent once the profile
+service is back."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
@@ -13,15 +19,24 @@ import pytest
 
 from itinera.channels.config import ChannelsSettings
 from itinera.channels.messages.consumers import MessageHandler, ProfileSource
+from itinera.channels.messages.waiting import ProfileWaits
 from itinera.common.auth import ALL_SCOPES, ServiceTokens, mint_token
 from itinera.common.devstack import free_port
+from itinera.common.kafka import topics
 from itinera.common.peers import ProfileReader
 from itinera.common.sinks import LocalDelivery
-from itinera.common.testing import StackInfo, serving, stored_profile
+from itinera.common.testing import (
+    StackInfo,
+    environment_for,
+    ready,
+    serving,
+    stored_profile,
+    topic_reader,
+)
 
-from .conftest import Content, Requests, state
+from .conftest import Content, Requests, feedback_of, state
 from .test_batches import records
-from .test_pipeline import WELCOME, address
+from .test_pipeline import WELCOME, address, person
 
 
 @pytest.fixture(scope="module")
@@ -75,24 +90,119 @@ async def test_a_request_without_a_profile_is_sent_to_the_profile_the_profile_se
     assert (await state(api, body["messageId"], "sent"))["state"] == "sent"
 
 
-async def test_a_profile_service_out_of_reach_leaves_the_request_as_it_came(
-    pool: asyncpg.Pool,
-    api: httpx.AsyncClient,
-    content: Content,
-    requests: Requests,
-    channels_settings: ChannelsSettings,
-    sandbox: str,
+async def test_a_profile_the_profile_service_does_not_know_leaves_the_request_without_an_address(
+    source: ProfileSource, pool: asyncpg.Pool, api: httpx.AsyncClient, content: Content, requests: Requests
 ) -> None:
     await content.publish("welcome", WELCOME)
     body = requests.body("welcome", {}, profile_id=str(uuid.uuid4()))
-    reader = ProfileReader(f"http://127.0.0.1:{free_port()}", 5)
-    handler = MessageHandler(
-        pool, sandbox, "UTC", None, ProfileSource(reader, ServiceTokens(channels_settings, "c"))
-    )
-    try:
-        await handler(records(sandbox, body))
-    finally:
-        await reader.close()
+    handler = MessageHandler(pool, requests.sandbox, "UTC", None, source)
+
+    await handler(records(requests.sandbox, body))
 
     found = await state(api, body["messageId"], "excluded")
     assert found["reason"] == "no-address"
+
+
+@asynccontextmanager
+async def profile_service_on(infrastructure: StackInfo, port: int) -> AsyncIterator[None]:
+    """The profile service's API in a process of its own, on ``port``, ready."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "itinera.common.cli", "serve", "profile", "--role", "api", "--port", str(port)),
+        env=environment_for(infrastructure, ITINERA_LOG_LEVEL="ERROR"),
+    )
+    try:
+        await ready(f"http://127.0.0.1:{port}")
+        yield
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
+
+
+class TestProfileServiceDown:
+    async def test_nothing_is_decided_while_it_is_down_and_the_email_goes_once_it_is_back(
+        self,
+        topics_created: StackInfo,
+        profile_url: str,
+        pool: asyncpg.Pool,
+        api: httpx.AsyncClient,
+        content: Content,
+        requests: Requests,
+        delivery: LocalDelivery,
+        channels_settings: ChannelsSettings,
+        sandbox: str,
+    ) -> None:
+        to, other = address(), address()
+        profile_id = await stored(topics_created, profile_url, sandbox, to)
+        await content.publish("welcome", WELCOME)
+        port = free_port()  # where the profile service will listen, once it is back
+        reader = ProfileReader(f"http://127.0.0.1:{port}", 5)
+        source = ProfileSource(reader, ServiceTokens(channels_settings, "channels"))
+        handler = MessageHandler(pool, sandbox, "UTC", None, source)
+        waits = ProfileWaits(pool, handler, source, initial_s=60, max_s=600)
+        without = requests.body("welcome", {}, profile_id=profile_id)
+        carried = requests.body("welcome", person(other, "Grace"))
+
+        async with topic_reader(topics_created, topics.FEEDBACK.name) as feedback:
+            try:
+                await handler(records(sandbox, without, carried))
+                await handler(records(sandbox, without))  # Kafka delivers it again meanwhile
+                await waits.retry(datetime.now(UTC) + timedelta(minutes=5))  # asked again: still down
+
+                # The request that carries its profile is not held up by the outage.
+                assert (await delivery.mail.wait_for(lambda m: m.sent_to(other))).subject == "Welcome, Grace"
+                waiting = await state(api, without["messageId"], "waiting")
+                assert waiting["reason"] == "profile-unavailable"
+                assert "cannot be reached" in waiting["detail"]
+
+                async with profile_service_on(topics_created, port):
+                    await waits.retry(datetime.now(UTC) + timedelta(hours=1))
+            finally:
+                await reader.close()
+
+            mail = await delivery.mail.wait_for(lambda m: m.sent_to(to))
+            assert mail.subject == "Welcome, Ada"
+            await state(api, without["messageId"], "sent")
+            found = await feedback.wait_for(lambda r: len(feedback_of(r, without["messageId"])) >= 1)
+
+        assert [f["status"] for f in feedback_of(found, without["messageId"])] == ["sent"]
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM profile_waits WHERE sandbox = $1", sandbox) == 0
+
+    async def test_a_request_that_waited_is_decided_once_when_kafka_delivers_it_again(
+        self,
+        profile_url: str,
+        topics_created: StackInfo,
+        source: ProfileSource,
+        pool: asyncpg.Pool,
+        api: httpx.AsyncClient,
+        content: Content,
+        requests: Requests,
+        delivery: LocalDelivery,
+        channels_settings: ChannelsSettings,
+        sandbox: str,
+    ) -> None:
+        to = address()
+        profile_id = await stored(topics_created, profile_url, sandbox, to)
+        await content.publish("welcome", WELCOME)
+        body = requests.body("welcome", {}, profile_id=profile_id)
+        down = ProfileReader(f"http://127.0.0.1:{free_port()}", 5)
+        try:
+            parked = MessageHandler(
+                pool, sandbox, "UTC", None, ProfileSource(down, ServiceTokens(channels_settings, "c"))
+            )
+            await parked(records(sandbox, body))
+        finally:
+            await down.close()
+        await state(api, body["messageId"], "waiting")
+        handler = MessageHandler(pool, sandbox, "UTC", None, source)
+
+        await handler(records(sandbox, body))  # delivered again, the profile service back
+        await ProfileWaits(pool, handler, source, initial_s=60, max_s=600).retry(
+            datetime.now(UTC) + timedelta(hours=1)
+        )
+
+        assert (await state(api, body["messageId"], "sent"))["attempts"] == 1
+        await delivery.mail.wait_for(lambda m: m.sent_to(to))
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM profile_waits WHERE sandbox = $1", sandbox) == 0

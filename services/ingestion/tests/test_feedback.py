@@ -148,6 +148,16 @@ class TestTrackingFeedback:
             "url": "https://shop.example.com/offers?id=7",
         }
 
+    async def test_a_spam_complaint_is_a_tracking_event_of_its_own(
+        self, app: Any, infrastructure: StackInfo, producer: Producer
+    ) -> None:
+        sent = feedback("complained", reason="abuse")
+        (published,) = await events_of(infrastructure, producer, sent)
+        event = orjson.loads(published.value or b"")
+        assert event["eventType"] == "message.tracking"
+        journey = event["_experience"]["customerJourneyManagement"]
+        assert journey["messageInteraction"] == {"interactionType": "spam_complaint"}
+
     async def test_the_same_record_twice_gives_the_same_event_id(
         self, app: Any, infrastructure: StackInfo, producer: Producer
     ) -> None:

@@ -16,6 +16,7 @@ from itinera.channels.config import ChannelsSettings, settings
 from itinera.channels.content.consumers import ContentHandler
 from itinera.channels.messages.consumers import MessageHandler, ProfileSource
 from itinera.channels.messages.delivery import DeliveryRunner
+from itinera.channels.messages.waiting import ProfileWaits
 from itinera.channels.reports.mailbox import BounceMailbox
 from itinera.channels.tracking import Tracker
 from itinera.common.auth import ServiceTokens
@@ -44,18 +45,39 @@ async def _setup(runtime: Runtime) -> None:
     if config.channels_read_profiles:
         reader = ProfileReader(config.profile_service_url, config.channels_profile_timeout_s)
         runtime.on_stop.append(reader.close)
-        source = ProfileSource(reader, ServiceTokens(config, "channels"))
+        source = ProfileSource(
+            reader, ServiceTokens(config, "channels"), pause_s=config.channels_profile_retry_initial_s
+        )
     runtime.state["profiles"] = source
 
 
 def _workers(runtime: Runtime) -> Sequence[Worker]:
     config = runtime.settings
     assert isinstance(config, ChannelsSettings)
-    mailbox: list[Worker] = []
+    source: ProfileSource | None = runtime.state["profiles"]
+    handler = MessageHandler(
+        runtime.pool,
+        config.default_sandbox,
+        config.channels_default_time_zone,
+        Tracker(config.channels_public_url, config.link_secret) if config.channels_tracking else None,
+        source,
+        first_wait_s=config.channels_profile_retry_initial_s,
+    )
+    extra: list[Worker] = []
     if config.channels_bounce_address is not None and config.channels_bounce_port:
-        mailbox.append(BounceMailbox(runtime.pool, config))
+        extra.append(BounceMailbox(runtime.pool, config))
+    if source is not None:
+        extra.append(
+            ProfileWaits(
+                runtime.pool,
+                handler,
+                source,
+                initial_s=config.channels_profile_retry_initial_s,
+                max_s=config.channels_profile_retry_max_s,
+            )
+        )
     return [
-        *mailbox,
+        *extra,
         ConsumerLoop(
             settings=config,
             group=config.channels_content_consumer_group,
@@ -68,13 +90,7 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             settings=config,
             group=config.channels_consumer_group,
             topic_names=[topics.MESSAGES.name],
-            handler=MessageHandler(
-                runtime.pool,
-                config.default_sandbox,
-                config.channels_default_time_zone,
-                Tracker(config.channels_public_url, config.link_secret) if config.channels_tracking else None,
-                runtime.state["profiles"],
-            ),
+            handler=handler,
             dead_letters=runtime.producer,
             service="channels",
         ),

@@ -102,6 +102,11 @@ class ChannelsSettings(CommonSettings):
     email leaves from ``bounces+<token>@...`` of its own (VERP), so a relay's delivery
     status notification, mailed there, names its message. Unset: the From address is the
     envelope sender, and notifications are not read."""
+    channels_complaint_address: str | None = None
+    """Where mailbox providers' feedback loops send abuse reports (ARF, RFC 5965), the
+    address registered with them (``fbl@mail.example.com``): the bounce mailbox takes mail
+    to it besides the bounce address (route it there too). Reports are read at the bounce
+    address and its per-message forms whether it is set or not."""
     channels_bounce_host: str = "127.0.0.1"
     channels_bounce_port: int = Field(default=0, ge=0, le=65535)
     """Where the bounce mailbox (an SMTP server in the worker) listens for notifications
@@ -109,9 +114,17 @@ class ChannelsSettings(CommonSettings):
     channels_read_profiles: bool = True
     """A request whose profile snapshot is empty (a recipient journeys knew only by id)
     has the profile read from the profile service (``ITINERA_PROFILE_SERVICE_URL``), with
-    a token of this service's own. Off: it is checked with the empty snapshot."""
+    a token of this service's own; while that service cannot answer, the request waits
+    (``profile_waits``) and nothing is decided for it. Off: it is checked with the empty
+    snapshot, and requests left waiting from before wait until it is on again."""
     channels_profile_timeout_s: float = Field(default=5, gt=0, le=60)
     """How long reading a profile from the profile service may take."""
+    channels_profile_retry_initial_s: float = Field(default=5.0, gt=0)
+    """How long a request waits for its profile before the profile service is asked
+    again; the wait doubles each time. It is also how long the consumer lets requests
+    wait at once, without asking, after the profile service failed to answer."""
+    channels_profile_retry_max_s: float = Field(default=300.0, gt=0)
+    """The longest wait between two questions about a waiting request's profile."""
 
     @property
     def link_secret(self) -> str:

@@ -2,9 +2,9 @@
 experience events on ``itinera.events.v1``, so that profiles, audiences and journeys
 react to what became of a message and to what its recipient did with it.
 
-- ``opened``, ``clicked``, ``unsubscribed`` become ``message.tracking`` events
-  (``messageInteraction.interactionType`` ``open``, ``click``, ``unsubscribe``; the
-  link followed in ``url``), the shape journeys wait for;
+- ``opened``, ``clicked``, ``unsubscribed``, ``complained`` become ``message.tracking``
+  events (``messageInteraction.interactionType`` ``open``, ``click``, ``unsubscribe``,
+  ``spam_complaint``; the link followed in ``url``), the shape journeys wait for;
 - ``sent``, ``delivered``, ``bounced``, ``failed``, ``excluded`` become
   ``message.feedback`` events (``messageDeliveryfeedback``, the reason kept as sent).
 
@@ -51,7 +51,12 @@ event time-to-live in the profile service is set on."""
 SOURCE: Final = "/itinera/ingestion"
 FEEDBACK_SCHEMA: Final = "topics/feedback.v1.schema.json"
 
-TRACKING: Final = {"opened": "open", "clicked": "click", "unsubscribed": "unsubscribe"}
+TRACKING: Final = {
+    "opened": "open",
+    "clicked": "click",
+    "unsubscribed": "unsubscribe",
+    "complained": "spam_complaint",
+}
 DELIVERY: Final = {
     "sent": "sent",
     "delivered": "delivered",

@@ -147,7 +147,7 @@ FEEDBACK = Topic(
     name="itinera.feedback.v1",
     description=(
         "What became of each message: sent, delivered, bounced, failed or excluded (with "
-        "the reason), and what the recipient did (opened, clicked, unsubscribed)."
+        "the reason), and what the recipient did (opened, clicked, unsubscribed, complained)."
     ),
     key="profile id",
     payload_schema="topics/feedback.v1.schema.json",

@@ -2,29 +2,32 @@
 ``itinera.messages.v1``, from journeys and campaigns.
 
 A request whose profile snapshot is empty (journeys knew the recipient by id only) first
-gets the profile from the profile service (:class:`ProfileSource`). Each batch is one
-transaction per sandbox, of a few statements whatever its size (see
-:meth:`MessageHandler._apply`): every request not seen before (by message id) is
-checked, rendered and recorded (:mod:`itinera.channels.messages.pipeline`), an
-excluded one with its feedback in the outbox; an email's HTML gets its tracking (links
-rewritten, the open pixel) and its links are recorded with it
-(:mod:`itinera.channels.tracking`). A request whose id is already recorded
-changes nothing, however often it is delivered. Sending happens after the commit, in
-:class:`~itinera.channels.messages.delivery.DeliveryRunner`. A record that is not a
-message request is dead-lettered with the reasons.
+gets the profile from the profile service (:class:`ProfileSource`). When that service
+cannot answer, nothing is decided for such a request: it waits in ``profile_waits``, in
+the batch's transaction, and :class:`~itinera.channels.messages.waiting.ProfileWaits`
+asks again later; the batch's other requests go on. Each batch is one transaction per
+sandbox, of a few statements whatever its size (see :meth:`MessageHandler.apply`):
+every request not seen before (by message id) is checked, rendered and recorded
+(:mod:`itinera.channels.messages.pipeline`), an excluded one with its feedback in the
+outbox; an email's HTML gets its tracking (links rewritten, the open pixel) and its
+links are recorded with it (:mod:`itinera.channels.tracking`). A request whose id is
+already recorded changes nothing, however often it is delivered. Sending happens after
+the commit, in :class:`~itinera.channels.messages.delivery.DeliveryRunner`. A record
+that is not a message request is dead-lettered with the reasons.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from prometheus_client import Counter
 
 from itinera.channels.content import repository as content
 from itinera.channels.messages import feedback, pipeline, repository
@@ -38,6 +41,13 @@ from itinera.common.kafka.consumer import PermanentError, Record
 from itinera.common.peers import PROFILES_READ, ProfileReader
 
 log = logging.getLogger(__name__)
+
+WAITS = Counter(
+    "itinera_channels_profile_waits",
+    "Message requests with an empty snapshot that the profile service could not answer for, by "
+    "outcome: parked (left waiting by the consumer), still_waiting (asked again, no answer), decided",
+    ["outcome"],
+)
 
 CHANNELS = ("email", "sms", "push", "webhook")
 
@@ -84,36 +94,60 @@ def _requested_at(value: Any) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True)
+class ProfilesUnavailable(Exception):
+    """The profile service gave no answer to go by: out of reach, a 5xx, or a refusal of
+    this service's credential. Nothing is known of the profiles asked for."""
+
+
 class ProfileSource:
     """Where a request without a profile snapshot gets its profile: the profile service,
-    with a token of this service's own."""
+    with a token of this service's own.
 
-    reader: ProfileReader
-    tokens: ServiceTokens
+    After the profile service failed to answer, the consumer does not ask it again for
+    ``pause_s``: the requests that need it wait at once, so that a profile service that
+    hangs until the time-out does not hold up every batch meanwhile. The retries of those
+    waiting (``probe``) ask it whatever the pause."""
 
-    async def complete(self, sandbox: str, requests: list[dict[str, Any]]) -> None:
+    def __init__(self, reader: ProfileReader, tokens: ServiceTokens, pause_s: float = 0.0) -> None:
+        self.reader = reader
+        self.tokens = tokens
+        self.pause_s = pause_s
+        self._paused_until = 0.0
+        self._why = ""
+
+    async def complete(self, sandbox: str, requests: list[dict[str, Any]], *, probe: bool = False) -> None:
         """Give the requests whose snapshot is empty their profile as the profile service
-        has it. One it does not know keeps the empty snapshot; when it cannot be reached,
-        every one does, and the pipeline decides with what it has (no address: excluded)."""
+        has it, marking each of them ``_read``. One it does not know (it answers 404)
+        keeps the empty snapshot, and the pipeline excludes it (``no-address``). When the
+        profile service cannot answer, raises :class:`ProfilesUnavailable` and changes
+        no snapshot: an outage must not decide anything."""
         empty = [r for r in requests if not r["profile"]]
         if not empty:
             return
+        for request in empty:
+            request["_read"] = True
+        if not probe and time.monotonic() < self._paused_until:
+            raise ProfilesUnavailable(self._why)
         try:
             authorization = self.tokens.authorization(sandbox, PROFILES_READ)
             found = await self.reader.entities(authorization, [str(r["_profile"]) for r in empty])
         except (ServiceUnavailable, Forbidden) as error:
+            self._why = str(error)
+            self._paused_until = time.monotonic() + self.pause_s
             log.warning(
-                "profiles not read from the profile service",
-                extra={"sandbox": sandbox, "requests": len(empty), "error": str(error)},
+                "profiles not read from the profile service; their requests wait",
+                extra={"sandbox": sandbox, "requests": len(empty), "error": self._why},
             )
-            return
+            raise ProfilesUnavailable(self._why) from None
+        self._paused_until = 0.0
         for request in empty:
             request["profile"] = found.get(str(request["_profile"]), request["profile"])
 
 
 class MessageHandler:
-    """Checks, renders and records a batch of message requests."""
+    """Checks, renders and records a batch of message requests. One that waits for its
+    profile (the profile service could not answer) is asked for again ``first_wait_s``
+    later, then with a backoff (:class:`~itinera.channels.messages.waiting.ProfileWaits`)."""
 
     def __init__(
         self,
@@ -122,12 +156,14 @@ class MessageHandler:
         default_zone: str,
         tracker: Tracker | None = None,
         profiles: ProfileSource | None = None,
+        first_wait_s: float = 5.0,
     ) -> None:
         self.pool = pool
         self.default_sandbox = default_sandbox
         self.default_zone = default_zone
         self.tracker = tracker
         self.profiles = profiles
+        self.first_wait_s = first_wait_s
 
     async def __call__(self, batch: list[Record]) -> None:
         by_sandbox: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -135,16 +171,34 @@ class MessageHandler:
             sandbox, data = parsed(record, self.default_sandbox)
             by_sandbox[sandbox].append(data)
         for sandbox, requests in by_sandbox.items():
+            waiting: list[dict[str, Any]] = []
+            why = ""
             if self.profiles is not None:  # outside the transaction: no lock held meanwhile
-                await self.profiles.complete(sandbox, requests)
+                try:
+                    await self.profiles.complete(sandbox, requests)
+                except ProfilesUnavailable as outage:
+                    waiting = [r for r in requests if r.get("_read")]
+                    why = str(outage)
+            ready = [r for r in requests if not r.get("_read")] if waiting else requests
             async with self.pool.acquire() as conn, conn.transaction():
-                await self._apply(conn, sandbox, requests)
+                if ready:
+                    await self.apply(conn, sandbox, ready)
+                    read = [r["_id"] for r in ready if r.get("_read")]
+                    if read:  # one parked before, delivered again and now decided
+                        await repository.unpark(conn, sandbox, read)
+                if waiting:
+                    now = datetime.now(UTC)
+                    await repository.park(
+                        conn, sandbox, waiting, now, now + timedelta(seconds=self.first_wait_s), why
+                    )
+            WAITS.labels("parked").inc(len(waiting))
 
-    async def _apply(self, conn: asyncpg.Connection, sandbox: str, requests: list[dict[str, Any]]) -> None:
-        """The batch's requests of one sandbox, in its transaction, with a few statements
-        whatever the number of requests: the profiles' locks, the ids already taken, the
-        templates, fragments and rules, the suppressed addresses, then (after checking and
-        rendering each request) the new messages, their links and the feedback."""
+    async def apply(self, conn: asyncpg.Connection, sandbox: str, requests: list[dict[str, Any]]) -> None:
+        """Decide and record requests of one sandbox (a batch's, or those that waited for
+        their profile), in the caller's transaction, with a few statements whatever their
+        number: the profiles' locks, the ids already taken, the templates, fragments and
+        rules, the suppressed addresses, then (after checking and rendering each request)
+        the new messages, their links and the feedback."""
         now = datetime.now(UTC)
         unique: dict[uuid.UUID, dict[str, Any]] = {}
         for request in requests:

@@ -1,10 +1,14 @@
 """``GET /v1/messages/{messageId}``: what became of a message request (``channels:read``):
 its state, and the provider's last final report of it (``deliveryStatus``: an SMS's
-``delivered``, ``undelivered`` or ``failed``) once there is one."""
+``delivered``, ``undelivered`` or ``failed``) once there is one. A request that waits for
+its profile (the profile service could not answer) is ``waiting``, reason
+``profile-unavailable``, with the profile service's last failure as the detail and the
+time it is asked again as ``nextAttemptAt``."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -52,7 +56,10 @@ async def get_message(messageId: str, caller: Reader, db: Db) -> dict[str, Any]:
         raise NotFound(f"no message {messageId!r}") from None
     row = await repository.one(db, caller.sandbox, message_id)
     if row is None:
-        raise NotFound(f"no message {messageId!r}")
+        waiting = await repository.waiting(db, caller.sandbox, message_id)
+        if waiting is None:
+            raise NotFound(f"no message {messageId!r}")
+        return _waiting(waiting)
     return {
         "messageId": str(row["message_id"]),
         "profileId": str(row["profile_id"]),
@@ -74,4 +81,30 @@ async def get_message(messageId: str, caller: Reader, db: Db) -> dict[str, Any]:
         "deliveryStatus": row["delivery_status"],
         "deliveryReportedAt": row["delivery_reported_at"],
         "origin": row["origin"] or {},
+    }
+
+
+def _waiting(row: Mapping[str, Any]) -> dict[str, Any]:
+    request = row["request"]
+    return {
+        "messageId": str(row["message_id"]),
+        "profileId": str(row["profile_id"]),
+        "channel": request["channel"],
+        "category": request["category"],
+        "templateId": request.get("templateId"),
+        "templateVersion": None,
+        "locale": None,
+        "state": "waiting",
+        "reason": "profile-unavailable",
+        "detail": row["error"],
+        "address": None,
+        "attempts": 0,
+        "createdAt": row["parked_at"],
+        "nextAttemptAt": row["next_attempt_at"],
+        "queuedUntil": None,
+        "sentAt": None,
+        "providerId": None,
+        "deliveryStatus": None,
+        "deliveryReportedAt": None,
+        "origin": request.get("origin") or {},
     }

@@ -243,3 +243,97 @@ async def reported(
         status,
         now,
     )
+
+
+def _waiting_row(request: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "message_id": str(request["_id"]),
+        "profile_id": str(request["_profile"]),
+        "request": {k: v for k, v in request.items() if not k.startswith("_")},
+    }
+
+
+async def park(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    requests: Sequence[Mapping[str, Any]],
+    now: datetime,
+    next_attempt_at: datetime,
+    error: str,
+) -> None:
+    """Keep requests that wait for their profile (the profile service could not answer),
+    as they came, in one statement; one already recorded as a message, or already
+    waiting, is left as it is."""
+    await conn.execute(
+        """INSERT INTO profile_waits
+               (sandbox, message_id, profile_id, request, parked_at, next_attempt_at, error)
+           SELECT $1, r.message_id, r.profile_id, r.request, $2, $3, $4
+           FROM json_to_recordset($5::json) AS r(message_id uuid, profile_id uuid, request jsonb)
+           WHERE NOT EXISTS (
+               SELECT 1 FROM messages m WHERE m.sandbox = $1 AND m.message_id = r.message_id)
+           ON CONFLICT (sandbox, message_id) DO NOTHING""",
+        sandbox,
+        now,
+        next_attempt_at,
+        error,
+        [_waiting_row(r) for r in requests],
+    )
+
+
+async def unpark(conn: asyncpg.Connection, sandbox: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Take requests off the wait, for the caller's transaction to decide them: the ids of
+    those that were waiting (another transaction that took one first leaves nothing
+    here for this one)."""
+    rows = await conn.fetch(
+        "DELETE FROM profile_waits WHERE sandbox = $1 AND message_id = ANY($2::uuid[]) RETURNING message_id",
+        sandbox,
+        list(ids),
+    )
+    return {row["message_id"] for row in rows}
+
+
+async def claim_waits(
+    conn: asyncpg.Connection, now: datetime, limit: int, initial_s: float, max_s: float
+) -> list[asyncpg.Record]:
+    """The waiting requests whose time to ask again has come (at most ``limit``, the
+    longest due first), each with its next time set in the same statement: after
+    ``initial_s * 2^attempts`` (at most ``max_s``), so a worker that dies asking leaves
+    them for another to take then. ``FOR UPDATE SKIP LOCKED``: workers share them."""
+    rows = await conn.fetch(
+        """WITH due AS (
+               SELECT sandbox, message_id FROM profile_waits
+               WHERE next_attempt_at <= $1
+               ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED
+           )
+           UPDATE profile_waits w SET attempts = w.attempts + 1,
+               next_attempt_at = $1 + make_interval(
+                   secs => least($4::float8, $3::float8 * power(2.0::float8, least(w.attempts, 30))))
+           FROM due WHERE w.sandbox = due.sandbox AND w.message_id = due.message_id
+           RETURNING w.sandbox, w.message_id, w.profile_id, w.request""",
+        now,
+        limit,
+        initial_s,
+        max_s,
+    )
+    return list(rows)
+
+
+async def still_waiting(conn: asyncpg.Connection, sandbox: str, ids: Sequence[uuid.UUID], error: str) -> None:
+    """Keep why the profile service could not answer, on requests that go on waiting."""
+    await conn.execute(
+        "UPDATE profile_waits SET error = $3 WHERE sandbox = $1 AND message_id = ANY($2::uuid[])",
+        sandbox,
+        list(ids),
+        error,
+    )
+
+
+async def waiting(conn: asyncpg.Connection, sandbox: str, message_id: uuid.UUID) -> asyncpg.Record | None:
+    """The request of this id, if it waits for its profile."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        """SELECT sandbox, message_id, profile_id, request, parked_at, attempts, next_attempt_at, error
+           FROM profile_waits WHERE sandbox = $1 AND message_id = $2""",
+        sandbox,
+        message_id,
+    )
+    return row

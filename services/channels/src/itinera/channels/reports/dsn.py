@@ -33,6 +33,8 @@ Outcome = Literal["delivered", "bounced"]
 _TOKEN = re.compile(r"(?P<id>[0-9a-f]{32})(?P<mac>[0-9a-f]{16})")
 _STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 _MESSAGE_ID = re.compile(r"<(?P<id>[0-9a-fA-F-]{36})@")
+ORIGINALS = frozenset({"message/rfc822", "text/rfc822-headers", "message/rfc822-headers"})
+"""The content types of a report's copy of the original message (or of its headers)."""
 
 
 def _mac(key: bytes, message_id: uuid.UUID) -> str:
@@ -96,10 +98,16 @@ class Notification:
     """The ids of the original ``Message-ID`` headers quoted (``<uuid@domain>``)."""
 
 
-def parse(raw: bytes) -> Notification | None:
+def read(raw: bytes) -> Message:
+    """A received message, parsed once for each of the readers here (``compat32``: the
+    headers as they came, nothing decoded that is not needed)."""
+    return message_from_bytes(raw, policy=policy.compat32)
+
+
+def parse(raw: bytes | Message) -> Notification | None:
     """The notification in ``raw``; ``None`` when it is not a delivery status
     notification (an auto-reply, a plain-text bounce, anything else)."""
-    message = message_from_bytes(raw, policy=policy.compat32)
+    message = read(raw) if isinstance(raw, bytes) else raw
     if message.get_content_type() != "multipart/report":
         return None
     if (message.get_param("report-type") or "").lower() != "delivery-status":  # type: ignore[union-attr]
@@ -110,8 +118,8 @@ def parse(raw: bytes) -> Notification | None:
         kind = part.get_content_type()
         if kind == "message/delivery-status":
             recipients += _statuses(part)
-        elif kind in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
-            message_ids += _quoted_ids(part)
+        elif kind in ORIGINALS:
+            message_ids += quoted_ids(part)
     if not recipients:
         return None
     return Notification(tuple(recipients), tuple(dict.fromkeys(message_ids)))
@@ -127,7 +135,7 @@ def _statuses(part: Message) -> list[RecipientStatus]:
         ]
     else:  # a parser that kept the part as text
         text = str(payload).replace("\r\n", "\n")
-        blocks = [_fields(chunk) for chunk in re.split(r"\n\s*\n", text) if chunk.strip()]
+        blocks = [header_fields(chunk) for chunk in re.split(r"\n\s*\n", text) if chunk.strip()]
     found = []
     for block in blocks:
         action = block.get("action", "").strip().lower()
@@ -145,7 +153,9 @@ def _statuses(part: Message) -> list[RecipientStatus]:
     return found
 
 
-def _fields(text: str) -> dict[str, str]:
+def header_fields(text: str) -> dict[str, str]:
+    """Header fields written as text (``Name: value``, folded lines joined), by lower-case
+    name; a name given twice keeps its last value."""
     fields: dict[str, str] = {}
     name = None
     for line in text.split("\n"):
@@ -174,18 +184,30 @@ def _diagnostic(value: str | None) -> str | None:
     return " ".join((text if semicolon else kind).split()) or None
 
 
-def _quoted_ids(part: Message) -> list[uuid.UUID]:
+def original_headers(part: Message) -> list[dict[str, str]]:
+    """The header fields of the original messages a report's part quotes, by lower-case
+    name: a ``message/rfc822`` part holds a message, a ``text/rfc822-headers`` one
+    its headers as text."""
     payload = part.get_payload()
     if isinstance(payload, list):
-        values = [str(inner.get("Message-ID", "")) for inner in payload if isinstance(inner, Message)]
-    else:
-        values = [_fields(str(payload).replace("\r\n", "\n").split("\n\n")[0]).get("message-id", "")]
-    found = []
-    for value in values:
-        match = _MESSAGE_ID.search(value)
-        if match is not None:
-            try:
-                found.append(uuid.UUID(match["id"]))
-            except ValueError:
-                continue
-    return found
+        return [
+            {k.lower(): str(v) for k, v in inner.items()} for inner in payload if isinstance(inner, Message)
+        ]
+    return [header_fields(str(payload).replace("\r\n", "\n").split("\n\n")[0])]
+
+
+def message_id_in(value: str) -> uuid.UUID | None:
+    """The message id of a ``Message-ID`` these emails carry (``<uuid@domain>``)."""
+    match = _MESSAGE_ID.search(value)
+    if match is None:
+        return None
+    try:
+        return uuid.UUID(match["id"])
+    except ValueError:
+        return None
+
+
+def quoted_ids(part: Message) -> list[uuid.UUID]:
+    """The ids of the ``Message-ID`` headers of the originals a report's part quotes."""
+    found = (message_id_in(headers.get("message-id", "")) for headers in original_headers(part))
+    return [message_id for message_id in found if message_id is not None]

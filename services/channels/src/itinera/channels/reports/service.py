@@ -8,6 +8,13 @@ or ``soft``; or ``failed``, with the provider's status and error as the reason),
 kept on the message (``deliveryStatus``), and acts on the number's suppression (see
 :mod:`itinera.channels.suppression.bounces`).
 
+An email's abuse complaint (a feedback loop's report, :func:`complained`) is kept the same
+way, once per email: its recipient's address is suppressed (reason ``complaint``) and the
+feedback ``complained`` is published with the report's type as the reason (``abuse`` or
+``fraud``; ingestion makes it a ``message.tracking`` event, interaction
+``spam_complaint``). A plain-text bounce that names no
+code (:func:`unclassified`) is kept too, and does nothing else.
+
 The provider may report before the worker that sent the message has recorded its answer
 (the message id is known by the provider's sid only from then on). Such a report waits,
 and the worker applies it when it records the message sent (:func:`sent`). Both take the
@@ -17,7 +24,7 @@ same lock on the sid first, so whichever comes second sees what the first commit
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,11 +33,16 @@ import asyncpg
 from itinera.channels.config import ChannelsSettings
 from itinera.channels.messages import feedback
 from itinera.channels.messages import repository as messages
-from itinera.channels.reports import dsn, repository
+from itinera.channels.reports import arf, dsn, repository
 from itinera.channels.reports.twilio import Outcome, Report, outcome
 from itinera.channels.suppression import bounces
+from itinera.channels.suppression import repository as suppression
 
 CHANNEL = "sms"
+COMPLAINT = "complaint"
+"""The status a complaint is kept under (``delivery_reports``), whatever its type."""
+UNCLASSIFIED = "unclassified"
+"""The status a bounce without a code is kept under."""
 
 
 async def received(
@@ -84,6 +96,68 @@ async def notified(
     await repository.applied(conn, "email", str(message_id), label, message["sandbox"], message_id, now)
     result = Outcome(outcome_of, status.bounce, None if outcome_of == "delivered" else status.reason)
     await _applied(conn, settings, message, result, label, now)
+    return True
+
+
+async def complained(
+    conn: asyncpg.Connection, candidates: Sequence[uuid.UUID], report: arf.FeedbackReport, now: datetime
+) -> bool | None:
+    """Take a complaint about the first of ``candidates`` that is an email sent: its
+    address suppressed, reason ``complaint``, and the feedback ``complained``. False
+    when a complaint about that email came before (it changes nothing); None when none of
+    them is an email sent."""
+    for message_id in candidates:
+        message = await messages.email_by_id(conn, message_id)
+        if message is not None:
+            break
+    else:
+        return None
+    await repository.lock(conn, "email", str(message_id))
+    if not await repository.add(conn, "email", str(message_id), COMPLAINT, None, now):
+        return False
+    await repository.applied(conn, "email", str(message_id), COMPLAINT, message["sandbox"], message_id, now)
+    sandbox, address = message["sandbox"], message["address"] or ""
+    by = f", reported by {report.user_agent[:200]}" if report.user_agent else ""
+    await suppression.add(
+        conn,
+        "addresses",
+        sandbox,
+        "client",
+        [
+            {
+                "value": bounces.value_of("email", address),
+                "entity_type": bounces.ENTITY_TYPES["email"],
+                "reason": "complaint",
+                "user": "itinera-channels",
+                "comment": f"{report.feedback_type} complaint about message {message_id}{by}",
+            }
+        ],
+    )
+    envelope = feedback.envelope(
+        sandbox,
+        message,
+        "complained",
+        reason=report.feedback_type,
+        address=message["address"],
+        at=now,
+        occurrence=COMPLAINT,
+    )
+    await feedback.publish(conn, [envelope])
+    return True
+
+
+async def unclassified(conn: asyncpg.Connection, message_id: uuid.UUID, now: datetime) -> bool:
+    """Keep a bounce of the email whose kind is unknown (a plain-text one without a code),
+    once; it does nothing else. False when there is no such email sent, or one came
+    before."""
+    message = await messages.email_by_id(conn, message_id)
+    if message is None:
+        return False
+    await repository.lock(conn, "email", str(message_id))
+    if not await repository.add(conn, "email", str(message_id), UNCLASSIFIED, None, now):
+        return False
+    sandbox = message["sandbox"]
+    await repository.applied(conn, "email", str(message_id), UNCLASSIFIED, sandbox, message_id, now)
     return True
 
 

@@ -1,0 +1,98 @@
+"""Message requests that wait for their profile: :class:`ProfileWaits` asks the profile
+service again for the profiles of the requests parked in ``profile_waits`` (see
+:class:`~itinera.channels.messages.consumers.MessageHandler`), and decides those it
+answers for.
+
+A request waits when its snapshot is empty and the profile service could not answer
+(out of reach, a 5xx, a refusal of the service's credential): an outage is no fact about
+the recipient, so it neither excludes the message (``no-address``) nor sends it with
+what it lacks. Each pass claims the due requests (``FOR UPDATE SKIP LOCKED``, their next
+time set in the same statement: ``ITINERA_CHANNELS_PROFILE_RETRY_INITIAL_S``, doubling,
+at most ``_PROFILE_RETRY_MAX_S``), asks the profile service for their profiles, one
+sandbox at a time, and, when it answers, takes them off the wait and decides them in one
+transaction, exactly as the consumer decides a batch: a profile it does not know is then
+excluded, ``no-address``, as it would have been had it answered the first time. A request
+whose message was recorded meanwhile (Kafka delivered it again once the profile service
+was back) changes nothing. Requests do not expire: they wait as long as the outage lasts.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from itinera.channels.messages import repository
+from itinera.channels.messages.consumers import WAITS, MessageHandler, ProfileSource, ProfilesUnavailable
+from itinera.common.periodic import Periodic
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+"""Waiting requests claimed in one pass."""
+
+
+def request_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A waiting request as the consumer had it, its ids parsed again."""
+    request = dict(row["request"])
+    request["_id"] = row["message_id"]
+    request["_profile"] = row["profile_id"]
+    return request
+
+
+class ProfileWaits(Periodic):
+    """Asks again, every ``interval_s``, for the profiles of the requests whose time has
+    come, and decides those the profile service answers for."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        handler: MessageHandler,
+        source: ProfileSource,
+        *,
+        initial_s: float,
+        max_s: float,
+        interval_s: float = 1.0,
+    ) -> None:
+        super().__init__("channels:profile-waits", interval_s)
+        self.pool = pool
+        self.handler = handler
+        self.source = source
+        self.initial_s = initial_s
+        self.max_s = max_s
+
+    async def tick(self) -> bool:
+        return await self.retry(datetime.now(UTC))
+
+    async def retry(self, now: datetime) -> bool:
+        """One pass over the requests due at ``now``; True when there may be more."""
+        async with self.pool.acquire() as conn:
+            claimed = await repository.claim_waits(conn, now, BATCH, self.initial_s, self.max_s)
+        by_sandbox: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in claimed:
+            by_sandbox[row["sandbox"]].append(request_of(row))
+        for sandbox, requests in by_sandbox.items():
+            ids: list[uuid.UUID] = [r["_id"] for r in requests]
+            try:
+                await self.source.complete(sandbox, requests, probe=True)
+            except ProfilesUnavailable as outage:
+                async with self.pool.acquire() as conn:
+                    await repository.still_waiting(conn, sandbox, ids, str(outage))
+                WAITS.labels("still_waiting").inc(len(requests))
+                continue
+            async with self.pool.acquire() as conn, conn.transaction():
+                mine = await repository.unpark(conn, sandbox, ids)
+                taken = [r for r in requests if r["_id"] in mine]
+                if taken:
+                    await self.handler.apply(conn, sandbox, taken)
+            WAITS.labels("decided").inc(len(taken))
+            log.info(
+                "requests that waited for their profile decided",
+                extra={"sandbox": sandbox, "requests": len(taken)},
+            )
+        return len(claimed) == BATCH
