@@ -116,13 +116,29 @@ class AudienceReader(_Peer):
             response = await self._call(
                 "POST", f"{AUDIENCES}/bulk-get", authorization, json={"ids": [{"id": i} for i in chunk]}
             )
-            if response.status_code == 404:  # none of them exists
-                continue
+            if response.status_code == 404:
+                if not _names_all(response, chunk):  # a 404 of something else: a wrong URL?
+                    raise ServiceUnavailable(
+                        f"{self._http.base_url} answered 404 without naming the audiences asked for: "
+                        "is it the segmentation service?"
+                    )
+                continue  # none of them exists
             if response.status_code != 207:
                 raise ServiceUnavailable(f"the segmentation service answered {response.status_code}")
             results = response.json().get("results", {})
             found |= {key for key, entry in results.items() if isinstance(entry, dict) and "id" in entry}
         return found
+
+
+def _names_all(response: httpx.Response, ids: Collection[str]) -> bool:
+    """Whether a bulk-get's 404 is the segmentation service saying that none of ``ids``
+    exists (its problem lists them in ``missing``), not a 404 of another server."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    missing = body.get("missing") if isinstance(body, dict) else None
+    return isinstance(missing, list) and set(ids) <= set(map(str, missing))
 
 
 def _detail(response: httpx.Response) -> str:

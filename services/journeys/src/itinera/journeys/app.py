@@ -2,7 +2,8 @@
 actions they call, and the runtime that walks published versions: instances entered
 from profile events and audience memberships, timers, message requests and steps,
 delivery outcomes read back from the channels' feedback; and
-campaigns, scheduled or API-triggered, with the audience members they send to.
+campaigns, scheduled or API-triggered, with the audience members they send to; and a
+periodic check that the audiences they name still exist.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fastapi import APIRouter
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import ConsumerLoop
 from itinera.common.service import Runtime, Service, Worker
+from itinera.journeys.audiences.checks import AudienceAnswersForgotten, AudienceChecker
 from itinera.journeys.campaigns.workers import CampaignScheduler, ExecutionRunner, MembershipHandler
 from itinera.journeys.config import JourneysSettings, settings
 from itinera.journeys.peers import Peers
@@ -43,7 +45,14 @@ async def _setup(runtime: Runtime) -> None:
 def _workers(runtime: Runtime) -> Sequence[Worker]:
     config = runtime.settings
     assert isinstance(config, JourneysSettings)
+    peers: Peers = runtime.state["peers"]
+    audiences: Worker = (
+        AudienceChecker(runtime.pool, peers, config.journeys_audience_check_interval_s)
+        if peers.check_audiences
+        else AudienceAnswersForgotten(runtime.pool)
+    )
     return [
+        audiences,
         ConsumerLoop(
             settings=config,
             group=config.journeys_consumer_group,
@@ -87,7 +96,7 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             runtime.pool,
             config.journeys_campaign_interval_s,
             config.journeys_campaign_batch,
-            runtime.state["peers"],
+            peers,
         ),
     ]
 

@@ -51,7 +51,13 @@ class JourneysSettings(CommonSettings):
     journeys_check_audiences: bool = True
     """Publishing a journey, activating a campaign and executing one over an audience
     refuse an audience the segmentation service (``ITINERA_SEGMENTATION_SERVICE_URL``)
-    does not have in the sandbox. Off: audience ids are only checked for their shape."""
+    does not have in the sandbox. Off: audience ids are only checked for their shape, and
+    audiences are not checked again once live (below)."""
+    journeys_audience_check_interval_s: float = Field(default=300, gt=0, le=86_400)
+    """Seconds between checks that the audiences named by draft and live journeys and
+    live campaigns still exist (one call to the segmentation service per sandbox, shared
+    between the workers): an audience deleted after a journey or campaign naming it went
+    live shows as a warning on it, and runs of it fail, within about this long."""
     journeys_read_profiles: bool = True
     """Audience members and unitary recipients this service holds no profile of are read
     from the profile service (``ITINERA_PROFILE_SERVICE_URL``). Off: they are sent with

@@ -2,7 +2,8 @@
 
 - Publishing a journey, activating a campaign or executing one over an audience checks
   that the audiences named exist (the segmentation service's bulk-get, ``audiences:read``),
-  unless ``ITINERA_JOURNEYS_CHECK_AUDIENCES`` is off.
+  unless ``ITINERA_JOURNEYS_CHECK_AUDIENCES`` is off; so does a periodic check once they
+  are live (:mod:`itinera.journeys.audiences.checks`).
 - An audience member the profile service never told journeys about (no event or change
   of it reached this service) is read from the profile service (``profiles:read``) before
   its message is asked for, so the message carries the profile the channels address; so

@@ -43,6 +43,8 @@ from itinera.common.db.outbox import enqueue
 from itinera.common.errors import NotFound
 from itinera.common.kafka import topics
 from itinera.common.kafka.envelope import Envelope
+from itinera.journeys.audiences import repository as audience_answers
+from itinera.journeys.audiences.checks import run_failure
 from itinera.journeys.campaigns import repository
 from itinera.journeys.campaigns.schemas import AudienceIn, CampaignIn, Recipient, UnitaryIn
 from itinera.journeys.campaigns.service import audience_problems, iso, json_problems, parse_id, refuse
@@ -445,9 +447,15 @@ async def send_chunk(
     next chunk is due when the rate allows, counted from when this one was due (so time
     spent sending does not slow the rate), and never more than one chunk ahead of now.
     Members this service keeps no profile of are read from the profile service
-    (``peers``); one it does not know either is sent with no profile."""
+    (``peers``); one it does not know either is sent with no profile. An execution whose
+    audience the segmentation service was last found not to have (see
+    :mod:`itinera.journeys.audiences.checks`) fails instead, with the reason."""
     sandbox = row["sandbox"]
     doc = row["definition"]
+    gone = await audience_answers.missing(conn, sandbox, row["audience_id"])
+    if gone is not None:
+        await repository.fail_execution(conn, sandbox, row["id"], run_failure(gone), now)
+        return True
     rate = int(doc["rate"])
     size = max(1, min(batch, rate))
     members = await repository.members_after(conn, sandbox, row["audience_id"], row["cursor"], size)

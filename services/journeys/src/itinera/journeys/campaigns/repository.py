@@ -290,6 +290,22 @@ async def advance(
     )
 
 
+async def fail_execution(
+    conn: asyncpg.Connection, sandbox: str, execution_id: uuid.UUID, reason: str, now: datetime
+) -> None:
+    """The execution fails with ``reason``: nothing more is sent."""
+    await conn.execute(
+        """UPDATE campaign_executions
+              SET status = 'Failed', reason = $3, due_at = NULL, started_at = coalesce(started_at, $4),
+                  finished_at = $4, updated_at = $4
+            WHERE sandbox = $1 AND id = $2""",
+        sandbox,
+        execution_id,
+        reason,
+        now,
+    )
+
+
 async def fail_executions(
     conn: asyncpg.Connection, sandbox: str, campaign_id: uuid.UUID, reason: str, now: datetime
 ) -> int:

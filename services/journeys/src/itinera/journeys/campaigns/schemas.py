@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints
 
 from itinera.common.web.problems import documented
-from itinera.journeys.definitions.schemas import Moment, Schedule
+from itinera.journeys.definitions.schemas import Moment, Schedule, WarningOut
 from itinera.journeys.values import Description, Identifier, Name, Reference, Storable, Strict, Text
 
 DEFAULT_RATE = 5000
@@ -110,6 +110,11 @@ class CampaignOut(BaseModel):
     updatedAt: str
     activatedAt: str | None
     stoppedAt: str | None
+    warnings: list[WarningOut] = Field(
+        default_factory=list,
+        description="A live campaign's audience that the segmentation service last found missing "
+        "(`undefined-audience`): the campaign stays live, and its executions fail with the reason",
+    )
 
 
 class CampaignPage(BaseModel):

@@ -28,6 +28,8 @@ from asyncpg import Record as Row
 from itinera.common import pql
 from itinera.common.errors import Conflict, NotFound, ValidationFailed
 from itinera.journeys import templates
+from itinera.journeys.audiences import repository as audience_answers
+from itinera.journeys.audiences.checks import warning
 from itinera.journeys.campaigns import repository
 from itinera.journeys.campaigns.schemas import CampaignIn, ListQuery
 from itinera.journeys.definitions.schemas import CronSchedule, Every, Once
@@ -183,7 +185,27 @@ def _stored(body: CampaignIn) -> dict[str, Any]:
 # Views
 
 
-def view(row: Row) -> dict[str, Any]:
+def _warnings(row: Row, answers: Mapping[str, Row]) -> list[dict[str, Any]]:
+    """A live campaign's warning when its audience was last found missing."""
+    answer = answers.get(row["definition"].get("audienceId") or "")
+    if row["status"] != "live" or answer is None or answer["found"]:
+        return []
+    return [warning("/audienceId", answer)]
+
+
+async def _answers(db: asyncpg.Connection, sandbox: str, rows: list[Row]) -> dict[str, Row]:
+    """What the segmentation service last answered about the audiences of the live ones of ``rows``."""
+    named = {
+        row["definition"]["audienceId"]
+        for row in rows
+        if row["status"] == "live" and row["definition"].get("audienceId")
+    }
+    return await audience_answers.answers(db, sandbox, sorted(named))
+
+
+def view(row: Row, answers: Mapping[str, Row] | None = None) -> dict[str, Any]:
+    """The campaign; ``answers``: what the segmentation service last answered about its
+    audience, for its warnings (none when not given)."""
     doc = row["definition"]
     return {
         "id": str(row["id"]),
@@ -205,6 +227,7 @@ def view(row: Row) -> dict[str, Any]:
         "updatedAt": iso(row["updated_at"]),
         "activatedAt": iso(row["activated_at"]),
         "stoppedAt": iso(row["stopped_at"]),
+        "warnings": _warnings(row, answers or {}),
     }
 
 
@@ -257,7 +280,8 @@ async def create(
 
 
 async def get(db: asyncpg.Connection, sandbox: str, text: str) -> dict[str, Any]:
-    return view(await _campaign(db, sandbox, text))
+    row = await _campaign(db, sandbox, text)
+    return view(row, await _answers(db, sandbox, [row]))
 
 
 async def replace(
@@ -360,13 +384,14 @@ async def stop(db: asyncpg.Connection, sandbox: str, text: str) -> dict[str, Any
 async def listing(db: asyncpg.Connection, sandbox: str, query: ListQuery) -> dict[str, Any]:
     total = await repository.count_campaigns(db, sandbox, query.status, query.type)
     rows = await repository.page_campaigns(db, sandbox, query.status, query.type, query.start, query.limit)
+    answers = await _answers(db, sandbox, rows)
     link: dict[str, str] = {}
     if query.start + len(rows) < total:
         params: dict[str, Any] = {"start": query.start + query.limit, "limit": query.limit}
         params |= {k: v for k, v in (("status", query.status), ("type", query.type)) if v is not None}
         link["next"] = f"{CAMPAIGNS}?{urlencode(params)}"
     return {
-        "items": [view(row) for row in rows],
+        "items": [view(row, answers) for row in rows],
         "page": {"totalCount": total, "start": query.start, "limit": query.limit, "pageSize": len(rows)},
         "link": link,
     }

@@ -2,11 +2,13 @@
 
 - ``POST``: a journey and its version 1, a draft (201, ``Location``);
 - ``GET``: list, most recently changed first, ``start``/``limit``/``status``;
-- ``GET /{journeyId}``: the journey with a summary of every version;
+- ``GET /{journeyId}``: the journey with a summary of every version, and its live
+  version's warnings;
 - ``PUT /{journeyId}``: replaces the draft, or makes the next version a draft when the
   latest one is live, stopped or closed;
 - ``GET /{journeyId}/versions/{version}``: the version's document (a draft's with the
-  problems publishing it would meet);
+  problems publishing it would meet, found without asking another service; a live one's
+  with its warnings: audiences it names found missing since it was published);
 - ``POST /{journeyId}/versions/{version}/publish``, ``/stop``, ``/close``: the
   lifecycle (400 with every problem when publishing an invalid draft, 409 when the
   version's status does not allow the move).
@@ -17,6 +19,7 @@ sandbox's only.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response, Security
@@ -25,6 +28,7 @@ from itinera.common.auth import Principal, require_scope
 from itinera.common.service import Db
 from itinera.common.web.problems import documented
 from itinera.common.web.query import parse_query, query_parameters
+from itinera.journeys.audiences import repository as audience_answers
 from itinera.journeys.config import JourneysSettings
 from itinera.journeys.definitions import service
 from itinera.journeys.definitions.schemas import (
@@ -48,12 +52,13 @@ _MOVE: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _checks(request: Request) -> service.Checks:
+def _checks(request: Request, answers: dict[str, bool] | None = None) -> service.Checks:
     settings: JourneysSettings = request.app.state.settings
     return service.Checks(
         settings.journeys_max_expression_length,
         settings.journeys_check_templates,
         request.app.state.runtime.state.get("peers"),
+        answers,
     )
 
 
@@ -125,8 +130,16 @@ async def get_version(
 async def publish_version(
     request: Request, journeyId: str, version: Version, caller: Writer, db: Db
 ) -> dict[str, Any]:
-    async with db.transaction():
-        return await service.publish(db, caller.sandbox, journeyId, version, _checks(request))
+    answers: dict[str, bool] = {}
+    try:
+        async with db.transaction():
+            return await service.publish(db, caller.sandbox, journeyId, version, _checks(request, answers))
+    finally:
+        # What the segmentation service answered is kept even when publishing is
+        # refused (its transaction rolled back): a draft's reads report it.
+        if answers:
+            async with db.transaction():
+                await audience_answers.record(db, caller.sandbox, answers, datetime.now(UTC))
 
 
 @router.post(

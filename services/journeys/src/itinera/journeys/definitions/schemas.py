@@ -323,6 +323,18 @@ class ListQuery(BaseModel):
 # Answers
 
 
+class WarningOut(BaseModel):
+    """Something wrong with what is running, found after it went live."""
+
+    path: str = Field(description="Where the document names it (JSON Pointer)")
+    code: Literal["undefined-audience"]
+    message: str
+    audienceId: str
+    noticedAt: str | None = Field(description="When the audience was first found missing")
+    checkedAt: str | None = Field(description="When the segmentation service was last asked")
+    version: int | None = Field(default=None, description="On a journey: its live version's number")
+
+
 class VersionSummary(BaseModel):
     version: int
     status: Literal["draft", "live", "stopped", "closed"]
@@ -346,6 +358,11 @@ class JourneyOut(BaseModel):
     createdAt: str
     updatedAt: str
     versions: list[VersionSummary] | None = None
+    warnings: list[WarningOut] | None = Field(
+        default=None,
+        description="The live version's audiences that the segmentation service last found missing "
+        "(`undefined-audience`, with the `version`); the journey keeps running",
+    )
 
 
 class PageOut(BaseModel):
@@ -383,6 +400,18 @@ class ProblemOut(BaseModel):
     message: str
     code: str
     position: dict[str, Any] | None = None
+    checkedAt: str | None = Field(
+        default=None,
+        description="An `undefined-audience` problem of a draft: when the segmentation service "
+        "answered that the audience was missing",
+    )
+
+
+class AudienceCheckOut(BaseModel):
+    audienceId: str
+    found: bool | None = Field(description="As last answered by the segmentation service; null: never asked")
+    checkedAt: str | None
+    missingSince: str | None
 
 
 class VersionOut(VersionSummary):
@@ -391,7 +420,18 @@ class VersionOut(VersionSummary):
     entry: EntryOut | None
     references: ReferencesOut
     problems: list[ProblemOut] | None = Field(
-        default=None, description="Drafts: what publishing would refuse now"
+        default=None,
+        description="Drafts: what publishing would refuse now, found without asking another service "
+        "(audiences as last answered: see `audienceChecks`)",
+    )
+    audienceChecks: list[AudienceCheckOut] | None = Field(
+        default=None,
+        description="Drafts, when audiences are checked: what the segmentation service last answered "
+        "about each audience named (publishing asks it again)",
+    )
+    warnings: list[WarningOut] | None = Field(
+        default=None,
+        description="Live versions: audiences named that the segmentation service last found missing",
     )
 
 

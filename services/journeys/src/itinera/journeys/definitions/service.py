@@ -8,6 +8,10 @@
   instances finish, new entries go to the new version.
 - ``stop`` ends a live or closed version and its instances at once; ``close`` lets a
   live version's instances finish and takes no new entries.
+- Reads never ask another service: a draft's problems take its audiences as the
+  segmentation service last answered (``draft_view``), a live version's ``warnings``
+  are its audiences last found missing (:mod:`itinera.journeys.audiences.checks`).
+  Publishing asks it, and hands what it answered to the caller to record.
 
 Every write locks the journey's row first (``SELECT ... FOR UPDATE``), so the writes of
 one journey are serialised; publishing also locks the custom actions it names (``FOR
@@ -17,6 +21,7 @@ never commit: the endpoint's transaction does.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +34,15 @@ from asyncpg import Record as Row
 from itinera.common.errors import Conflict, FieldError, NotFound, ValidationFailed
 from itinera.journeys import templates
 from itinera.journeys.actions import repository as actions
+from itinera.journeys.audiences import repository as audience_answers
+from itinera.journeys.audiences.checks import CODE as AUDIENCE_MISSING
+from itinera.journeys.audiences.checks import (
+    answer_view,
+    audience_paths,
+    iso,
+    journey_warnings,
+    missing_message,
+)
 from itinera.journeys.definitions import repository, validation
 from itinera.journeys.definitions.repository import Facts
 from itinera.journeys.definitions.schemas import (
@@ -167,11 +181,11 @@ async def _known(
     *,
     lock: bool,
     check_templates: bool,
-    peers: Peers | None,
+    audiences: frozenset[str] | None,
 ) -> Known:
     """The sandbox's custom actions and journeys that ``definition`` names, keyed as it
-    writes them (in lower case), its published templates that it names, and the audiences
-    it names that exist (asked of the segmentation service when ``peers`` are given)."""
+    writes them (in lower case), its published templates that it names, and
+    ``audiences``, those it names that exist (None: not checked)."""
     action_ids = {
         node.actionId.lower(): parsed
         for node in definition.nodes
@@ -191,15 +205,12 @@ async def _known(
     named = [
         node.templateId for node in definition.nodes if isinstance(node, MessageNode) and node.templateId
     ]
-    audiences = (
-        await peers.existing_audiences(sandbox, facts_of(definition).audiences) if peers is not None else None
-    )
     return Known(
         journey_id=str(journey_id),
         actions={text: by_id[parsed] for text, parsed in action_ids.items() if parsed in by_id},
         journeys=frozenset(text for text, parsed in jump_ids.items() if parsed in existing),
         templates=await templates.published(db, sandbox, named) if check_templates else None,
-        audiences=None if audiences is None else frozenset(audiences),
+        audiences=audiences,
     )
 
 
@@ -232,7 +243,17 @@ async def get(db: asyncpg.Connection, sandbox: str, journey_text: str) -> dict[s
     row = await repository.get_journey(db, sandbox, journey_id)
     if row is None:
         raise NotFound(f"no journey {journey_text!r} in sandbox {sandbox!r}")
-    return journey_view(row, await repository.versions(db, sandbox, journey_id))
+    body = journey_view(row, await repository.versions(db, sandbox, journey_id))
+    body["warnings"] = []
+    live = (
+        await repository.get_version(db, sandbox, journey_id, row["live_version"])
+        if row["live_version"]
+        else None
+    )
+    if live is not None:
+        found = await journey_warnings(db, sandbox, live["definition"])
+        body["warnings"] = [{**w, "version": live["version"]} for w in found]
+    return body
 
 
 async def _locked(db: asyncpg.Connection, sandbox: str, journey_text: str) -> tuple[uuid.UUID, Row]:
@@ -271,10 +292,25 @@ class Checks:
     templates: bool = True
     peers: Peers | None = None
     """Where the audiences named are checked; None: they are not."""
+    answers: dict[str, bool] | None = None
+    """Filled by publishing with what the segmentation service answered (audience id ->
+    found), for the caller to record once the publish's transaction is over, whether it
+    committed or was refused."""
+
+    @property
+    def audiences(self) -> bool:
+        """Whether the audiences named are checked (``ITINERA_JOURNEYS_CHECK_AUDIENCES``)."""
+        return self.peers is not None and self.peers.check_audiences
 
 
-async def problems_of(
-    db: asyncpg.Connection, sandbox: str, row: Row, checks: Checks, *, lock: bool = False
+async def _validated(
+    db: asyncpg.Connection,
+    sandbox: str,
+    row: Row,
+    checks: Checks,
+    audiences: frozenset[str] | None,
+    *,
+    lock: bool,
 ) -> list[validation.Problem]:
     definition = JourneyIn.model_validate(row["definition"])
     known = await _known(
@@ -284,22 +320,70 @@ async def problems_of(
         definition,
         lock=lock,
         check_templates=checks.templates,
-        peers=checks.peers,
+        audiences=audiences,
     )
     return validation.validate(
         definition, known, now=datetime.now(UTC), max_expression_length=checks.max_expression_length
     )
 
 
+async def publish_problems(
+    db: asyncpg.Connection, sandbox: str, row: Row, checks: Checks
+) -> list[validation.Problem]:
+    """What keeps a draft from being published, the audiences it names asked of the
+    segmentation service (a 503 when it cannot be reached); the custom actions it calls
+    are locked until the transaction ends."""
+    existing = None
+    if checks.peers is not None:
+        named = list(row["audiences"])
+        existing = await checks.peers.existing_audiences(sandbox, named)
+        if existing is not None and checks.answers is not None:
+            checks.answers.update({audience: audience in existing for audience in named})
+    return await _validated(
+        db, sandbox, row, checks, None if existing is None else frozenset(existing), lock=True
+    )
+
+
+async def draft_view(db: asyncpg.Connection, sandbox: str, row: Row, checks: Checks) -> dict[str, Any]:
+    """A draft with what publishing it would refuse, found without asking another
+    service: an audience counts as missing when the segmentation service last answered so
+    (to the periodic check or a publish attempt), its problem saying when; never asked,
+    it counts as there. ``audienceChecks`` says what is known of each audience named."""
+    named = list(row["audiences"])
+    answers = await audience_answers.answers(db, sandbox, named) if checks.audiences else {}
+    existing = None
+    if checks.audiences:
+        existing = frozenset(a for a in named if a not in answers or answers[a]["found"])
+    paths = dict(audience_paths(row["definition"]))
+
+    def as_answered(problem: validation.Problem) -> validation.Problem:
+        answer = answers.get(paths.get(problem.path, ""))
+        if problem.code != AUDIENCE_MISSING or answer is None:
+            return problem
+        return dataclasses.replace(
+            problem, message=missing_message(answer), checked_at=iso(answer["checked_at"])
+        )
+
+    problems = await _validated(db, sandbox, row, checks, existing, lock=False)
+    body = version_view(row, [as_answered(p) for p in problems])
+    if checks.audiences:
+        body["audienceChecks"] = [answer_view(audience, answers.get(audience)) for audience in named]
+    return body
+
+
 async def get_version(
     db: asyncpg.Connection, sandbox: str, journey_text: str, version: int, checks: Checks
 ) -> dict[str, Any]:
+    """A version; a draft's with its problems (:func:`draft_view`), a live one's with its
+    warnings: each audience it names that the segmentation service last found missing."""
     journey_id = _known_id(journey_text, sandbox)
     row = await _version(db, sandbox, journey_id, version)
-    problems = None
     if row["status"] == "draft":
-        problems = await problems_of(db, sandbox, row, checks)
-    return version_view(row, problems)
+        return await draft_view(db, sandbox, row, checks)
+    body = version_view(row)
+    if row["status"] == "live":
+        body["warnings"] = await journey_warnings(db, sandbox, row["definition"])
+    return body
 
 
 def _transition_refused(row: Row, wanted: str, allowed_from: tuple[str, ...]) -> Conflict:
@@ -317,7 +401,7 @@ async def publish(
     row = await _version(db, sandbox, journey_id, version)
     if row["status"] != "draft":
         raise _transition_refused(row, "published", ("draft",))
-    problems = await problems_of(db, sandbox, row, checks, lock=True)
+    problems = await publish_problems(db, sandbox, row, checks)
     if problems:
         detail = "; ".join(f"{p.path}: {p.message}" for p in problems[:3])
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""

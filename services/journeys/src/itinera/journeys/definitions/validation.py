@@ -92,11 +92,16 @@ class Problem:
     code: str
     position: pql.Problem | None = None
     """Where in the expression at ``path``, for a PQL problem."""
+    checked_at: str | None = None
+    """When the answer it rests on was given, for a problem found from another service's
+    answer recorded earlier (an audience missing, on a draft's read)."""
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"path": self.path, "message": self.message, "code": self.code}
         if self.position is not None:
             body["position"] = self.position.as_dict()
+        if self.checked_at is not None:
+            body["checkedAt"] = self.checked_at
         return body
 
     def field_error(self) -> FieldError:

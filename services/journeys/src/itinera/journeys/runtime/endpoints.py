@@ -2,9 +2,11 @@
 
 - ``GET /v1/journeys/{journeyId}/instances?status=&profileId=&start=&limit=``: newest
   entries first;
-- ``GET /v1/journeys/{journeyId}/instances/{instanceId}``: one instance with its steps.
+- ``GET /v1/journeys/{journeyId}/instances/{instanceId}``: one instance with its steps;
+- ``GET /v1/journeys/{journeyId}/reads?start=&limit=``: the reads of its audience (a
+  ``readAudience`` entry), latest occurrence first, with why one failed.
 
-Both need ``journeys:read``.
+All need ``journeys:read``.
 """
 
 from __future__ import annotations
@@ -85,3 +87,29 @@ async def get_instance(journeyId: uuid.UUID, instanceId: uuid.UUID, caller: Read
             for s in steps
         ]
     }
+
+
+@router.get("/v1/journeys/{journeyId}/reads", summary="A journey's reads of its audience, latest first")
+async def list_reads(
+    journeyId: uuid.UUID,
+    caller: Reader,
+    db: Db,
+    start: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    rows = await repository.reads_of(db, caller.sandbox, journeyId, start, limit)
+    items = [
+        {
+            "version": r["version"],
+            "occurrence": _time(r["occurrence"]),
+            "audienceId": r["audience_id"],
+            "status": r["status"],
+            "membersRead": r["members_read"],
+            "entered": r["entered"],
+            "reason": r["reason"],
+            "createdAt": _time(r["created_at"]),
+            "finishedAt": _time(r["finished_at"]),
+        }
+        for r in rows
+    ]
+    return {"items": items, "page": {"start": start, "limit": limit, "pageSize": len(rows)}}

@@ -14,7 +14,10 @@ with ``FOR UPDATE SKIP LOCKED``, so any number of workers share them:
    campaigns' consumer keeps (``audience_members``); each enters as an event would make
    it (start and end dates, test profiles, one live instance, re-entrance), and the
    chunk's entries, the cursor and the counts commit together. The next chunk is due
-   when the rate allows. A read of a version closed or stopped meanwhile is cancelled.
+   when the rate allows. A read of a version closed or stopped meanwhile is cancelled;
+   a read of an audience the segmentation service was last found not to have (see
+   :mod:`itinera.journeys.audiences.checks`) fails, with the reason, and the schedule
+   goes on (a later occurrence reads the audience if it is found again).
 
 A member enters with the profile journeys last saw (``profiles``); the trigger of the
 entry is the read's occurrence and the profile, so a chunk replayed after a crash enters
@@ -28,6 +31,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from itinera.common.periodic import Periodic
+from itinera.journeys.audiences import repository as audience_answers
+from itinera.journeys.audiences.checks import run_failure
 from itinera.journeys.campaigns import repository as members
 from itinera.journeys.definitions.schemas import ReadAudienceEntry
 from itinera.journeys.runtime import repository
@@ -85,6 +90,19 @@ class AudienceReader(Periodic):
         if read["version_status"] != "live":
             await repository.advance_read(
                 conn, read, cursor=None, read=0, entered=0, due_at=None, status="cancelled"
+            )
+            return
+        gone = await audience_answers.missing(conn, read["sandbox"], read["audience_id"])
+        if gone is not None:
+            await repository.advance_read(
+                conn,
+                read,
+                cursor=None,
+                read=0,
+                entered=0,
+                due_at=None,
+                status="failed",
+                reason=run_failure(gone),
             )
             return
         version = compiled(read)

@@ -666,11 +666,13 @@ async def advance_read(
     entered: int,
     due_at: datetime | None,
     status: str,
+    reason: str | None = None,
 ) -> None:
     await conn.execute(
         """UPDATE audience_reads
               SET cursor = COALESCE($5, cursor), members_read = members_read + $6, entered = entered + $7,
-                  due_at = $8, status = $9, finished_at = CASE WHEN $9 = 'running' THEN NULL ELSE now() END
+                  due_at = $8, status = $9, finished_at = CASE WHEN $9 = 'running' THEN NULL ELSE now() END,
+                  reason = $10
             WHERE sandbox = $1 AND journey_id = $2 AND version = $3 AND occurrence = $4""",
         row["sandbox"],
         row["journey_id"],
@@ -681,14 +683,20 @@ async def advance_read(
         entered,
         due_at,
         status,
+        reason,
     )
 
 
-async def reads_of(conn: asyncpg.Connection, sandbox: str, journey_id: uuid.UUID) -> list[Row]:
+async def reads_of(
+    conn: asyncpg.Connection, sandbox: str, journey_id: uuid.UUID, offset: int, limit: int
+) -> list[Row]:
+    """The journey's audience reads, latest occurrence first."""
     rows: list[Row] = await conn.fetch(
         """SELECT * FROM audience_reads WHERE sandbox = $1 AND journey_id = $2
-            ORDER BY occurrence DESC, version DESC LIMIT 100""",
+            ORDER BY occurrence DESC, version DESC OFFSET $3 LIMIT $4""",
         sandbox,
         journey_id,
+        offset,
+        limit,
     )
     return rows
