@@ -162,3 +162,45 @@ def percentile_ms(values: Sequence[float], p: float) -> float:
         return math.nan
     ordered = sorted(values)
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] * 1000
+
+
+@dataclass(frozen=True)
+class Spread:
+    """One histogram's observations between two readings of a service's metrics."""
+
+    count: float
+    total: float
+    buckets: tuple[tuple[float, float], ...]  # (upper bound, cumulative count)
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else math.nan
+
+    def quantile(self, q: float) -> float:
+        """The upper bound of the bucket holding the q-quantile (an over-estimate)."""
+        wanted = q * self.count
+        for bound, cumulative in self.buckets:
+            if cumulative >= wanted:
+                return bound
+        return math.inf
+
+
+def histogram_sums(text: str, name: str, **labels: str) -> dict[str, float]:
+    """``<name>_count``, ``_sum`` and each ``_bucket`` (by its ``le``) of a Prometheus
+    exposition, summed over the series whose labels include ``labels``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if not sample.name.startswith(name) or any(sample.labels.get(k) != v for k, v in labels.items()):
+                continue
+            key = sample.name[len(name) :] + (f"|{sample.labels['le']}" if "le" in sample.labels else "")
+            found[key] = found.get(key, 0.0) + sample.value
+    return found
+
+
+def spread(before: dict[str, float], after: dict[str, float]) -> Spread:
+    delta = {k: v - before.get(k, 0.0) for k, v in after.items()}
+    buckets = sorted((float(k.split("|")[1]), v) for k, v in delta.items() if k.startswith("_bucket|"))
+    return Spread(delta.get("_count", 0.0), delta.get("_sum", 0.0), tuple(buckets))

@@ -53,11 +53,14 @@ class Stack:
     infra: Infrastructure | None = None
     servers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, name: str, env: dict[str, str]) -> str:
+    def start(self, name: str, env: dict[str, str], role: str = "all", label: str | None = None) -> str:
+        """Start ``itinera serve NAME --role ROLE``, known (in CPU accounting and its log's
+        name) as ``label`` (default: NAME); its URL."""
         assert self.state_dir is not None
         port = free_port()
-        with open(self.state_dir / f"{name}.log", "ab") as log:
-            self.servers[name] = subprocess.Popen(
+        label = label or name
+        with open(self.state_dir / f"{label}.log", "ab") as log:
+            self.servers[label] = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
@@ -65,7 +68,7 @@ class Stack:
                     "serve",
                     name,
                     "--role",
-                    "all",
+                    role,
                     "--port",
                     str(port),
                 ],

@@ -22,6 +22,7 @@ import jsonschema
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import REGISTRY
 
 from itinera.common.errors import FieldError
 from itinera.common.kafka import topics
@@ -244,6 +245,20 @@ class TestTheLoopAfterADeadLetter:
         await producer.publish(lane.source, [envelope(good, {"n": 3})])
 
         await until(lambda: good in lane.handler.applied)
+
+    async def test_tells_how_old_each_record_was_when_its_batch_began(
+        self, lane: Lane, producer: Producer
+    ) -> None:
+        labels = {"group": lane.loop.group, "topic": lane.source}
+
+        def observed() -> float:
+            return REGISTRY.get_sample_value("itinera_consumer_record_age_seconds_count", labels) or 0.0
+
+        before, fresh = observed(), key("fresh")
+        await producer.publish(lane.source, [envelope(fresh, {"n": 4})])
+
+        await until(lambda: fresh in lane.handler.applied)
+        assert observed() - before >= 1
 
     def test_dead_letters_go_to_the_catalogue_topic_by_default(
         self, settings: CommonSettings, producer: Producer

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import REGISTRY
 
 from itinera.common.db.migrations import migrate
 from itinera.common.db.outbox import OutboxRelay, enqueue
@@ -158,6 +159,24 @@ class TestTheRelay:
         assert first["itinera_sandbox"] == "prod"
         assert first["traceparent"].split("-")[1:3] == [f"{context.trace_id:032x}", f"{context.span_id:016x}"]
         assert await outbox.pending() == 0
+
+    async def test_times_each_record_from_its_transaction_to_the_acknowledgement(
+        self, outbox: Outbox, producer: Producer
+    ) -> None:
+        def observed() -> tuple[float, float]:
+            count = REGISTRY.get_sample_value("itinera_outbox_delay_seconds_count", {"schema": outbox.schema})
+            total = REGISTRY.get_sample_value("itinera_outbox_delay_seconds_sum", {"schema": outbox.schema})
+            return count or 0.0, total or 0.0
+
+        before = observed()
+        async with outbox.pool.acquire() as conn, conn.transaction():
+            await enqueue(conn, outbox.topic, [envelope(n) for n in range(3)])
+            await asyncio.sleep(0.2)  # the record's time starts with its transaction
+        assert await OutboxRelay(outbox.pool, producer, outbox.schema).relay_once() == 3
+
+        count, total = observed()
+        assert count - before[0] == 3
+        assert (total - before[1]) / 3 >= 0.2
 
     async def test_publishes_no_trace_header_for_rows_written_outside_a_trace(
         self, outbox: Outbox, producer: Producer, infrastructure: StackInfo

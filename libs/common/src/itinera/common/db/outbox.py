@@ -16,11 +16,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import orjson
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from itinera.common.kafka.envelope import Envelope
 from itinera.common.kafka.producer import Producer, choose
@@ -33,6 +34,13 @@ ALONE_BYTES = 128 * 1024
 record over its largest request is refused there, for good)."""
 RELAYED = Counter("itinera_outbox_relayed_records", "Outbox records published", ["schema"])
 PENDING = Gauge("itinera_outbox_pending_records", "Outbox records waiting after a pass", ["schema"])
+DELAY = Histogram(
+    "itinera_outbox_delay_seconds",
+    "From a record's enqueue (the start of the transaction that wrote it) to the broker's "
+    "acknowledgement of it",
+    ["schema"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
 FAILED = Counter("itinera_outbox_failed_records", "Outbox records the broker refused for good", ["schema"])
 
 
@@ -163,10 +171,12 @@ class OutboxRelay:
                 return 0
             outcomes = await self._send_all(rows)
             done: list[int] = []
+            sent_at: list[datetime] = []  # when each record sent was enqueued
             failed: list[tuple[asyncpg.Record, BaseException]] = []
             for row, outcome in zip(rows, outcomes, strict=True):
                 if outcome is None:
                     done.append(row["id"])
+                    sent_at.append(row["created_at"])
                 elif _permanent(outcome):
                     failed.append((row, outcome))
                 else:
@@ -193,6 +203,9 @@ class OutboxRelay:
             finished = done + [r["id"] for r, _ in failed]
             await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", finished)
         RELAYED.labels(self.schema).inc(len(done))
+        delay, now = DELAY.labels(self.schema), datetime.now(UTC)
+        for created in sent_at:
+            delay.observe(max(0.0, (now - created).total_seconds()))
         return len(finished)
 
     async def _send_all(self, rows: Sequence[asyncpg.Record]) -> list[BaseException | None]:

@@ -56,6 +56,13 @@ HANDLER_SECONDS = Histogram(
     ["group", "topic"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+RECORD_AGE = Histogram(
+    "itinera_consumer_record_age_seconds",
+    "From a record's timestamp (set by its producer) to the start of its batch's handling: "
+    "how stale what the handler sees is",
+    ["group", "topic"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
 RETRIES = Counter("itinera_consumer_retries", "Handler attempts that failed", ["group", "topic"])
 LAG = Gauge("itinera_consumer_lag", "High watermark minus position", ["group", "topic", "partition"])
 
@@ -184,6 +191,7 @@ class ConsumerLoop:
     async def _process(self, batch: list[Record]) -> None:
         topic = batch[0].topic
         started = time.perf_counter()
+        self._observe_age(batch)
         try:
             with consumer_span(
                 f"{self.group} process",
@@ -207,6 +215,15 @@ class ConsumerLoop:
             RECORDS.labels(self.group, topic, "processed").inc(len(batch))
         finally:
             HANDLER_SECONDS.labels(self.group, topic).observe(time.perf_counter() - started)
+
+    def _observe_age(self, batch: list[Record]) -> None:
+        now_ms = time.time() * 1000
+        ages: dict[str, Any] = {}
+        for record in batch:
+            if record.timestamp_ms > 0:
+                if record.topic not in ages:
+                    ages[record.topic] = RECORD_AGE.labels(self.group, record.topic)
+                ages[record.topic].observe(max(0.0, now_ms - record.timestamp_ms) / 1000)
 
     async def _process_one(self, record: Record) -> None:
         delay = self.settings.consumer_backoff_initial_ms / 1000
