@@ -5,13 +5,16 @@ everything observed."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from itinera.profile.identity import namespaces as ns
 from itinera.profile.identity.graph import Link, Node, Seen, anchor, profile_id, resolve
@@ -73,3 +76,24 @@ async def test_concurrent_workers_in_any_order_reach_the_graph_the_rules_allow(
 
     await asyncio.gather(*(worker(lane) for lane in lanes))
     assert await stored(graph.pool, sandbox) == expected(sandbox, seen, limit)
+
+
+async def test_a_tangle_larger_than_the_reach_is_counted_and_logged(
+    profile_app: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    sandbox = f"t-{uuid.uuid4().hex[:12]}"
+    graph = IdentityGraph(profile_app.state.runtime.pool, max_identities=50, max_reach=6)
+    shared_device = Node("ECID", "kiosk")
+    visitors = [Observation((shared_device, Node("Email", f"v{n}@example.com")), T0) for n in range(8)]
+
+    def truncated() -> float:
+        return REGISTRY.get_sample_value("itinera_profile_graph_reach_truncated_total") or 0.0
+
+    before = truncated()
+    await graph.observe(sandbox, visitors[:4])  # five identities: within the reach
+    assert truncated() == before
+    with caplog.at_level(logging.WARNING, logger="itinera.profile.identity.service"):
+        await graph.observe(sandbox, visitors[4:])  # nine
+
+    assert truncated() == before + 1
+    assert any("larger than the reach limit" in r.getMessage() for r in caplog.records)

@@ -12,6 +12,7 @@ order and interleaving (a property test checks it).
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,12 +30,20 @@ from itinera.profile.identity import repository
 from itinera.profile.identity.graph import Link, Node, Seen, anchor, profile_id, resolve
 
 MAX_REACH = 10_000
-"""The most identities one resolution loads; a larger tangle is resolved in part."""
+"""The most identities one resolution loads; a larger tangle is resolved in part (counted
+and logged, see :data:`TRUNCATED`)."""
 RETRIES = 20
 CONFLICTS = Counter(
     "itinera_profile_graph_conflicts",
     "Graph transactions run again after a serialization conflict or deadlock",
 )
+TRUNCATED = Counter(
+    "itinera_profile_graph_reach_truncated",
+    "Resolutions that met as many stored identities as they load (a tangle of links as "
+    "large as the reach limit or larger, such as one device shared by thousands): resolved in part, so "
+    "their outcome may depend on the order records came in",
+)
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -56,9 +65,10 @@ class Outcome:
 
 
 class IdentityGraph:
-    def __init__(self, pool: asyncpg.Pool, max_identities: int = 50) -> None:
+    def __init__(self, pool: asyncpg.Pool, max_identities: int = 50, max_reach: int = MAX_REACH) -> None:
         self.pool = pool
         self.max_identities = max_identities
+        self.max_reach = max_reach
 
     async def observe(
         self,
@@ -135,7 +145,17 @@ class IdentityGraph:
         graph settings changed has its graphs resolved again through it."""
         nodes = set(start)
         rules = ns.rules(known if known is not None else await ns.all_of(conn, sandbox), self.max_identities)
-        reach = await repository.reachable(conn, sandbox, nodes, MAX_REACH)
+        reach = await repository.reachable(conn, sandbox, nodes, self.max_reach)
+        if len(reach.nodes) >= self.max_reach:
+            TRUNCATED.inc()
+            log.warning(
+                "identity graph tangle larger than the reach limit resolved in part",
+                extra={
+                    "sandbox": sandbox,
+                    "reach_limit": self.max_reach,
+                    "namespaces": sorted({n.namespace for n in nodes}),
+                },
+            )
         resolution = resolve(reach.nodes, reach.links, rules)
         before = reach.members
         after: dict[Node, str] = {}
