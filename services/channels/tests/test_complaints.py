@@ -7,8 +7,10 @@ feedback with the report's type as the reason."""
 from __future__ import annotations
 
 import email.message
+import re
 import uuid
 from typing import Any
+from urllib.parse import unquote
 
 import asyncpg
 import httpx
@@ -205,6 +207,34 @@ class TestComplaints:
         async with pool.acquire() as conn:
             kept = await conn.fetch("SELECT status FROM delivery_reports WHERE provider_id = $1", message_id)
         assert [row["status"] for row in kept] == ["complaint"]
+
+    async def test_an_unsubscribe_after_a_complaint_leaves_the_complaint_as_the_reason(
+        self,
+        topics_created: StackInfo,
+        api: httpx.AsyncClient,
+        content: Content,
+        requests: Requests,
+        delivery: LocalDelivery,
+        channels_settings: ChannelsSettings,
+    ) -> None:
+        to = address("p")
+        async with topic_reader(topics_created, topics.FEEDBACK.name) as feedback:
+            message_id, mail = await sent_note(content, requests, delivery, api, to)
+            await to_mailbox(
+                channels_settings,
+                COMPLAINT_ADDRESS,
+                feedback_report(returned=original(uuid.UUID(message_id))),
+            )
+            mailto = re.search(r"<mailto:([^?]+)\?subject=([^>]+)>", mail.list_unsubscribe or "")
+            assert mailto is not None
+            asked = f"From: {to}\r\nTo: {mailto[1]}\r\nSubject: {unquote(mailto[2])}\r\n\r\n\r\n"
+            await to_mailbox(channels_settings, mailto[1], asked.encode(), sender=to)
+            found = await feedback.wait_for(lambda r: len(feedback_of(r, message_id)) >= 3)
+
+        assert [f["status"] for f in feedback_of(found, message_id)] == ["sent", "complained", "unsubscribed"]
+        entry = await listed(api, to)
+        assert entry is not None
+        assert entry["suppressed"]["reason"] == "complaint"
 
     async def test_a_report_sent_to_the_emails_bounce_address_names_it_without_a_message_id(
         self,

@@ -25,27 +25,30 @@ async def unsubscribe(
     how: str,
 ) -> bool:
     """Suppress ``address`` for the message's recipient; False when it already was, for
-    this reason. ``how`` goes into the entry's comment (``one-click``, ``mailto``)."""
+    this reason. ``how`` goes into the entry's comment (``one-click``, ``mailto``). An
+    address suppressed after a spam complaint stays so, for that reason (the stronger):
+    the unsubscribe is only reported."""
     entity_type = ENTITY_TYPES[channel]
     value = suppression.normal(address, entity_type)
     listed = await suppression.one(conn, "addresses", sandbox, "client", value)
     if listed is not None and listed["reason"] == "unsubscribe":
         return False
-    await suppression.add(
-        conn,
-        "addresses",
-        sandbox,
-        "client",
-        [
-            {
-                "value": value,
-                "entity_type": entity_type,
-                "reason": "unsubscribe",
-                "user": "recipient",
-                "comment": f"{how} unsubscribe from message {message_id}",
-            }
-        ],
-    )
+    if listed is None or listed["reason"] != "complaint":
+        await suppression.add(
+            conn,
+            "addresses",
+            sandbox,
+            "client",
+            [
+                {
+                    "value": value,
+                    "entity_type": entity_type,
+                    "reason": "unsubscribe",
+                    "user": "recipient",
+                    "comment": f"{how} unsubscribe from message {message_id}",
+                }
+            ],
+        )
     message = {"message_id": message_id, "profile_id": profile_id, "channel": channel, "origin": {}}
     await feedback.publish(
         conn, [feedback.envelope(sandbox, message, "unsubscribed", address=address, at=datetime.now(UTC))]
