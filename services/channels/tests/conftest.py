@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import aiosmtplib
 import asyncpg
@@ -33,7 +35,7 @@ from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import Record
 from itinera.common.kafka.envelope import Envelope
 from itinera.common.kafka.producer import Producer
-from itinera.common.sinks import LocalDelivery
+from itinera.common.sinks import LocalDelivery, ReceivedMail
 from itinera.common.sinks.local import BOUNCE_ADDRESS
 from itinera.common.testing import StackInfo, client_for, eventually, running, settings_for
 
@@ -328,3 +330,14 @@ async def to_mailbox(settings: ChannelsSettings, to: str, message: bytes, sender
     ) as client:
         _, answer = await client.sendmail(sender, [to], message)
     return answer
+
+
+async def unsubscribe_by_mail(settings: ChannelsSettings, mail: ReceivedMail, sender: str) -> str:
+    """Unsubscribe as a mail client does with an email's ``List-Unsubscribe`` ``mailto:``
+    (to its address, with its subject); the subject."""
+    mailto = re.search(r"<mailto:([^?]+)\?subject=([^>]+)>", mail.list_unsubscribe or "")
+    assert mailto is not None, mail.list_unsubscribe
+    subject = unquote(mailto[2])
+    asked = f"From: {sender}\r\nTo: {mailto[1]}\r\nSubject: {subject}\r\n\r\n\r\n".encode()
+    await to_mailbox(settings, mailto[1], asked, sender=sender)
+    return subject

@@ -7,10 +7,8 @@ feedback with the report's type as the reason."""
 from __future__ import annotations
 
 import email.message
-import re
 import uuid
 from typing import Any
-from urllib.parse import unquote
 
 import asyncpg
 import httpx
@@ -24,7 +22,7 @@ from itinera.common.kafka import topics
 from itinera.common.sinks import LocalDelivery
 from itinera.common.testing import StackInfo, topic_reader
 
-from .conftest import COMPLAINT_ADDRESS, Content, Requests, feedback_of, to_mailbox
+from .conftest import COMPLAINT_ADDRESS, Content, Requests, feedback_of, to_mailbox, unsubscribe_by_mail
 from .test_bounces import address
 from .test_notifications import sent_note
 
@@ -225,10 +223,7 @@ class TestComplaints:
                 COMPLAINT_ADDRESS,
                 feedback_report(returned=original(uuid.UUID(message_id))),
             )
-            mailto = re.search(r"<mailto:([^?]+)\?subject=([^>]+)>", mail.list_unsubscribe or "")
-            assert mailto is not None
-            asked = f"From: {to}\r\nTo: {mailto[1]}\r\nSubject: {unquote(mailto[2])}\r\n\r\n\r\n"
-            await to_mailbox(channels_settings, mailto[1], asked.encode(), sender=to)
+            await unsubscribe_by_mail(channels_settings, mail, to)
             found = await feedback.wait_for(lambda r: len(feedback_of(r, message_id)) >= 3)
 
         assert [f["status"] for f in feedback_of(found, message_id)] == ["sent", "complained", "unsubscribed"]

@@ -6,12 +6,9 @@ notification reports the email delivered."""
 
 from __future__ import annotations
 
-import asyncio
-import re
-import smtplib
 from typing import Any
-from urllib.parse import unquote
 
+import aiosmtplib
 import asyncpg
 import httpx
 import pytest
@@ -23,7 +20,7 @@ from itinera.common.sinks import LocalDelivery, ReceivedMail
 from itinera.common.sinks.local import BOUNCE_ADDRESS
 from itinera.common.testing import StackInfo, eventually, topic_reader
 
-from .conftest import Content, Requests, feedback_of, state
+from .conftest import Content, Requests, feedback_of, state, to_mailbox, unsubscribe_by_mail
 from .test_bounces import NOTE, address, person
 
 
@@ -40,16 +37,6 @@ def success_notice(message_id: str, recipient: str) -> bytes:
         f"--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <{message_id}@mail.example.com>\r\n\r\n"
         "--B--\r\n"
     ).encode()
-
-
-async def mail_to_mailbox(settings: ChannelsSettings, to: str, message: bytes) -> None:
-    """Send ``message`` to the bounce mailbox as a relay does (from the null sender)."""
-
-    def send() -> None:
-        with smtplib.SMTP(settings.channels_bounce_host, settings.channels_bounce_port, timeout=10) as client:
-            client.sendmail("", [to], message)
-
-    await asyncio.to_thread(send)
 
 
 async def sent_note(
@@ -100,8 +87,8 @@ async def test_a_success_notification_reports_the_email_delivered_once(
     async with topic_reader(topics_created, topics.FEEDBACK.name) as feedback:
         message_id, mail = await sent_note(content, requests, delivery, api, to)
         notice = success_notice(message_id, to)
-        await mail_to_mailbox(channels_settings, mail.envelope_from, notice)
-        await mail_to_mailbox(channels_settings, mail.envelope_from, notice)  # a relay's retry
+        await to_mailbox(channels_settings, mail.envelope_from, notice)
+        await to_mailbox(channels_settings, mail.envelope_from, notice)  # a relay's retry
         found = await feedback.wait_for(lambda r: len(feedback_of(r, message_id)) >= 2, timeout_s=30)
 
     assert mail.envelope_from.startswith("bounces+")
@@ -123,8 +110,8 @@ async def test_a_success_notification_reports_the_email_delivered_once(
 async def test_the_mailbox_takes_nothing_for_another_address(
     channels_settings: ChannelsSettings, recipient: str
 ) -> None:
-    with pytest.raises(smtplib.SMTPRecipientsRefused):
-        await mail_to_mailbox(channels_settings, recipient, b"Subject: hi\r\n\r\nhello\r\n")
+    with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+        await to_mailbox(channels_settings, recipient, b"Subject: hi\r\n\r\nhello\r\n")
 
 
 async def test_the_mailbox_takes_and_leaves_what_is_not_a_notification(
@@ -138,7 +125,7 @@ async def test_the_mailbox_takes_and_leaves_what_is_not_a_notification(
 
     before = ignored()
 
-    await mail_to_mailbox(channels_settings, BOUNCE_ADDRESS, b"Subject: Out of office\r\n\r\nAway.\r\n")
+    await to_mailbox(channels_settings, BOUNCE_ADDRESS, b"Subject: Out of office\r\n\r\nAway.\r\n")
 
     assert ignored() == before + 1
 
@@ -154,12 +141,8 @@ async def test_a_mail_to_the_unsubscribe_mailbox_unsubscribes_the_recipient(
     to = address("p")
     async with topic_reader(topics_created, topics.FEEDBACK.name) as feedback:
         message_id, mail = await sent_note(content, requests, delivery, api, to)
-        mailto = re.search(r"<mailto:([^?]+)\?subject=([^>]+)>", mail.list_unsubscribe or "")
-        assert mailto is not None
-        subject = unquote(mailto[2])
+        subject = await unsubscribe_by_mail(channels_settings, mail, to)
         assert subject == f"unsubscribe {message_id}"
-        asked = f"From: {to}\r\nTo: {mailto[1]}\r\nSubject: {subject}\r\n\r\n\r\n".encode()
-        await mail_to_mailbox(channels_settings, mailto[1], asked)
         found = await feedback.wait_for(
             lambda r: "unsubscribed" in [f["status"] for f in feedback_of(r, message_id)]
         )
