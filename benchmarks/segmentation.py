@@ -265,6 +265,12 @@ STAGES = (  # (service, what, histogram, labels)
         "itinera_consumer_handler_seconds",
         {"group": "itinera-profile", "topic": topics.EVENTS.name},
     ),
+    (
+        "profile",
+        "offsets committed (per batch)",
+        "itinera_consumer_commit_seconds",
+        {"group": "itinera-profile"},
+    ),
     ("profile", "outbox: enqueued -> acknowledged", "itinera_outbox_delay_seconds", {"schema": "profile"}),
     (
         "segmentation",
@@ -276,6 +282,12 @@ STAGES = (  # (service, what, histogram, labels)
         "segmentation",
         "batch handled (per batch)",
         "itinera_consumer_handler_seconds",
+        {"group": "itinera-segmentation"},
+    ),
+    (
+        "segmentation",
+        "offsets committed (per batch)",
+        "itinera_consumer_commit_seconds",
         {"group": "itinera-segmentation"},
     ),
     (

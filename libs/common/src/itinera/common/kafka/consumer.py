@@ -63,6 +63,12 @@ RECORD_AGE = Histogram(
     ["group", "topic"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+COMMIT_SECONDS = Histogram(
+    "itinera_consumer_commit_seconds",
+    "Time to commit a batch's offsets (a round trip to the group coordinator)",
+    ["group"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 RETRIES = Counter("itinera_consumer_retries", "Handler attempts that failed", ["group", "topic"])
 LAG = Gauge("itinera_consumer_lag", "High watermark minus position", ["group", "topic", "partition"])
 
@@ -306,8 +312,10 @@ class ConsumerLoop:
         for record in batch:
             tp = TopicPartition(record.topic, record.partition)
             offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        started = time.perf_counter()
         try:
             await consumer.commit(offsets)
+            COMMIT_SECONDS.labels(self.group).observe(time.perf_counter() - started)
         except (CommitFailedError, IllegalStateError) as exc:
             # The partition moved during processing; its new owner re-reads from the
             # last commit and our idempotent effects make the replay harmless.
