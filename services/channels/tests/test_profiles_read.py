@@ -206,3 +206,37 @@ class TestProfileServiceDown:
         await delivery.mail.wait_for(lambda m: m.sent_to(to))
         async with pool.acquire() as conn:
             assert await conn.fetchval("SELECT count(*) FROM profile_waits WHERE sandbox = $1", sandbox) == 0
+
+    async def test_a_request_that_waited_past_the_limit_is_excluded_and_reported(
+        self,
+        topics_created: StackInfo,
+        pool: asyncpg.Pool,
+        api: httpx.AsyncClient,
+        content: Content,
+        requests: Requests,
+        channels_settings: ChannelsSettings,
+        sandbox: str,
+    ) -> None:
+        await content.publish("welcome", WELCOME)
+        body = requests.body("welcome", {}, profile_id=str(uuid.uuid4()))
+        down = ProfileReader(f"http://127.0.0.1:{free_port()}", 5)
+        source = ProfileSource(down, ServiceTokens(channels_settings, "channels"))
+        handler = MessageHandler(pool, sandbox, "UTC", None, source)
+        waits = ProfileWaits(pool, handler, source, initial_s=60, max_s=600, limit_s=3_600)
+        async with topic_reader(topics_created, topics.FEEDBACK.name) as feedback:
+            try:
+                await handler(records(sandbox, body))
+                await waits.retry(datetime.now(UTC) + timedelta(minutes=30))  # within the limit: waits on
+                await state(api, body["messageId"], "waiting")
+
+                await waits.retry(datetime.now(UTC) + timedelta(hours=2))  # past it
+            finally:
+                await down.close()
+            found = await feedback.wait_for(lambda r: len(feedback_of(r, body["messageId"])) >= 1)
+
+        excluded = await state(api, body["messageId"], "excluded")
+        assert excluded["reason"] == "profile-unavailable"
+        (reported,) = feedback_of(found, body["messageId"])
+        assert (reported["status"], reported["reason"]) == ("excluded", "profile-unavailable")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM profile_waits WHERE sandbox = $1", sandbox) == 0

@@ -74,6 +74,7 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
                 source,
                 initial_s=config.channels_profile_retry_initial_s,
                 max_s=config.channels_profile_retry_max_s,
+                limit_s=config.channels_profile_wait_limit_s,
             )
         )
     return [

@@ -125,6 +125,9 @@ class ChannelsSettings(CommonSettings):
     wait at once, without asking, after the profile service failed to answer."""
     channels_profile_retry_max_s: float = Field(default=300.0, gt=0)
     """The longest wait between two questions about a waiting request's profile."""
+    channels_profile_wait_limit_s: float = Field(default=86_400.0, gt=0)
+    """How long a request may wait for its profile: one still waiting that long after it
+    came is excluded (reason ``profile-unavailable``) instead of being sent late."""
 
     @property
     def link_secret(self) -> str:

@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 WAITS = Counter(
     "itinera_channels_profile_waits",
     "Message requests with an empty snapshot that the profile service could not answer for, by "
-    "outcome: parked (left waiting by the consumer), still_waiting (asked again, no answer), decided",
+    "outcome: parked (left waiting by the consumer), still_waiting (asked again, no answer), decided, "
+    "gave_up (waited too long: excluded)",
     ["outcome"],
 )
 
@@ -229,8 +230,14 @@ class MessageHandler:
             own = (
                 {f: fragments[f] for f in (template["fragments"] or ()) if f in fragments} if template else {}
             )
-            decision = await pipeline.decide(
-                conn, sandbox, request, template, own, policies, now, self.default_zone, batch
+            decision = (
+                pipeline.Decision(
+                    "excluded", "profile-unavailable", "the profile service did not give the profile in time"
+                )
+                if request.get("_gave_up")
+                else await pipeline.decide(
+                    conn, sandbox, request, template, own, policies, now, self.default_zone, batch
+                )
             )
             if decision.state == "rendered":
                 batch.take(request["_profile"], request["channel"], request["category"])

@@ -309,7 +309,7 @@ async def claim_waits(
                next_attempt_at = $1 + make_interval(
                    secs => least($4::float8, $3::float8 * power(2.0::float8, least(w.attempts, 30))))
            FROM due WHERE w.sandbox = due.sandbox AND w.message_id = due.message_id
-           RETURNING w.sandbox, w.message_id, w.profile_id, w.request""",
+           RETURNING w.sandbox, w.message_id, w.profile_id, w.request, w.parked_at""",
         now,
         limit,
         initial_s,

@@ -13,7 +13,10 @@ sandbox at a time, and, when it answers, takes them off the wait and decides the
 transaction, exactly as the consumer decides a batch: a profile it does not know is then
 excluded, ``no-address``, as it would have been had it answered the first time. A request
 whose message was recorded meanwhile (Kafka delivered it again once the profile service
-was back) changes nothing. Requests do not expire: they wait as long as the outage lasts.
+was back) changes nothing. A request still waiting ``ITINERA_CHANNELS_PROFILE_WAIT_LIMIT_S``
+(a day) after it came is not asked about again: it is excluded, reason
+``profile-unavailable``, with its feedback, as a message the profile service could not be
+asked about in time (a message sent a day late is often worse than none).
 """
 
 from __future__ import annotations
@@ -37,11 +40,14 @@ BATCH = 200
 """Waiting requests claimed in one pass."""
 
 
-def request_of(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A waiting request as the consumer had it, its ids parsed again."""
+def request_of(row: Mapping[str, Any], *, gave_up: bool = False) -> dict[str, Any]:
+    """A waiting request as the consumer had it, its ids parsed again; ``gave_up``: it
+    waited too long, and is to be excluded (``profile-unavailable``)."""
     request = dict(row["request"])
     request["_id"] = row["message_id"]
     request["_profile"] = row["profile_id"]
+    if gave_up:
+        request["_gave_up"] = True
     return request
 
 
@@ -57,6 +63,7 @@ class ProfileWaits(Periodic):
         *,
         initial_s: float,
         max_s: float,
+        limit_s: float = 86_400.0,
         interval_s: float = 1.0,
     ) -> None:
         super().__init__("channels:profile-waits", interval_s)
@@ -65,6 +72,7 @@ class ProfileWaits(Periodic):
         self.source = source
         self.initial_s = initial_s
         self.max_s = max_s
+        self.limit_s = limit_s
 
     async def tick(self) -> bool:
         return await self.retry(datetime.now(UTC))
@@ -74,8 +82,21 @@ class ProfileWaits(Periodic):
         async with self.pool.acquire() as conn:
             claimed = await repository.claim_waits(conn, now, BATCH, self.initial_s, self.max_s)
         by_sandbox: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        expired: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in claimed:
-            by_sandbox[row["sandbox"]].append(request_of(row))
+            late = (now - row["parked_at"]).total_seconds() >= self.limit_s
+            (expired if late else by_sandbox)[row["sandbox"]].append(request_of(row, gave_up=late))
+        for sandbox, requests in expired.items():
+            async with self.pool.acquire() as conn, conn.transaction():
+                mine = await repository.unpark(conn, sandbox, [r["_id"] for r in requests])
+                taken = [r for r in requests if r["_id"] in mine]
+                if taken:
+                    await self.handler.apply(conn, sandbox, taken)
+            WAITS.labels("gave_up").inc(len(taken))
+            log.warning(
+                "requests waited too long for their profile: excluded",
+                extra={"sandbox": sandbox, "requests": len(taken), "limit_s": self.limit_s},
+            )
         for sandbox, requests in by_sandbox.items():
             ids: list[uuid.UUID] = [r["_id"] for r in requests]
             try:
