@@ -561,3 +561,25 @@ class TestReadsWithoutTheSegmentationService:
         assert (found.missing, set(found.unanswered)) == ({}, {world.sandbox})
         assert "is it the segmentation service?" in found.unanswered[world.sandbox]
         assert (await world.journeys.get(f"{JOURNEYS}/{live_id}/versions/1")).json()["warnings"] == []
+
+
+class TestAnswersOfCalls:
+    async def test_an_execution_that_finds_its_audience_clears_an_older_answer_that_it_was_missing(
+        self, world: World
+    ) -> None:
+        audience = await world.audience()
+        async with world.pool.acquire() as conn, conn.transaction():  # as a check while it was lost
+            await audience_answers.record(conn, world.sandbox, {audience: False}, datetime.now(UTC))
+        api = await world.journeys.post(
+            CAMPAIGNS,
+            json={"name": "api", "type": "api", "mode": "audience", "channel": "email", "templateId": "t"},
+        )
+        assert (await world.journeys.post(f"{CAMPAIGNS}/{api.json()['id']}/activate")).status_code == 200
+
+        execution = await world.journeys.post(
+            "/ajo/im/executions/audience", json={"campaignId": api.json()["id"], "audience": {"id": audience}}
+        )
+
+        assert execution.status_code in (200, 201, 202), execution.text
+        async with world.pool.acquire() as conn:
+            assert await audience_answers.missing(conn, world.sandbox, audience) is None

@@ -370,7 +370,7 @@ async def audience(
     if audience_id is None:
         problems.append(Problem("/audience/id", "the campaign has no audience: name one", "required"))
     elif body.audience is not None and peers is not None:
-        problems += await audience_problems(peers, sandbox, audience_id, "/audience/id")
+        problems += await audience_problems(conn, peers, sandbox, audience_id, "/audience/id")
     if problems:
         raise _refuse(problems, body.requestId, body.campaignId)
     fingerprint = _fingerprint(body)

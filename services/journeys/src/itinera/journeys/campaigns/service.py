@@ -340,7 +340,7 @@ async def activate(
                 )
             )
     if body.audienceId is not None and peers is not None:
-        problems += await audience_problems(peers, sandbox, body.audienceId, "/audienceId")
+        problems += await audience_problems(db, peers, sandbox, body.audienceId, "/audienceId")
     next_run = None
     if body.type == "scheduled":
         assert body.schedule is not None
@@ -363,11 +363,18 @@ async def activate(
     return view(await repository.set_status(db, sandbox, row["id"], "live", next_run, now))
 
 
-async def audience_problems(peers: Peers, sandbox: str, audience_id: str, path: str) -> list[Problem]:
+async def audience_problems(
+    db: asyncpg.Connection, peers: Peers, sandbox: str, audience_id: str, path: str
+) -> list[Problem]:
     """The problem of naming an audience the sandbox does not have (none when audiences
-    are not checked)."""
+    are not checked). The answer is recorded as a periodic check's is, so that one found
+    now is no longer taken for missing by the runs that read the last answer."""
     existing = await peers.existing_audiences(sandbox, [audience_id])
-    if existing is None or audience_id in existing:
+    if existing is None:
+        return []
+    found = audience_id in existing
+    await audience_answers.record(db, sandbox, {audience_id: found}, datetime.now(UTC))
+    if found:
         return []
     return [Problem(path, f"the sandbox has no audience {audience_id!r}", "undefined-audience")]
 
