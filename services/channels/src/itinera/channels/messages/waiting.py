@@ -22,7 +22,6 @@ asked about in time (a message sent a day late is often worse than none).
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import defaultdict
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -87,33 +86,34 @@ class ProfileWaits(Periodic):
             late = (now - row["parked_at"]).total_seconds() >= self.limit_s
             (expired if late else by_sandbox)[row["sandbox"]].append(request_of(row, gave_up=late))
         for sandbox, requests in expired.items():
-            async with self.pool.acquire() as conn, conn.transaction():
-                mine = await repository.unpark(conn, sandbox, [r["_id"] for r in requests])
-                taken = [r for r in requests if r["_id"] in mine]
-                if taken:
-                    await self.handler.apply(conn, sandbox, taken)
-            WAITS.labels("gave_up").inc(len(taken))
+            taken = await self._decide(sandbox, requests)
+            WAITS.labels("gave_up").inc(taken)
             log.warning(
                 "requests waited too long for their profile: excluded",
-                extra={"sandbox": sandbox, "requests": len(taken), "limit_s": self.limit_s},
+                extra={"sandbox": sandbox, "requests": taken, "limit_s": self.limit_s},
             )
         for sandbox, requests in by_sandbox.items():
-            ids: list[uuid.UUID] = [r["_id"] for r in requests]
             try:
                 await self.source.complete(sandbox, requests, probe=True)
             except ProfilesUnavailable as outage:
                 async with self.pool.acquire() as conn:
-                    await repository.still_waiting(conn, sandbox, ids, str(outage))
+                    await repository.still_waiting(conn, sandbox, [r["_id"] for r in requests], str(outage))
                 WAITS.labels("still_waiting").inc(len(requests))
                 continue
-            async with self.pool.acquire() as conn, conn.transaction():
-                mine = await repository.unpark(conn, sandbox, ids)
-                taken = [r for r in requests if r["_id"] in mine]
-                if taken:
-                    await self.handler.apply(conn, sandbox, taken)
-            WAITS.labels("decided").inc(len(taken))
+            taken = await self._decide(sandbox, requests)
+            WAITS.labels("decided").inc(taken)
             log.info(
                 "requests that waited for their profile decided",
-                extra={"sandbox": sandbox, "requests": len(taken)},
+                extra={"sandbox": sandbox, "requests": taken},
             )
         return len(claimed) == BATCH
+
+    async def _decide(self, sandbox: str, requests: list[dict[str, Any]]) -> int:
+        """Take requests off the wait and decide them, in one transaction; how many were
+        still waiting (another worker, or a redelivery, may have taken some)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            mine = await repository.unpark(conn, sandbox, [r["_id"] for r in requests])
+            taken = [r for r in requests if r["_id"] in mine]
+            if taken:
+                await self.handler.apply(conn, sandbox, taken)
+        return len(taken)
