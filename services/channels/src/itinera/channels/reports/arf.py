@@ -97,15 +97,7 @@ def _report_fields(part: Message) -> dict[str, list[str]]:
                 for key, value in inner.items():
                     fields.setdefault(key.lower(), []).append(" ".join(str(value).split()))
         return fields
-    name: str | None = None
-    for line in str(payload).replace("\r\n", "\n").split("\n"):
-        if line[:1] in (" ", "\t") and name is not None:
-            fields[name][-1] += " " + line.strip()
-        elif ":" in line:
-            key, _, value = line.partition(":")
-            name = key.strip().lower()
-            fields.setdefault(name, []).append(value.strip())
-    return fields
+    return dsn.header_field_values(str(payload))
 
 
 def _bare(value: str) -> str:

@@ -156,15 +156,21 @@ def _statuses(part: Message) -> list[RecipientStatus]:
 def header_fields(text: str) -> dict[str, str]:
     """Header fields written as text (``Name: value``, folded lines joined), by lower-case
     name; a name given twice keeps its last value."""
-    fields: dict[str, str] = {}
+    return {name: values[-1] for name, values in header_field_values(text).items()}
+
+
+def header_field_values(text: str) -> dict[str, list[str]]:
+    """Header fields written as text, by lower-case name, each with every value it was
+    given, in order (folded lines joined)."""
+    fields: dict[str, list[str]] = {}
     name = None
-    for line in text.split("\n"):
+    for line in text.replace("\r\n", "\n").split("\n"):
         if line[:1] in (" ", "\t") and name is not None:
-            fields[name] += " " + line.strip()
+            fields[name][-1] += " " + line.strip()
         elif ":" in line:
             key, _, value = line.partition(":")
             name = key.strip().lower()
-            fields[name] = value.strip()
+            fields.setdefault(name, []).append(value.strip())
     return fields
 
 

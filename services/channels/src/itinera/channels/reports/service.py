@@ -90,10 +90,8 @@ async def notified(
     if message is None:
         return False
     label = f"{status.action} {status.status}"
-    await repository.lock(conn, "email", str(message_id))
-    if not await repository.add(conn, "email", str(message_id), label, None, now):
+    if not await _kept_once(conn, message["sandbox"], message_id, label, now):
         return False
-    await repository.applied(conn, "email", str(message_id), label, message["sandbox"], message_id, now)
     result = Outcome(outcome_of, status.bounce, None if outcome_of == "delivered" else status.reason)
     await _applied(conn, settings, message, result, label, now)
     return True
@@ -112,10 +110,8 @@ async def complained(
             break
     else:
         return None
-    await repository.lock(conn, "email", str(message_id))
-    if not await repository.add(conn, "email", str(message_id), COMPLAINT, None, now):
+    if not await _kept_once(conn, message["sandbox"], message_id, COMPLAINT, now):
         return False
-    await repository.applied(conn, "email", str(message_id), COMPLAINT, message["sandbox"], message_id, now)
     sandbox, address = message["sandbox"], message["address"] or ""
     by = f", reported by {report.user_agent[:200]}" if report.user_agent else ""
     await suppression.add(
@@ -140,7 +136,6 @@ async def complained(
         reason=report.feedback_type,
         address=message["address"],
         at=now,
-        occurrence=COMPLAINT,
     )
     await feedback.publish(conn, [envelope])
     return True
@@ -153,11 +148,18 @@ async def unclassified(conn: asyncpg.Connection, message_id: uuid.UUID, now: dat
     message = await messages.email_by_id(conn, message_id)
     if message is None:
         return False
+    return await _kept_once(conn, message["sandbox"], message_id, UNCLASSIFIED, now)
+
+
+async def _kept_once(
+    conn: asyncpg.Connection, sandbox: str, message_id: uuid.UUID, status: str, now: datetime
+) -> bool:
+    """Keep an email's report of ``status``, applied to it, under the lock on the email;
+    False when one of that status was kept before (it changes nothing then)."""
     await repository.lock(conn, "email", str(message_id))
-    if not await repository.add(conn, "email", str(message_id), UNCLASSIFIED, None, now):
+    if not await repository.add(conn, "email", str(message_id), status, None, now):
         return False
-    sandbox = message["sandbox"]
-    await repository.applied(conn, "email", str(message_id), UNCLASSIFIED, sandbox, message_id, now)
+    await repository.applied(conn, "email", str(message_id), status, sandbox, message_id, now)
     return True
 
 
