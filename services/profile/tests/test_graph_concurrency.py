@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 
 from itinera.profile.identity import namespaces as ns
 from itinera.profile.identity.graph import Link, Node, Seen, anchor, profile_id, resolve
+from itinera.profile.identity.rebuild import GraphRebuilder
 from itinera.profile.identity.service import IdentityGraph, Observation
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -78,11 +79,49 @@ async def test_concurrent_workers_in_any_order_reach_the_graph_the_rules_allow(
     assert await stored(graph.pool, sandbox) == expected(sandbox, seen, limit)
 
 
-async def test_a_tangle_larger_than_the_reach_is_counted_and_logged(
+async def untangled(graph: IdentityGraph, sandbox: str) -> None:
+    """Resolve noted tangles until none of ``sandbox`` is left (the service's own worker
+    may take some meanwhile)."""
+    rebuilder = GraphRebuilder(graph, interval_s=60)
+    for _ in range(400):
+        if await rebuilder.untangle(settle_s=0) is None:
+            if not await graph.pool.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM graph_tangles WHERE sandbox = $1)", sandbox
+            ):
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("tangles still noted")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seen=observations, workers=st.integers(1, 4), order=st.randoms(), reach=st.sampled_from([8, 12]))
+async def test_tangles_larger_than_the_reach_end_as_the_rules_allow_once_resolved_whole(
+    profile_app: FastAPI, seen: list[Observation], workers: int, order: object, reach: int
+) -> None:
+    # The consumer's resolutions load at most `reach` identities: larger graphs are
+    # resolved in part (order-dependent) and noted; resolving the notes settles them.
+    sandbox = f"t-{uuid.uuid4().hex[:12]}"
+    graph = IdentityGraph(profile_app.state.runtime.pool, max_identities=50, max_reach=reach)
+    shuffled = list(seen)
+    order.shuffle(shuffled)  # type: ignore[attr-defined]
+    lanes = [shuffled[i::workers] for i in range(workers)]
+
+    async def worker(lane: list[Observation]) -> None:
+        for start in range(0, len(lane), 2):
+            await graph.observe(sandbox, lane[start : start + 2])
+
+    await asyncio.gather(*(worker(lane) for lane in lanes))
+    await untangled(graph, sandbox)
+
+    assert await stored(graph.pool, sandbox) == expected(sandbox, seen, 50)
+
+
+async def test_a_tangle_larger_than_the_reach_is_counted_logged_and_resolved_whole(
     profile_app: FastAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
     sandbox = f"t-{uuid.uuid4().hex[:12]}"
-    graph = IdentityGraph(profile_app.state.runtime.pool, max_identities=50, max_reach=6)
+    pool = profile_app.state.runtime.pool
+    graph = IdentityGraph(pool, max_identities=50, max_reach=6)
     shared_device = Node("ECID", "kiosk")
     visitors = [Observation((shared_device, Node("Email", f"v{n}@example.com")), T0) for n in range(8)]
 
@@ -97,3 +136,45 @@ async def test_a_tangle_larger_than_the_reach_is_counted_and_logged(
 
     assert truncated() == before + 1
     assert any("larger than the reach limit" in r.getMessage() for r in caplog.records)
+    noted = await pool.fetch("SELECT namespace, value FROM graph_tangles WHERE sandbox = $1", sandbox)
+    assert [(r["namespace"], r["value"]) for r in noted] == [("ECID", "kiosk")]  # where the reach was cut
+
+    await untangled(graph, sandbox)
+
+    members = await stored(pool, sandbox)
+    assert len(members) == 9
+    assert len(set(members.values())) == 1  # one profile
+    assert members == expected(sandbox, visitors, 50)
+
+
+async def test_a_tangle_waits_to_settle_before_it_is_resolved_whole(profile_app: FastAPI) -> None:
+    sandbox = f"t-{uuid.uuid4().hex[:12]}"
+    pool = profile_app.state.runtime.pool
+    graph = IdentityGraph(pool, max_identities=50, max_reach=3)
+    visits = [Observation((Node("ECID", "hub"), Node("Email", f"{n}@x.org")), T0) for n in range(5)]
+    await graph.observe(sandbox, visits[:4])
+    await graph.observe(sandbox, visits[4:])  # reaches 3 of the 6
+    rebuilder = GraphRebuilder(graph, interval_s=60, settle_s=3600)
+
+    await rebuilder.untangle()  # nothing noted an hour ago: this sandbox's note stays
+
+    assert await pool.fetchval("SELECT count(*) FROM graph_tangles WHERE sandbox = $1", sandbox) == 1
+
+
+async def test_a_noted_identity_deleted_since_is_forgotten(profile_app: FastAPI) -> None:
+    sandbox = f"t-{uuid.uuid4().hex[:12]}"
+    pool = profile_app.state.runtime.pool
+    await pool.execute(
+        """INSERT INTO graph_tangles (sandbox, namespace, value, noted_at)
+           VALUES ($1, 'ECID', 'gone', now() - interval '1 hour')""",
+        sandbox,
+    )
+    rebuilder = GraphRebuilder(IdentityGraph(pool, max_identities=50), interval_s=60)
+
+    for _ in range(50):  # the oldest notes first: other tests' may come before it
+        if not await pool.fetchval("SELECT count(*) FROM graph_tangles WHERE sandbox = $1", sandbox):
+            break
+        if await rebuilder.untangle(settle_s=0) is None:
+            await asyncio.sleep(0.05)  # the service's own worker holds it
+
+    assert await pool.fetchval("SELECT count(*) FROM graph_tangles WHERE sandbox = $1", sandbox) == 0

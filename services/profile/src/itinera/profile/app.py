@@ -57,7 +57,9 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             service="profile",
         ),
         ExpirySweep(runtime.pool, config.profile_expiry_interval_s),
-        GraphRebuilder(runtime.state["graph"], config.profile_rebuild_interval_s),
+        GraphRebuilder(
+            runtime.state["graph"], config.profile_rebuild_interval_s, config.profile_tangle_settle_s
+        ),
     ]
 
 

@@ -21,6 +21,9 @@ class ProfileSettings(CommonSettings):
     """Seconds between sweeps deleting events past their dataset's time-to-live."""
     profile_rebuild_interval_s: float = Field(default=2, gt=0)
     """Seconds between looks for graphs to resolve again after a namespace's settings changed."""
+    profile_tangle_settle_s: float = Field(default=5, ge=0)
+    """Seconds a tangle larger than the reach limit waits, noted, before it is resolved
+    whole (so one still growing is resolved once every few seconds, not after every batch)."""
 
 
 @cache

@@ -11,7 +11,13 @@ and resolves what each chunk reaches, exactly as a new observation would: merges
 recorded and announced, views refreshed and changes published, in the chunk's
 transaction. Records observed meanwhile are resolved under the new rules already.
 
-Any number of replicas run the worker: a chunk is taken under the rebuild row's lock
+The same worker resolves whole the tangles the consumer could resolve only in part
+(larger than its reach limit, see
+:meth:`~itinera.profile.identity.service.IdentityGraph.resolve_tangle`): one tangle a
+tick, from the oldest identity noted at least ``settle_s`` ago, so a tangle still
+growing is resolved once every few seconds rather than after every batch.
+
+Any number of replicas run the worker: a chunk or a tangle is taken under its row's lock
 (``SKIP LOCKED``), in the SERIALIZABLE transaction that resolves it.
 """
 
@@ -27,13 +33,21 @@ from prometheus_client import Counter
 
 from itinera.common.periodic import Periodic
 from itinera.profile.identity import namespaces as ns
+from itinera.profile.identity import repository
 from itinera.profile.identity.graph import Node
 from itinera.profile.identity.service import IdentityGraph, Outcome
 from itinera.profile.profiles.outputs import publish_updates
 
 log = logging.getLogger(__name__)
 
-RESOLVED = Counter("itinera_profile_rebuild_identities", "Identities resolved again by graph rebuilds")
+RESOLVED = Counter(
+    "itinera_profile_rebuild_identities",
+    "Identities resolved again by graph rebuilds and whole-tangle resolutions",
+)
+TANGLES = Counter(
+    "itinera_profile_graph_tangles_resolved",
+    "Tangles of links larger than the reach limit resolved whole in the background",
+)
 CHUNK = 200
 
 
@@ -85,16 +99,52 @@ class Step:
     finished: bool
 
 
-class GraphRebuilder(Periodic):
-    """Resolves one chunk of one open rebuild per tick; ticks again at once while any
-    is open."""
+@dataclass(frozen=True, slots=True)
+class Untangled:
+    sandbox: str
+    identities: int
+    profiles_changed: int
 
-    def __init__(self, graph: IdentityGraph, interval_s: float) -> None:
+
+class GraphRebuilder(Periodic):
+    """Resolves one chunk of one open rebuild, or one noted tangle, per tick; ticks again
+    at once while there is more."""
+
+    def __init__(self, graph: IdentityGraph, interval_s: float, settle_s: float = 5.0) -> None:
         super().__init__("profile:graph-rebuild", interval_s)
         self.graph = graph
+        self.settle_s = settle_s
 
     async def tick(self) -> bool:
-        return await self.step() is not None
+        return await self.step() is not None or await self.untangle() is not None
+
+    async def untangle(self, settle_s: float | None = None) -> Untangled | None:
+        """Resolve the whole tangle of the oldest noted identity (noted at least
+        ``settle_s`` ago, the worker's own by default); None when none is waiting."""
+        wait = self.settle_s if settle_s is None else settle_s
+
+        async def work(conn: asyncpg.Connection) -> Untangled | None:
+            noted = await repository.next_tangle(conn, wait)
+            if noted is None:
+                return None
+            sandbox, seed = noted
+            outcome, identities = await self.graph.resolve_tangle(conn, sandbox, seed)
+            await publish_updates(conn, sandbox, outcome, [], [])
+            return Untangled(sandbox, identities, len(outcome.changed))
+
+        done = await self.graph.serializable(work)
+        if done is not None:
+            TANGLES.inc()
+            RESOLVED.inc(done.identities)
+            log.info(
+                "identity graph tangle resolved whole",
+                extra={
+                    "sandbox": done.sandbox,
+                    "identities": done.identities,
+                    "profiles_changed": done.profiles_changed,
+                },
+            )
+        return done
 
     async def step(self) -> Step | None:
         """Resolve the next chunk of an open rebuild; None when none is open."""

@@ -54,12 +54,16 @@ class Reach:
     members: dict[Node, str] = field(default_factory=dict)
     evicted: set[Node] = field(default_factory=set)
     decisions: dict[Link, str] = field(default_factory=dict)
+    cut: set[Node] = field(default_factory=set)
+    """Identities of the reach with stored links to identities beyond it: empty unless
+    the limit cut the reach short."""
 
 
 async def reachable(conn: asyncpg.Connection, sandbox: str, start: Iterable[Node], limit: int) -> Reach:
     """Every identity linked to ``start`` through stored links (whatever the rules
     decided about them), with the links between them and their derived state; at most
-    ``limit`` identities. One statement: identity rows (``kind`` n) and link rows (l).
+    ``limit`` identities, or all of ``start`` when it holds more (it comes first). One
+    statement: identity rows (``kind`` n) and link rows (l).
 
     Every look-up is a LATERAL probe of a primary key or index, so the plan does not
     depend on the planner's idea of how large the tables are."""
@@ -77,7 +81,7 @@ async def reachable(conn: asyncpg.Connection, sandbox: str, start: Iterable[Node
                    WHERE sandbox = $1 AND b_namespace = r.namespace AND b_value = r.value
                ) n
            ), found AS MATERIALIZED (
-               SELECT * FROM reach LIMIT $3
+               SELECT * FROM reach LIMIT greatest($3, json_array_length($2::json))
            )
            SELECT 'n' AS kind, f.namespace AS a_namespace, f.value AS a_value,
                   NULL AS b_namespace, NULL AS b_value, i.first_seen, i.last_seen,
@@ -124,11 +128,37 @@ async def reachable(conn: asyncpg.Connection, sandbox: str, start: Iterable[Node
         else:
             links.append((Link(a, Node(r["b_namespace"], r["b_value"])), r["last_seen"], r["decision"]))
     for link, seen, decision in links:
-        if link.b in reach.nodes:  # a link out of a partial reach is left out
+        if link.b in reach.nodes:
             reach.links[link] = seen
             if decision is not None:
                 reach.decisions[link] = decision
+        else:  # a link out of a reach the limit cut short is left out
+            reach.cut.add(link.a)
+    if len(reach.nodes) >= limit:
+        reach.cut |= await _linked_from_beyond(conn, sandbox, reach.nodes)
     return reach
+
+
+async def _linked_from_beyond(
+    conn: asyncpg.Connection, sandbox: str, found: Mapping[Node, Seen]
+) -> set[Node]:
+    """The identities of ``found`` that are the ``b`` end of a link from outside it (the
+    links read by :func:`reachable` are those whose ``a`` end is in it)."""
+    rows = await conn.fetch(
+        """SELECT l.a_namespace, l.a_value, l.b_namespace, l.b_value
+           FROM json_to_recordset($2::json) AS f(n text, v text)
+           JOIN LATERAL (
+               SELECT a_namespace, a_value, b_namespace, b_value FROM links
+               WHERE sandbox = $1 AND b_namespace = f.n AND b_value = f.v
+           ) l ON true""",
+        sandbox,
+        node_keys(found),
+    )
+    return {
+        Node(r["b_namespace"], r["b_value"])
+        for r in rows
+        if Node(r["a_namespace"], r["a_value"]) not in found
+    }
 
 
 def node_keys(nodes: Iterable[Node]) -> list[dict[str, str]]:
@@ -210,8 +240,9 @@ async def record_merges(
     conn: asyncpg.Connection, sandbox: str, merged: Mapping[str, str], live: Iterable[str]
 ) -> None:
     """Record ``merged`` (old id -> surviving id); ids merged earlier into an old id
-    follow it. A ``live`` id (one that holds identities again, as when a split brings
-    its anchor back) is not merged any more."""
+    follow it (unless merged again themselves: a resolution in part can leave a merged id
+    holding identities, see ``IdentityGraph.resolve_around``). A ``live`` id (one that
+    holds identities again, as when a split brings its anchor back) is not merged any more."""
     if merged:
         await conn.execute(
             """WITH m AS (SELECT * FROM json_to_recordset($2::json) AS r(old uuid, new uuid)),
@@ -222,7 +253,8 @@ async def record_merges(
                        merged_at = now()
                )
                UPDATE merged_profiles mp SET merged_into = m.new FROM m
-               WHERE mp.sandbox = $1 AND mp.merged_into = m.old""",
+               WHERE mp.sandbox = $1 AND mp.merged_into = m.old
+                 AND NOT EXISTS (SELECT 1 FROM m AS again WHERE again.old = mp.profile_id)""",
             sandbox,
             [{"old": old, "new": new} for old, new in sorted(merged.items())],
         )
@@ -286,3 +318,42 @@ async def merged_into(conn: asyncpg.Connection, sandbox: str, profile_id: str) -
         "SELECT merged_into FROM merged_profiles WHERE sandbox = $1 AND profile_id = $2", sandbox, profile_id
     )
     return str(value) if value is not None else None
+
+
+async def note_tangle(conn: asyncpg.Connection, sandbox: str, seeds: Iterable[Node]) -> None:
+    """Ask for the tangle holding ``seeds`` to be resolved whole (an earlier note of the
+    same identity keeps its time). The first 1,000 are enough: each names the whole
+    tangle it is part of."""
+    await conn.execute(
+        """INSERT INTO graph_tangles (sandbox, namespace, value)
+           SELECT $1, r.n, r.v FROM json_to_recordset($2::json) AS r(n text, v text)
+           ON CONFLICT DO NOTHING""",
+        sandbox,
+        node_keys(seeds)[:1000],
+    )
+
+
+async def next_tangle(conn: asyncpg.Connection, settled_s: float) -> tuple[str, Node] | None:
+    """The oldest noted tangle identity at least ``settled_s`` old, locked; None when none."""
+    row = await conn.fetchrow(
+        """SELECT sandbox, namespace, value FROM graph_tangles
+           WHERE noted_at <= now() - make_interval(secs => $1)
+           ORDER BY noted_at LIMIT 1 FOR UPDATE SKIP LOCKED""",
+        settled_s,
+    )
+    return None if row is None else (row["sandbox"], Node(row["namespace"], row["value"]))
+
+
+async def forget_tangles(conn: asyncpg.Connection, sandbox: str, nodes: Iterable[Node]) -> int:
+    """Remove the notes of ``nodes`` (a tangle just resolved whole); how many there were."""
+    removed: int = await conn.fetchval(
+        """WITH gone AS (
+               DELETE FROM graph_tangles t USING json_to_recordset($2::json) AS r(n text, v text)
+               WHERE t.sandbox = $1 AND t.namespace = r.n AND t.value = r.v
+               RETURNING 1
+           )
+           SELECT count(*) FROM gone""",
+        sandbox,
+        node_keys(nodes),
+    )
+    return removed

@@ -30,8 +30,10 @@ from itinera.profile.identity import repository
 from itinera.profile.identity.graph import Link, Node, Seen, anchor, profile_id, resolve
 
 MAX_REACH = 10_000
-"""The most identities one resolution loads; a larger tangle is resolved in part (counted
-and logged, see :data:`TRUNCATED`)."""
+"""The most identities a resolution in the consumer loads; a larger tangle is resolved in
+part there and whole in the background (see :meth:`IdentityGraph.resolve_tangle`)."""
+MAX_TANGLE = 1_000_000
+"""The most identities the background resolution of one tangle loads."""
 RETRIES = 20
 CONFLICTS = Counter(
     "itinera_profile_graph_conflicts",
@@ -39,9 +41,8 @@ CONFLICTS = Counter(
 )
 TRUNCATED = Counter(
     "itinera_profile_graph_reach_truncated",
-    "Resolutions that met as many stored identities as they load (a tangle of links as "
-    "large as the reach limit or larger, such as one device shared by thousands): resolved in part, so "
-    "their outcome may depend on the order records came in",
+    "Resolutions cut short by the reach limit (a tangle of links larger than it, such as one "
+    "device shared by thousands): resolved in part, and noted to be resolved whole in the background",
 )
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,10 +66,17 @@ class Outcome:
 
 
 class IdentityGraph:
-    def __init__(self, pool: asyncpg.Pool, max_identities: int = 50, max_reach: int = MAX_REACH) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        max_identities: int = 50,
+        max_reach: int = MAX_REACH,
+        max_tangle: int = MAX_TANGLE,
+    ) -> None:
         self.pool = pool
         self.max_identities = max_identities
         self.max_reach = max_reach
+        self.max_tangle = max_tangle
 
     async def observe(
         self,
@@ -142,20 +150,57 @@ class IdentityGraph:
         """Resolve the part of the stored graph ``start`` reaches under the rules as they
         are now, and bring its derived state (members, decisions, evictions, merges) to
         what they say. Observing calls it for what a batch touched; a namespace whose
-        graph settings changed has its graphs resolved again through it."""
+        graph settings changed has its graphs resolved again through it.
+
+        At most ``max_reach`` identities are loaded. A tangle larger than that is resolved
+        in part, which depends on the order records came in; the identities where the
+        reach was cut are noted, so that :meth:`resolve_tangle` resolves the whole of it
+        later and the graph ends as the rules say whatever the order."""
         nodes = set(start)
-        rules = ns.rules(known if known is not None else await ns.all_of(conn, sandbox), self.max_identities)
         reach = await repository.reachable(conn, sandbox, nodes, self.max_reach)
-        if len(reach.nodes) >= self.max_reach:
+        if reach.cut:
             TRUNCATED.inc()
             log.warning(
-                "identity graph tangle larger than the reach limit resolved in part",
+                "identity graph tangle larger than the reach limit resolved in part, noted to resolve whole",
                 extra={
                     "sandbox": sandbox,
                     "reach_limit": self.max_reach,
-                    "namespaces": sorted({n.namespace for n in nodes}),
+                    "namespaces": sorted({n.namespace for n in reach.cut}),
                 },
             )
+            await repository.note_tangle(conn, sandbox, reach.cut)
+        return await self._settle(conn, sandbox, nodes, reach, known)
+
+    async def resolve_tangle(
+        self,
+        conn: asyncpg.Connection,
+        sandbox: str,
+        seed: Node,
+        known: Sequence[ns.Namespace] | None = None,
+    ) -> tuple[Outcome, int]:
+        """Resolve the whole tangle holding ``seed`` (up to ``max_tangle`` identities) and
+        forget the notes of every identity in it: the outcome, and how many identities
+        it held."""
+        reach = await repository.reachable(conn, sandbox, [seed], self.max_tangle)
+        if reach.cut:
+            log.error(
+                "identity graph tangle larger than the tangle limit resolved in part",
+                extra={"sandbox": sandbox, "tangle_limit": self.max_tangle, "namespace": seed.namespace},
+            )
+        # The seed too: an identity deleted since it was noted reaches nothing.
+        await repository.forget_tangles(conn, sandbox, {seed, *reach.nodes})
+        return await self._settle(conn, sandbox, {seed}, reach, known), len(reach.nodes)
+
+    async def _settle(
+        self,
+        conn: asyncpg.Connection,
+        sandbox: str,
+        nodes: set[Node],
+        reach: repository.Reach,
+        known: Sequence[ns.Namespace] | None,
+    ) -> Outcome:
+        """Apply the rules to ``reach`` and write what changed; the outcome for ``nodes``."""
+        rules = ns.rules(known if known is not None else await ns.all_of(conn, sandbox), self.max_identities)
         resolution = resolve(reach.nodes, reach.links, rules)
         before = reach.members
         after: dict[Node, str] = {}
