@@ -3,6 +3,7 @@ in the locale the profile reads, with the paths the data lacked and the errors m
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -113,17 +114,27 @@ class TestPreview:
         assert (await api.post(f"{TEMPLATES}/welcome-email/preview", json={"version": 9})).status_code == 404
 
     async def test_a_webhook_payload_must_render_as_json(self, api: httpx.AsyncClient) -> None:
-        hook = {"payload": '{"name": "{{profile.name}}"}', "headers": {"X-Id": "{{profile.id}}"}}
+        hook = {
+            "payload": '{"name": "{{profile.name}}", "raw": {{{profile.raw}}}}',
+            "headers": {"X-Id": "{{profile.id}}"},
+        }
         await created(
             api, TEMPLATES, {"id": "hook", "name": "h", "channel": "webhook", "variants": {"en": hook}}
         )
-        good = (await api.post(f"{TEMPLATES}/hook/preview", json={"profile": {"name": "Jo", "id": 7}})).json()
+        preview = f"{TEMPLATES}/hook/preview"
+        good = (await api.post(preview, json={"profile": {"name": "Jo", "id": 7, "raw": "[1]"}})).json()
         assert (good["parts"]["payload"]["text"], good["parts"]["headers/X-Id"]["text"], good["errors"]) == (
-            '{"name": "Jo"}',
+            '{"name": "Jo", "raw": [1]}',
             "7",
             [],
         )
-        bad = (await api.post(f"{TEMPLATES}/hook/preview", json={"profile": {"name": 'say "hi"'}})).json()
+        # {{x}} is escaped for a JSON string: quotes, backslashes and line breaks stay JSON.
+        quoted = {"name": 'say "hi"\\\n', "raw": "2"}
+        escaped = (await api.post(preview, json={"profile": quoted})).json()
+        assert escaped["errors"] == []
+        assert json.loads(escaped["parts"]["payload"]["text"]) == {"name": 'say "hi"\\\n', "raw": 2}
+        # {{{x}}} is raw: what it inserts must itself be JSON.
+        bad = (await api.post(preview, json={"profile": {"name": "Jo", "raw": "not json"}})).json()
         assert [(e["path"], e["code"]) for e in bad["errors"]] == [("/variants/en/payload", "json")]
 
 

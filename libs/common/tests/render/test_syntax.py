@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,6 +53,13 @@ class TestOutputs:
 
     def test_plain_text_channels_do_not_escape(self) -> None:
         assert render("{{profile.person.name.firstName}} {%= '<b>' %}", escape=False) == "Mark & Mary <b>"
+
+    def test_json_payloads_escape_for_json_strings_and_leave_triple_stash_raw(self) -> None:
+        data = {"name": 'O"Brien \\ <b>\n\t\x01é', "items": "[1, 2]", "n": 4}
+        source = '{"name": "{{name}}", "items": {{{items}}}, "n": {{n}}, "expr": "{%= name %}"}'
+        text = render(source, data, escape="json")
+        assert json.loads(text) == {"name": data["name"], "items": [1, 2], "n": 4, "expr": data["name"]}
+        assert "<b>" in text  # not HTML-escaped
 
     def test_context_values(self) -> None:
         assert render("{{context.x}}") == "7"

@@ -4,8 +4,9 @@ of compiling them, as the API reports them.
 A variant's parts are its personalization templates, each named by its JSON Pointer in
 the variant: ``subject``, ``html``, ``text`` (email), ``text`` (SMS), ``title``,
 ``body``, ``data/<key>`` (push), ``payload``, ``headers/<name>`` (webhook). Only an
-email's ``html`` is HTML-escaped; the others are plain text (the renderer's
-``escape=False``).
+email's ``html`` is HTML-escaped; a webhook's ``payload`` (a text that renders to JSON)
+has its values escaped for JSON strings (``escape="json"``); the others are plain text
+(``escape=False``).
 
 Fragments are loaded by ``Fragments``, a loader over the texts of published fragment
 versions read beforehand (the renderer's loader is synchronous; the database is not).
@@ -21,7 +22,7 @@ from typing import Any
 
 from asyncpg import Record as Row
 
-from itinera.common.render import Problem, Template, TemplateError, compile_cached, compile_template
+from itinera.common.render import Escaping, Problem, Template, TemplateError, compile_cached, compile_template
 
 REQUIRED: dict[str, tuple[str, ...]] = {
     "email": ("subject", "html"),
@@ -43,7 +44,7 @@ class PartText:
     name: str
     """Its JSON Pointer in the variant, without the leading ``/``: ``html``, ``data/url``."""
     source: str
-    escape: bool
+    escape: Escaping
 
 
 def parts(channel: str, variant: Mapping[str, Any]) -> list[PartText]:
@@ -52,7 +53,8 @@ def parts(channel: str, variant: Mapping[str, Any]) -> list[PartText]:
     for name in ("subject", "html", "text", "title", "body", "payload"):
         value = variant.get(name)
         if isinstance(value, str):
-            found.append(PartText(name, value, escape=(channel, name) in VISUAL_PARTS))
+            escape: Escaping = "json" if name == "payload" else (channel, name) in VISUAL_PARTS
+            found.append(PartText(name, value, escape))
     for group in ("data", "headers"):
         values = variant.get(group)
         if isinstance(values, Mapping):
@@ -178,7 +180,7 @@ def code_of(problem: Problem) -> str:
 
 
 def compile_part(
-    source: str, *, key: tuple[Any, ...] | None, fragments: Fragments, escape: bool
+    source: str, *, key: tuple[Any, ...] | None, fragments: Fragments, escape: Escaping
 ) -> tuple[Template | None, list[Problem]]:
     """The compiled part (through the process's compile cache when ``key`` is given) or
     every problem the renderer found."""

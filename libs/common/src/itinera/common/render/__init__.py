@@ -13,7 +13,10 @@ stated here where it does not:
 
 - ``{{profile.person.name.firstName}}`` outputs a value HTML-escaped (``& < > " ' ` =``);
   ``{{{...}}}`` outputs it raw. ``{%= expression %}`` outputs an expression, escaped
-  too. With ``escape=False`` (SMS, push) nothing is escaped. ``{{!-- --}}`` and
+  too. With ``escape=False`` (SMS, push) nothing is escaped; with ``escape="json"`` (a
+  webhook payload, a text that renders to JSON) ``{{x}}`` is escaped to sit between the
+  quotes of a JSON string (``"{{profile.person.name.lastName}}"`` stays valid JSON for
+  ``O"Brien``), and ``{{{x}}}`` is raw (to insert a number or JSON). ``{{!-- --}}`` and
   ``{{! }}`` are comments; ``\\{{`` is a literal ``{{``; ``{{~`` and ``~}}`` trim the
   whitespace beside the tag.
 - Paths read keys of dicts and items of lists: ``a.b``, ``a.0``, ``a.[odd key]``,
@@ -115,10 +118,12 @@ from itinera.common.render.cache import DEFAULT_CACHE, TemplateCache, compile_ca
 from itinera.common.render.compiler import FragmentLoader, Limits, Rendered, Template, compile_template
 from itinera.common.render.errors import Problem, TemplateError, UndefinedPath
 from itinera.common.render.helpers import HELPERS
+from itinera.common.render.values import Escaping
 
 __all__ = [
     "DEFAULT_CACHE",
     "HELPERS",
+    "Escaping",
     "FragmentLoader",
     "Limits",
     "Problem",

@@ -9,6 +9,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from itinera.common.render.compiler import FragmentLoader, Limits, Template, compile_template
+from itinera.common.render.values import Escaping
 
 
 class TemplateCache:
@@ -34,7 +35,7 @@ class TemplateCache:
         key: Hashable | None = None,
         *,
         fragments: FragmentLoader | None = None,
-        escape: bool = True,
+        escape: Escaping = True,
         limits: Limits | None = None,
     ) -> Template:
         """The compiled template, compiled on first use; raises ``TemplateError`` as ``compile_template``."""
@@ -66,7 +67,7 @@ def compile_cached(
     key: Hashable | None = None,
     *,
     fragments: FragmentLoader | None = None,
-    escape: bool = True,
+    escape: Escaping = True,
     limits: Limits | None = None,
 ) -> Template:
     """``compile_template`` through the process-wide ``DEFAULT_CACHE``."""

@@ -20,7 +20,16 @@ from itinera.common.render import ast
 from itinera.common.render.errors import Problem, Source, TemplateError, UndefinedPath
 from itinera.common.render.helpers import HELPERS, Helper, like_pattern
 from itinera.common.render.parser import parse
-from itinera.common.render.values import arithmetic, escape_html, is_number, order, same, to_text, truthy
+from itinera.common.render.values import (
+    Escaping,
+    arithmetic,
+    escaper,
+    is_number,
+    order,
+    same,
+    to_text,
+    truthy,
+)
 
 FragmentLoader = Callable[[str], str | None]
 """Gives a fragment's template text by id, or ``None`` when there is no such fragment."""
@@ -117,7 +126,7 @@ class Template:
     """A compiled template; ``render`` is safe to call from many threads at once."""
 
     source: str
-    escape: bool
+    escape: Escaping
     limits: Limits
     reads: frozenset[str]
     """The data paths the template reads by name (``profile.person.name.firstName``...)."""
@@ -158,14 +167,16 @@ def compile_template(
     source: str,
     *,
     fragments: FragmentLoader | None = None,
-    escape: bool = True,
+    escape: Escaping = True,
     limits: Limits | None = None,
 ) -> Template:
     """Compiles ``source`` once; raises ``TemplateError`` naming every problem found.
 
     ``fragments`` gives the text of the fragments ``{{fragment id="..."}}`` names; without
     it a template naming a fragment does not compile. ``escape=False`` is for plain-text
-    channels (SMS, push): ``{{x}}`` then outputs like ``{{{x}}}``.
+    channels (SMS, push): ``{{x}}`` then outputs like ``{{{x}}}``; ``escape="json"`` for
+    a text that renders to a JSON document (a webhook's payload): ``{{x}}`` then outputs
+    what may sit between the quotes of a JSON string, ``{{{x}}}`` still the raw text.
     """
     given: object = source
     if not isinstance(given, str):
@@ -233,7 +244,7 @@ def walk(value: Any, segments: tuple[str | int, ...]) -> Any:
 
 
 class _Compiler:
-    def __init__(self, loader: FragmentLoader | None, escape: bool, limits: Limits) -> None:
+    def __init__(self, loader: FragmentLoader | None, escape: Escaping, limits: Limits) -> None:
         self.loader = loader
         self.escape = escape
         self.limits = limits
@@ -306,7 +317,7 @@ class _Compiler:
 
     def output(self, node: ast.Output) -> Run:
         value_of = self.expression(node.expression)
-        escape = self.escape and node.escape
+        escape = escaper(self.escape) if node.escape else None
         where = self.overflow(node)
         no_text = self.source.problem("a map has no text; output a key of it", node.start, node.end)
 
@@ -316,8 +327,8 @@ class _Compiler:
             if text is None:
                 frame.errors[no_text] = None
                 return
-            if escape:
-                text = escape_html(text)
+            if escape is not None:
+                text = escape(text)
             frame.out.append(text)
             frame.size += len(text)
             if frame.size > frame.limits.max_output_chars:

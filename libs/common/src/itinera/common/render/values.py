@@ -6,10 +6,12 @@ the ``datetime`` values of the date helpers. Nothing here raises on any of them.
 
 from __future__ import annotations
 
+import json
 import math
 import re
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from itinera.common.render.dates import as_datetime, iso
 
@@ -27,6 +29,26 @@ _SPECIAL = re.compile(r"[&<>\"'`=]")
 def escape_html(text: str) -> str:
     """Text safe inside HTML elements and quoted attributes (Handlebars escapes the same set)."""
     return text.translate(_ESCAPES) if _SPECIAL.search(text) else text
+
+
+Escaping = bool | Literal["json"]
+"""How ``{{x}}`` outputs: ``True`` HTML-escaped, ``False`` as it is, ``"json"`` escaped to
+sit between the quotes of a JSON string."""
+
+_JSON_SPECIAL = re.compile(r'["\\\x00-\x1f]')
+
+
+def escape_json(text: str) -> str:
+    """Text safe between the quotes of a JSON string: quotes, backslashes and control
+    characters escaped as JSON escapes them."""
+    return json.dumps(text, ensure_ascii=False)[1:-1] if _JSON_SPECIAL.search(text) else text
+
+
+def escaper(escaping: Escaping) -> Callable[[str], str] | None:
+    """The function ``{{x}}`` applies to its text; None when it outputs it as it is."""
+    if escaping == "json":
+        return escape_json
+    return escape_html if escaping else None
 
 
 def is_number(value: Any) -> bool:

@@ -5,7 +5,8 @@ rendered with ``{"profile": ..., "context": ...}``.
 Only an email's HTML is HTML-escaped; its subject and text, and SMS, push and webhook
 parts, are not (they are not HTML, and escaping would show ``&amp;`` to the reader).
 A webhook payload given as an object has each of its texts rendered; given as one
-text it is rendered and must then be JSON. A part that cannot compile, or renders with
+text it is rendered with values escaped for JSON strings (``{{x}}``; ``{{{x}}}`` is raw)
+and must then be JSON. A part that cannot compile, or renders with
 errors, makes the message excluded (reason ``render``) with the first problem.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from itinera.common.render import TemplateError, compile_cached
+from itinera.common.render import Escaping, TemplateError, compile_cached
 from itinera.common.render.locale import choose_locale
 
 TEXT_PARTS: dict[str, tuple[str, ...]] = {
@@ -75,7 +76,7 @@ def fragments_for(
 
 
 def _render(
-    source: Any, key: tuple[Any, ...], data: Mapping[str, Any], fragments: Fragments | None, escape: bool
+    source: Any, key: tuple[Any, ...], data: Mapping[str, Any], fragments: Fragments | None, escape: Escaping
 ) -> str:
     if not isinstance(source, str):
         raise RenderFailed(f"{key[-1]} is not a text")
@@ -138,7 +139,7 @@ def render_message(
             raise RenderFailed("the webhook has no url")
         payload = variant.get("payload")
         if isinstance(payload, str):
-            text = _render(payload, (*base, "payload"), data, loader, escape=False)
+            text = _render(payload, (*base, "payload"), data, loader, escape="json")
             try:
                 parts["payload"] = orjson.loads(text)
             except orjson.JSONDecodeError:
