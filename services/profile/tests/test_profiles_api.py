@@ -360,6 +360,13 @@ class TestWrites:
         assert view["entity"]["person"]["name"]["firstName"] == "Di"
         refused = await http.patch(f"/v1/profiles/{profile_id}/attributes", json={"identityMap": {}})
         assert refused.status_code == 400
+        huge = await http.patch(
+            f"/v1/profiles/{profile_id}/attributes",
+            content=b'{"loyalty": {"points": [1, 123456789012345678901234567890]}}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert huge.status_code == 400
+        assert [e["path"] for e in huge.json()["errors"]] == ["/loyalty/points/1"]
 
     async def test_deleting_a_profile_removes_its_fragments_events_and_identities(
         self, http: httpx.AsyncClient, infrastructure: StackInfo, sandbox: str

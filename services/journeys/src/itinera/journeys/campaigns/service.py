@@ -27,6 +27,7 @@ from asyncpg import Record as Row
 
 from itinera.common import pql
 from itinera.common.errors import Conflict, NotFound, ValidationFailed
+from itinera.common.jsonvalues import json_problems as common_json_problems
 from itinera.journeys import templates
 from itinera.journeys.audiences import repository as audience_answers
 from itinera.journeys.audiences.checks import warning
@@ -40,7 +41,6 @@ from itinera.journeys.schedules import first_run, zone
 
 CAMPAIGNS = "/v1/campaigns"
 MAX_DEPTH = 32
-_INT_RANGE = (-(2**63), 2**64 - 1)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -57,33 +57,12 @@ def parse_id(text: str) -> uuid.UUID | None:
 # JSON values sent by clients
 
 
-def json_problems(value: Any, path: str, depth: int = 0) -> list[Problem]:
-    """What keeps ``value`` from being stored and sent as JSON: text PostgreSQL and UTF-8
-    cannot hold, integers beyond 64 bits, nesting deeper than ``MAX_DEPTH``."""
-    if depth > MAX_DEPTH:
-        return [Problem(path, f"nested more than {MAX_DEPTH} levels deep", "depth")]
-    if isinstance(value, str):
-        if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
-            return [Problem(path, "NUL characters and lone surrogates are not allowed", "string")]
-        return []
-    if isinstance(value, bool) or value is None or isinstance(value, float):
-        return []
-    if isinstance(value, int):
-        if not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
-            return [Problem(path, "an integer of at most 64 bits is expected", "range")]
-        return []
-    if isinstance(value, Mapping):
-        found: list[Problem] = []
-        for key, item in value.items():
-            pointer = str(key).replace("~", "~0").replace("/", "~1")
-            found += json_problems(str(key), f"{path}/{pointer}", depth + 1) if isinstance(key, str) else []
-            found += json_problems(item, f"{path}/{pointer}", depth + 1)
-        return found
-    if isinstance(value, list | tuple):
-        return [
-            p for number, item in enumerate(value) for p in json_problems(item, f"{path}/{number}", depth + 1)
-        ]
-    return [Problem(path, f"{type(value).__name__} is not a JSON value", "type")]
+def json_problems(value: Any, path: str) -> list[Problem]:
+    """What keeps ``value`` from being stored and sent as JSON
+    (:func:`itinera.common.jsonvalues.json_problems`)."""
+    return [
+        Problem(e.path, e.message, e.code) for e in common_json_problems(value, path, max_depth=MAX_DEPTH)
+    ]
 
 
 def refuse(problems: list[Problem], what: str, extra: dict[str, Any] | None = None) -> ValidationFailed:

@@ -18,6 +18,7 @@ import orjson
 
 from itinera.common.db.outbox import enqueue
 from itinera.common.errors import FieldError, ValidationFailed
+from itinera.common.jsonvalues import json_problems
 from itinera.common.kafka import topics
 from itinera.common.kafka.envelope import Envelope
 from itinera.profile.identity import repository as graph
@@ -50,6 +51,9 @@ def _check(attributes: Any) -> None:
         raise ValidationFailed(
             "identities cannot be changed here", [FieldError("/identityMap", "not an attribute", "forbidden")]
         )
+    problems = json_problems(attributes)
+    if problems:
+        raise ValidationFailed("the attributes cannot be stored as JSON", problems[:20])
     if len(orjson.dumps(attributes)) > MAX_UPDATE_BYTES:
         raise ValidationFailed("too large", [FieldError("", f"at most {MAX_UPDATE_BYTES} bytes", "size")])
 
