@@ -16,6 +16,7 @@ from itinera.channels.config import ChannelsSettings, settings
 from itinera.channels.content.consumers import ContentHandler
 from itinera.channels.messages.consumers import MessageHandler, ProfileSource
 from itinera.channels.messages.delivery import DeliveryRunner
+from itinera.channels.messages.retention import RetentionSweep
 from itinera.channels.messages.waiting import ProfileWaits
 from itinera.channels.reports.mailbox import BounceMailbox
 from itinera.channels.tracking import Tracker
@@ -96,6 +97,7 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             service="channels",
         ),
         DeliveryRunner(runtime.pool, config),
+        RetentionSweep(runtime.pool, config),
     ]
 
 

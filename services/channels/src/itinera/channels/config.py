@@ -79,6 +79,13 @@ class ChannelsSettings(CommonSettings):
     put it on the suppression list (AJO's default threshold, 5, and its range, 1 to 20)."""
     channels_soft_bounce_period_s: float = Field(default=30 * 86400.0, gt=0)
     """How long a soft bounce counts towards the limit."""
+    channels_content_retention_days: float = Field(default=30, gt=0)
+    """Days a final message's rendered parts are kept (from when it was taken)."""
+    channels_message_retention_days: float = Field(default=400, ge=32)
+    """Days a final message, its links and opens are kept (from when it was taken): at
+    least a calendar month, which frequency caps count."""
+    channels_retention_interval_s: float = Field(default=300, gt=0)
+    """Seconds between retention sweeps."""
     channels_default_time_zone: str = "UTC"
     """Quiet hours' time zone of a profile without ``timeZone``."""
     channels_test_pause_before_send_s: float = Field(default=0.0, ge=0)
