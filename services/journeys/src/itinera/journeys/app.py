@@ -22,6 +22,7 @@ from itinera.journeys.peers import Peers
 from itinera.journeys.runtime.actions import ActionRunner
 from itinera.journeys.runtime.consumers import RuntimeHandler, TimerRunner
 from itinera.journeys.runtime.reads import AudienceReader
+from itinera.journeys.runtime.retention import InstanceRetention
 from itinera.journeys.templates import TemplatesHandler
 
 
@@ -97,6 +98,9 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             config.journeys_campaign_interval_s,
             config.journeys_campaign_batch,
             peers,
+        ),
+        InstanceRetention(
+            runtime.pool, config.journeys_instance_retention_days, config.journeys_retention_interval_s
         ),
     ]
 

@@ -64,6 +64,11 @@ class JourneysSettings(CommonSettings):
     the profile this service has (none: only the recipient's identity)."""
     journeys_peer_timeout_s: float = Field(default=5, gt=0, le=60)
     """How long a call to the segmentation or profile service may take."""
+    journeys_instance_retention_days: float = Field(default=91, gt=0)
+    """Days an ended instance, its steps and waits are kept after it ended (Journey
+    Optimizer's 91 days): what keeps a profile out of a journey without re-entrance."""
+    journeys_retention_interval_s: float = Field(default=300, gt=0)
+    """Seconds between sweeps deleting ended instances past their retention."""
 
     @field_validator("journeys_action_allow_hosts", mode="before")
     @classmethod

@@ -6,9 +6,10 @@ outbox in that same transaction.
 - **Entering** (:meth:`Run.enter`): a profile enters a live version when it is within the
   journey's start and end dates, in its test profiles when in test mode, has no live
   instance of the journey (one per profile and journey), and re-entrance allows it
-  (never after a first entry when it is not allowed; not before ``waitSeconds`` after
-  the last entry when it is). What made it enter (an event id, a membership record id)
-  is kept: the same trigger never enters twice, however often it is delivered.
+  (not while an earlier instance is kept when it is not allowed, see :mod:`retention`;
+  not before ``waitSeconds`` after the last entry when it is). What made it enter (an
+  event id, a membership record id) is kept with the instance: the same trigger never
+  enters twice, however often it is delivered.
 - **Walking**: see :mod:`walker`. A pause keeps a timer (``resume``) and/or an event
   wait; each instance also has a ``timeout`` timer, the journey's global timeout.
 - **Ending**: completed (a path ended), failed (a step failed without an error path),

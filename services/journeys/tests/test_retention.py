@@ -1,0 +1,84 @@
+"""Ended instances are deleted with their history once past the retention; live ones are
+kept whatever their age; a journey without re-entrance keeps a profile out only while
+its last instance is kept."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import httpx
+
+from itinera.common.kafka.producer import Producer
+from itinera.common.testing import eventually
+from itinera.journeys.runtime.retention import InstanceRetention
+
+from .test_runtime import JOURNEYS, happened, instances, live
+
+
+async def test_ended_instances_go_after_the_retention_and_waiting_ones_stay(
+    api: httpx.AsyncClient, producer: Producer, sandbox: str, pool: asyncpg.Pool
+) -> None:
+    quick = await live(  # no re-entrance (the default)
+        api,
+        [
+            {"id": "start", "type": "event", "eventType": "shop.visited", "next": "done"},
+            {"id": "done", "type": "end"},
+        ],
+    )
+    slow = await live(
+        api,
+        [
+            {"id": "start", "type": "event", "eventType": "shop.visited", "next": "pause"},
+            {"id": "pause", "type": "wait", "duration": "P30D"},
+        ],
+    )
+    old, recent = str(uuid.uuid4()), str(uuid.uuid4())
+    for profile in (old, recent):
+        await happened(producer, sandbox, profile, "shop.visited")
+
+    async def entered() -> bool:
+        return len(await instances(api, quick)) == 2 and len(await instances(api, slow)) == 2
+
+    await eventually(entered, timeout_s=30)
+    (gone_id,) = [i["instanceId"] for i in await instances(api, quick) if i["profileId"] == old]
+    await pool.execute(  # the old profile's instances: entered 100 days ago, the quick one ended then
+        """UPDATE instances SET entered_at = entered_at - interval '100 days',
+                  ended_at = ended_at - interval '100 days'
+           WHERE sandbox = $1 AND profile_id = $2""",
+        sandbox,
+        uuid.UUID(old),
+    )
+
+    deleted = await InstanceRetention(pool, retention_days=91, interval_s=60).sweep()
+
+    assert deleted >= 1
+    left = {(i["profileId"], i["status"]) for i in await instances(api, quick)}
+    assert left == {(recent, "completed")}
+    assert {i["status"] for i in await instances(api, slow)} == {"waiting"}  # both kept
+    assert len(await instances(api, slow)) == 2
+    assert (await api.get(f"{JOURNEYS}/{quick}/instances/{gone_id}")).status_code == 404
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM instance_steps WHERE sandbox = $1 AND instance_id = $2",
+        sandbox,
+        uuid.UUID(gone_id),
+    )
+
+    # Without re-entrance, the old profile was kept out while its instance was kept; now
+    # it may enter again, the recent one still may not.
+    for profile in (old, recent):
+        await happened(producer, sandbox, profile, "shop.visited")
+
+    async def reentered() -> bool:
+        return any(i["profileId"] == old for i in await instances(api, quick))
+
+    await eventually(reentered, timeout_s=30)
+    by_profile = sorted(i["profileId"] for i in await instances(api, quick))
+    assert by_profile == sorted([old, recent])
+    assert (await api.get(f"{JOURNEYS}/{quick}")).status_code == 200
+
+
+async def test_a_sweep_with_nothing_due_deletes_nothing(pool: asyncpg.Pool) -> None:
+    long_ago = datetime(2000, 1, 1, tzinfo=UTC) + timedelta(days=91)
+    assert await InstanceRetention(pool, retention_days=91, interval_s=60).sweep(now=long_ago) == 0
