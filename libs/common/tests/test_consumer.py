@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -385,3 +386,28 @@ async def until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
         return condition()
 
     await eventually(check, timeout_s)
+
+
+async def test_a_batch_that_never_ends_does_not_hang_the_stop(
+    settings: CommonSettings, producer: Producer, new_topic: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = await new_topic("consumer.stuck")
+    await producer.publish(source, [envelope(key("stuck"), {"n": 1})])
+    entered = asyncio.Event()
+
+    async def stuck(batch: list[Record]) -> None:
+        entered.set()
+        await asyncio.Event().wait()  # a handler waiting on something that never comes
+
+    bounded = settings.model_copy(update={"consumer_stop_timeout_s": 3})
+    loop = ConsumerLoop(
+        bounded, f"test-common-stuck-{uuid.uuid4().hex[:8]}", [source], stuck, producer, SERVICE
+    )
+    await loop.start()
+    await asyncio.wait_for(entered.wait(), 30)
+
+    with caplog.at_level(logging.WARNING, logger="itinera.common.kafka.consumer"):
+        await asyncio.wait_for(loop.stop(), 30)  # a guard: without the bound it never returns
+
+    (warned,) = [r for r in caplog.records if "did not stop in time" in r.getMessage()]
+    assert any(line.endswith(" stuck") for line in warned.__dict__["waiting_at"])  # where it hung

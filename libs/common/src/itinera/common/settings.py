@@ -63,6 +63,9 @@ class CommonSettings(BaseSettings):
     consumer_backoff_initial_ms: int = Field(default=100, ge=0)
     consumer_backoff_max_ms: int = Field(default=5_000, ge=0)
     consumer_batch_max: int = Field(default=500, ge=1)
+    consumer_stop_timeout_s: float = Field(default=20, gt=0)
+    """How long stopping a consumer may wait for the batch in hand, then for leaving the
+    group, before it gives up on each (logged): a stop never hangs a process."""
     consumer_fetch_max_wait_ms: int = Field(default=50, ge=0)
     """How long the broker may hold a fetch. Kafka answers as soon as a record is there;
     Tansu (the local broker) holds every fetch this long, so it bounds each consumer

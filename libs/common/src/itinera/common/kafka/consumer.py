@@ -22,6 +22,7 @@ same transaction as the effect): delivery is at least once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -167,12 +168,28 @@ class ConsumerLoop:
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.group}")
 
     async def stop(self) -> None:
-        """Finish the batch in hand, commit it, leave the group."""
+        """Finish the batch in hand, commit it, leave the group; each step waits at most
+        ``consumer_stop_timeout_s`` (then the batch is cancelled, uncommitted, and done
+        again by whoever takes the partitions)."""
         self._stopping.set()
+        limit = self.settings.consumer_stop_timeout_s
         if self._task is not None:
-            await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=limit)
+            if done:
+                await self._task  # its failure, if it failed
+            else:
+                log.warning(
+                    "consumer loop did not stop in time; cancelled",
+                    extra={"group": self.group, "waiting_at": _awaiting(self._task)},
+                )
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
         if self._consumer is not None:
-            await self._consumer.stop()
+            try:
+                await asyncio.wait_for(self._consumer.stop(), limit)
+            except TimeoutError:
+                log.warning("consumer did not leave its group in time", extra={"group": self.group})
 
     async def _run(self) -> None:
         assert self._consumer is not None
@@ -363,3 +380,15 @@ def _record(msg: Any) -> Record:
         headers=header_map(msg.headers),
         timestamp_ms=msg.timestamp,
     )
+
+
+def _awaiting(task: asyncio.Task[Any]) -> list[str]:
+    """Where a task waits: its chain of awaited coroutines, outermost first."""
+    found: list[str] = []
+    step: Any = task.get_coro()
+    while step is not None and len(found) < 50:
+        frame = getattr(step, "cr_frame", None) or getattr(step, "gi_frame", None)
+        if frame is not None:
+            found.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        step = getattr(step, "cr_await", None) or getattr(step, "gi_yieldfrom", None)
+    return found
