@@ -12,6 +12,9 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+
+import asyncpg
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,21 @@ class Periodic(ABC):
     @abstractmethod
     async def tick(self) -> bool:
         """Do one unit of work; True when more is waiting (the next tick comes at once)."""
+
+    async def drain(
+        self, pool: asyncpg.Pool, chunk: Callable[[asyncpg.Connection], Awaitable[int]], size: int
+    ) -> int:
+        """Run ``chunk`` (one statement over at most ``size`` rows, each on a connection of
+        its own) until it does fewer than ``size`` or the worker is stopping; how many rows
+        it did in all. For sweeps that delete or clear what is past its time."""
+        done = 0
+        while not self.stopping:
+            async with pool.acquire() as conn:
+                count = await chunk(conn)
+            done += count
+            if count < size:
+                break
+        return done
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self.name)

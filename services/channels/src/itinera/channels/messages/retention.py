@@ -129,27 +129,15 @@ class RetentionSweep(Periodic):
         at = now or datetime.now(UTC)
         content_before = at - timedelta(days=self.settings.channels_content_retention_days)
         message_before = at - timedelta(days=self.settings.channels_message_retention_days)
-        swept = Swept()
-        while not self.stopping:
-            async with self.pool.acquire() as conn:
-                count = await clear_contents(conn, content_before, CHUNK)
-            swept.contents += count
-            CLEARED.inc(count)
-            if count < CHUNK:
-                break
-        while not self.stopping:
-            async with self.pool.acquire() as conn:
-                count = await delete_messages(conn, message_before, CHUNK)
-            swept.messages += count
-            DELETED.inc(count)
-            if count < CHUNK:
-                break
-        while not self.stopping:
-            async with self.pool.acquire() as conn:
-                count = await delete_reports(conn, content_before, message_before, CHUNK)
-            swept.reports += count
-            if count < CHUNK:
-                break
+        swept = Swept(
+            contents=await self.drain(self.pool, lambda c: clear_contents(c, content_before, CHUNK), CHUNK),
+            messages=await self.drain(self.pool, lambda c: delete_messages(c, message_before, CHUNK), CHUNK),
+            reports=await self.drain(
+                self.pool, lambda c: delete_reports(c, content_before, message_before, CHUNK), CHUNK
+            ),
+        )
+        CLEARED.inc(swept.contents)
+        DELETED.inc(swept.messages)
         async with self.pool.acquire() as conn:
             swept.soft_bounces = await delete_soft_bounces(
                 conn, at - timedelta(seconds=self.settings.channels_soft_bounce_period_s)

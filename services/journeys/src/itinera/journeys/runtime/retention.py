@@ -57,14 +57,8 @@ class InstanceRetention(Periodic):
     async def sweep(self, now: datetime | None = None) -> int:
         """Delete every instance past its retention, a chunk a statement; how many."""
         before = (now or datetime.now(UTC)) - self.retention
-        deleted = 0
-        while not self.stopping:
-            async with self.pool.acquire() as conn:
-                count = await delete_ended(conn, before, CHUNK)
-            deleted += count
-            DELETED.inc(count)
-            if count < CHUNK:
-                break
+        deleted = await self.drain(self.pool, lambda conn: delete_ended(conn, before, CHUNK), CHUNK)
+        DELETED.inc(deleted)
         if deleted:
             log.info("ended journey instances deleted", extra={"instances": deleted})
         return deleted

@@ -9,6 +9,7 @@ the event's own ``timestamp``.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import asyncpg
@@ -41,13 +42,12 @@ class ExpirySweep(Periodic):
             ttls = await repository.all_ttls(conn)
         deleted = 0
         for sandbox, dataset_id, ttl in ttls:
-            while not self.stopping:
-                async with self.pool.acquire() as conn:
-                    count = await repository.delete_expired(conn, sandbox, dataset_id, ttl, CHUNK)
-                deleted += count
-                EXPIRED.inc(count)
-                if count < CHUNK:
-                    break
+            expire = functools.partial(
+                repository.delete_expired, sandbox=sandbox, dataset_id=dataset_id, ttl=ttl, limit=CHUNK
+            )
+            count = await self.drain(self.pool, expire, CHUNK)
+            deleted += count
+            EXPIRED.inc(count)
         if deleted:
             log.info("expired events deleted", extra={"events": deleted})
         return deleted
