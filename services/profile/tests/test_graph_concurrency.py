@@ -59,6 +59,21 @@ async def stored(pool: asyncpg.Pool, sandbox: str) -> dict[Node, str]:
     return {Node(r["namespace"], r["value"]): str(r["profile_id"]) for r in rows}
 
 
+async def observed(
+    graph: IdentityGraph, sandbox: str, seen: list[Observation], workers: int, order: object
+) -> None:
+    """``seen`` shuffled by ``order`` and dealt to ``workers`` concurrent workers, each
+    observing two records a transaction, so that their transactions interleave."""
+    shuffled = list(seen)
+    order.shuffle(shuffled)  # type: ignore[attr-defined]
+
+    async def worker(lane: list[Observation]) -> None:
+        for start in range(0, len(lane), 2):
+            await graph.observe(sandbox, lane[start : start + 2])
+
+    await asyncio.gather(*(worker(shuffled[i::workers]) for i in range(workers)))
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(seen=observations, workers=st.integers(1, 4), order=st.randoms(), limit=st.sampled_from([3, 50]))
 async def test_concurrent_workers_in_any_order_reach_the_graph_the_rules_allow(
@@ -66,16 +81,7 @@ async def test_concurrent_workers_in_any_order_reach_the_graph_the_rules_allow(
 ) -> None:
     sandbox = f"t-{uuid.uuid4().hex[:12]}"
     graph = IdentityGraph(profile_app.state.runtime.pool, max_identities=limit)
-    shuffled = list(seen)
-    order.shuffle(shuffled)  # type: ignore[attr-defined]
-    lanes = [shuffled[i::workers] for i in range(workers)]
-
-    async def worker(lane: list[Observation]) -> None:
-        # Small batches, so the workers' transactions interleave.
-        for start in range(0, len(lane), 2):
-            await graph.observe(sandbox, lane[start : start + 2])
-
-    await asyncio.gather(*(worker(lane) for lane in lanes))
+    await observed(graph, sandbox, seen, workers, order)
     assert await stored(graph.pool, sandbox) == expected(sandbox, seen, limit)
 
 
@@ -102,15 +108,7 @@ async def test_tangles_larger_than_the_reach_end_as_the_rules_allow_once_resolve
     # resolved in part (order-dependent) and noted; resolving the notes settles them.
     sandbox = f"t-{uuid.uuid4().hex[:12]}"
     graph = IdentityGraph(profile_app.state.runtime.pool, max_identities=50, max_reach=reach)
-    shuffled = list(seen)
-    order.shuffle(shuffled)  # type: ignore[attr-defined]
-    lanes = [shuffled[i::workers] for i in range(workers)]
-
-    async def worker(lane: list[Observation]) -> None:
-        for start in range(0, len(lane), 2):
-            await graph.observe(sandbox, lane[start : start + 2])
-
-    await asyncio.gather(*(worker(lane) for lane in lanes))
+    await observed(graph, sandbox, seen, workers, order)
     await untangled(graph, sandbox)
 
     assert await stored(graph.pool, sandbox) == expected(sandbox, seen, 50)
