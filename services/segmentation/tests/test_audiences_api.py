@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from itinera.common.auth import ALL_SCOPES, mint_token
 from itinera.common.projection import Event, Plan
 from itinera.common.testing import client_for, eventually
+from itinera.segmentation.audiences import repository as audience_repository
 from itinera.segmentation.audiences import service
 from itinera.segmentation.audiences.schemas import PreviewIn
 from itinera.segmentation.audiences.service import Limits
@@ -528,6 +529,58 @@ class TestPreviewsInTheBackground:
         estimate = (await api.get(f"{ESTIMATE}/{preview_id}")).json()
         assert (estimate["state"], estimate["estimatedSize"], estimate["totalRows"]) == ("RESULT_READY", 1, 2)
         assert estimate["itinera"]["evaluatedAt"] < estimate["itinera"]["expiresAt"]
+
+    async def test_a_running_estimate_shows_how_far_the_evaluation_has_got(
+        self, api: httpx.AsyncClient, tenant: Tenant
+    ) -> None:
+        await self.buyer_and_browser(tenant)
+        async with events_held(tenant) as held:
+            preview_id = await start_preview(api, self.RULE)
+            await waited_for(held)
+            # What the worker records after each chunk, on a connection of its own.
+            await audience_repository.record_progress(
+                tenant.pool, tenant.sandbox, uuid.UUID(preview_id), 2, 1, 1
+            )
+
+            estimate = (await api.get(f"{ESTIMATE}/{preview_id}")).json()
+            assert estimate["state"] == "RUNNING"
+            assert (
+                estimate["profilesReadSoFar"],
+                estimate["profilesMatchedSoFar"],
+                estimate["totalRows"],
+            ) == (
+                1,
+                1,
+                2,
+            )
+            assert estimate["estimatedSize"] == 2  # so far, one in one
+
+        await evaluated(api, preview_id)
+        estimate = (await api.get(f"{ESTIMATE}/{preview_id}")).json()
+        assert (estimate["profilesReadSoFar"], estimate["estimatedSize"]) == (2, 1)
+        left = await tenant.pool.fetchval(
+            "SELECT count(*) FROM preview_progress WHERE sandbox = $1", tenant.sandbox
+        )
+        assert left == 0  # the worker's progress goes with its evaluation
+
+    async def test_the_evaluation_reports_its_progress_after_each_chunk(self, tenant: Tenant) -> None:
+        french, german = ids(3), ids(2)
+        await tenant.project(
+            {**dict.fromkeys(french, FR), **{g: {"homeAddress": {"countryCode": "DE"}} for g in german}}
+        )
+        heard: list[tuple[int, int, int]] = []
+
+        async def progress(total: int, read: int, matched: int) -> None:
+            heard.append((total, read, matched))
+
+        preview = {"sandbox": tenant.sandbox, "id": uuid.uuid4(), "expression": FRENCH, "max_profiles": 100}
+        async with tenant.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            kept = await service.evaluate_preview(conn, preview, 100, progress, chunk=2)
+
+        assert not kept  # no such preview row: nothing stored
+        assert [(total, read) for total, read, _ in heard] == [(5, 2), (5, 4), (5, 5)]
+        assert heard[-1][2] == 3
+        assert [m for _, _, m in heard] == sorted(m for _, _, m in heard)
 
     async def test_a_preview_deleted_while_it_is_evaluated_keeps_nothing(
         self, api: httpx.AsyncClient, tenant: Tenant

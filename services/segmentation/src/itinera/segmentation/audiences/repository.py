@@ -160,14 +160,53 @@ async def referrers_of(
 
 async def purge_expired(conn: asyncpg.Connection, limit: int) -> int:
     """Remove up to ``limit`` expired previews (of any sandbox) that nobody else is
-    removing; how many."""
+    removing, and progress rows left by evaluations that did not end; how many previews."""
     status: str = await conn.execute(
         """DELETE FROM previews WHERE (sandbox, id) IN (
                SELECT sandbox, id FROM previews WHERE expires_at <= now()
                ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)""",
         limit,
     )
+    await conn.execute(
+        """DELETE FROM preview_progress p WHERE (p.sandbox, p.preview_id) IN (
+               SELECT q.sandbox, q.preview_id FROM preview_progress q
+               WHERE NOT EXISTS (SELECT 1 FROM previews v
+                                 WHERE v.sandbox = q.sandbox AND v.id = q.preview_id AND v.state = 'RUNNING')
+               LIMIT $1)""",
+        limit,
+    )
     return int(status.rsplit(" ", 1)[-1])
+
+
+async def record_progress(
+    conn: asyncpg.Connection, sandbox: str, preview_id: uuid.UUID, total: int, read: int, matched: int
+) -> None:
+    await conn.execute(
+        """INSERT INTO preview_progress (sandbox, preview_id, profiles_total, profiles_read, profiles_matched)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (sandbox, preview_id) DO UPDATE
+           SET profiles_total = EXCLUDED.profiles_total, profiles_read = EXCLUDED.profiles_read,
+               profiles_matched = EXCLUDED.profiles_matched, updated_at = now()""",
+        sandbox,
+        preview_id,
+        total,
+        read,
+        matched,
+    )
+
+
+async def progress_of(conn: asyncpg.Connection, sandbox: str, preview_id: uuid.UUID) -> Row | None:
+    """How far a running evaluation of the preview has got; None before its first chunk."""
+    row: Row | None = await conn.fetchrow(
+        "SELECT * FROM preview_progress WHERE sandbox = $1 AND preview_id = $2", sandbox, preview_id
+    )
+    return row
+
+
+async def forget_progress(conn: asyncpg.Connection, sandbox: str, preview_id: uuid.UUID) -> None:
+    await conn.execute(
+        "DELETE FROM preview_progress WHERE sandbox = $1 AND preview_id = $2", sandbox, preview_id
+    )
 
 
 async def profile_count(conn: asyncpg.Connection, sandbox: str) -> int:

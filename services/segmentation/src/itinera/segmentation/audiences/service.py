@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -333,12 +333,23 @@ async def create_preview(
     }
 
 
-async def evaluate_preview(db: asyncpg.Connection, preview: Row, event_limit: int) -> bool:
+Progress = Callable[[int, int, int], Awaitable[None]]
+"""Told (profiles in the snapshot, read so far, matched so far) after each chunk."""
+
+
+async def evaluate_preview(
+    db: asyncpg.Connection,
+    preview: Mapping[str, Any],
+    event_limit: int,
+    progress: Progress | None = None,
+    chunk: int = CHUNK,
+) -> bool:
     """Evaluate a RUNNING preview and store its results (RESULT_READY), in the caller's
     transaction, which must be REPEATABLE READ: the profiles counted, read and kept are
     those of one snapshot. The rule was checked when the preview was created; an
-    audience it names that was deleted since holds no profile. Whether the results were
-    kept (not when the preview expired meanwhile)."""
+    audience it names that was deleted since holds no profile. ``progress`` hears how far
+    it got after each ``chunk`` profiles. Whether the results were kept (not when the
+    preview expired meanwhile)."""
     sandbox, preview_id, text = preview["sandbox"], preview["id"], preview["expression"]
     analysis = pql.analyse(text)
     rule = pql.compile_rule(text)
@@ -358,11 +369,13 @@ async def evaluate_preview(db: asyncpg.Connection, preview: Row, event_limit: in
     read = 0
     qualifying: list[str] = []
     namespaces: Counter[str] = Counter()
-    async for profiles in repository.profiles_in_chunks(db, sandbox, sample, CHUNK):
+    async for profiles in repository.profiles_in_chunks(db, sandbox, sample, chunk):
         read += len(profiles)
         found = await _qualifying(db, sandbox, rule, reads, profiles, now, event_limit)
         qualifying += found
         namespaces.update(code for profile_id in found for code in namespaces_of(profiles[profile_id]))
+        if progress is not None:
+            await progress(total, read, len(qualifying))
     counts = PreviewCounts(
         profiles_total=total,
         profiles_read=read,
@@ -482,6 +495,14 @@ async def get_estimate(db: asyncpg.Connection, sandbox: str, estimate_id: str) -
     reason it FAILED in ``error.description``."""
     found = await _preview(db, sandbox, estimate_id)
     total, read, matched = found["profiles_total"], found["profiles_read"], found["profiles_matched"]
+    if found["state"] == RUNNING:
+        so_far = await repository.progress_of(db, sandbox, found["id"])
+        if so_far is not None:
+            total, read, matched = (
+                so_far["profiles_total"],
+                so_far["profiles_read"],
+                so_far["profiles_matched"],
+            )
     figures = estimate(total, read, matched)
     extension: dict[str, Any] = {"expiresAt": _iso(found["expires_at"])}
     if found["state"] == READY:

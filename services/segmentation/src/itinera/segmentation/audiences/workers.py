@@ -64,13 +64,24 @@ class PreviewRunner(Periodic):
     async def _evaluate(self, conn: asyncpg.Connection, sandbox: str, preview_id: uuid.UUID) -> bool:
         """Evaluate a claimed preview; whether the worker may go on at once (False after a
         failure, so that a failing preview is not retried in a tight loop)."""
+
+        async def report(total: int, read: int, matched: int) -> None:
+            # On a connection of its own: the evaluation's transaction shows nothing yet.
+            async with self.pool.acquire() as side:
+                await repository.record_progress(side, sandbox, preview_id, total, read, matched)
+
         try:
             # The snapshot starts after the claim: a preview another worker finished
             # before letting it go is seen RESULT_READY, and left alone.
-            async with conn.transaction(isolation="repeatable_read"):
-                preview = await repository.running_preview(conn, sandbox, preview_id)
-                if preview is not None and not await evaluate_preview(conn, preview, self.event_limit):
-                    log.info("preview expired while it was evaluated", extra={"preview": str(preview_id)})
+            try:
+                async with conn.transaction(isolation="repeatable_read"):
+                    preview = await repository.running_preview(conn, sandbox, preview_id)
+                    if preview is not None and not await evaluate_preview(
+                        conn, preview, self.event_limit, report
+                    ):
+                        log.info("preview expired while it was evaluated", extra={"preview": str(preview_id)})
+            finally:
+                await repository.forget_progress(conn, sandbox, preview_id)
             return True
         except asyncpg.SerializationError:
             log.info("preview deleted while it was evaluated", extra={"preview": str(preview_id)})
