@@ -127,15 +127,16 @@ async def reachable(conn: asyncpg.Connection, sandbox: str, start: Iterable[Node
                 reach.evicted.add(a)
         else:
             links.append((Link(a, Node(r["b_namespace"], r["b_value"])), r["last_seen"], r["decision"]))
+    outward: set[Node] = set()
     for link, seen, decision in links:
         if link.b in reach.nodes:
             reach.links[link] = seen
             if decision is not None:
                 reach.decisions[link] = decision
         else:  # a link out of a reach the limit cut short is left out
-            reach.cut.add(link.a)
+            outward.add(link.a)
     if len(reach.nodes) >= limit:
-        reach.cut |= await _linked_from_beyond(conn, sandbox, reach.nodes)
+        reach.cut = outward | await _linked_from_beyond(conn, sandbox, reach.nodes)
     return reach
 
 
