@@ -405,9 +405,11 @@ async def test_a_batch_that_never_ends_does_not_hang_the_stop(
     )
     await loop.start()
     await asyncio.wait_for(entered.wait(), 30)
+    await until(lambda: loop.stalled_s() > 0.3)  # what /healthz reads: it grows while stuck
 
     with caplog.at_level(logging.WARNING, logger="itinera.common.kafka.consumer"):
         await asyncio.wait_for(loop.stop(), 30)  # a guard: without the bound it never returns
 
+    assert loop.stalled_s() == 0.0  # stopped
     (warned,) = [r for r in caplog.records if "did not stop in time" in r.getMessage()]
     assert any(line.endswith(" stuck") for line in warned.__dict__["waiting_at"])  # where it hung

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -208,6 +209,31 @@ class TestHealth:
         response = await http.get("/healthz")
         assert response.status_code == 200
         assert response.json() == {"status": "ok"}
+
+    async def test_healthz_is_503_while_a_consumer_loop_is_stuck(
+        self, app: FastAPI, http: httpx.AsyncClient
+    ) -> None:
+        @dataclass
+        class Stuck:  # a worker as a consumer loop reports itself
+            group: str
+            seconds: float
+
+            async def start(self) -> None: ...
+            async def stop(self) -> None: ...
+            def stalled_s(self) -> float:
+                return self.seconds
+
+        limit = app.state.runtime.settings.consumer_stall_limit_s
+        workers = app.state.runtime.workers
+        workers.extend([Stuck("busy", limit - 1), Stuck("stuck", limit + 5)])
+        try:
+            response = await http.get("/healthz")
+        finally:
+            del workers[-2:]
+
+        assert response.status_code == 503
+        assert response.json() == {"status": "stalled", "stalledSeconds": {"stuck": round(limit + 5)}}
+        assert (await http.get("/healthz")).status_code == 200
 
     async def test_readyz_is_200_when_the_database_and_the_broker_answer(
         self, http: httpx.AsyncClient

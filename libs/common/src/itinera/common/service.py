@@ -23,7 +23,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -50,6 +50,13 @@ Role = Literal["api", "worker", "all", "relay"]
 class Worker(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
+
+
+@runtime_checkable
+class Stalls(Protocol):
+    """A worker that can tell how long it has not come back (a consumer loop)."""
+
+    def stalled_s(self) -> float: ...
 
 
 @dataclass
@@ -183,9 +190,24 @@ CurrentRuntime = Annotated[Runtime, Depends(runtime_of)]
 def _health_router() -> APIRouter:
     router = APIRouter(tags=["operations"])
 
-    @router.get("/healthz", summary="Liveness: the process answers")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @router.get(
+        "/healthz",
+        summary="Liveness: the process answers and no consumer loop is stuck",
+        responses={503: {"description": "a consumer loop has not come back for too long"}},
+    )
+    async def healthz(request: Request) -> Response:
+        runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+        if runtime is None:  # still starting
+            return Json({"status": "ok"})
+        limit = runtime.settings.consumer_stall_limit_s
+        stalled = {
+            str(getattr(worker, "group", type(worker).__name__)): round(seconds)
+            for worker in runtime.workers
+            if isinstance(worker, Stalls) and (seconds := worker.stalled_s()) > limit
+        }
+        if stalled:
+            return Json({"status": "stalled", "stalledSeconds": stalled}, status_code=503)
+        return Json({"status": "ok"})
 
     @router.get(
         "/readyz",

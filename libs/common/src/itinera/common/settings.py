@@ -66,6 +66,11 @@ class CommonSettings(BaseSettings):
     consumer_stop_timeout_s: float = Field(default=20, gt=0)
     """How long stopping a consumer may wait for the batch in hand, then for leaving the
     group, before it gives up on each (logged): a stop never hangs a process."""
+    consumer_stall_limit_s: float = Field(default=600, gt=0)
+    """A consumer loop that has not come back from the broker or its handler for this long
+    makes ``/healthz`` answer 503, so that Kubernetes restarts the process (aiokafka waits
+    without a bound for a group's reassignment to finish; one that never does would
+    otherwise leave the consumer idle for good)."""
     consumer_fetch_max_wait_ms: int = Field(default=50, ge=0)
     """How long the broker may hold a fetch. Kafka answers as soon as a record is there;
     Tansu (the local broker) holds every fetch this long, so it bounds each consumer

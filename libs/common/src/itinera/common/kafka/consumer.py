@@ -145,6 +145,7 @@ class ConsumerLoop:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _consumer: AIOKafkaConsumer | None = None
     _task: asyncio.Task[None] | None = None
+    _turn: float = field(default_factory=time.monotonic)
     started: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the group has given this member its first assignment."""
 
@@ -191,10 +192,18 @@ class ConsumerLoop:
             except TimeoutError:
                 log.warning("consumer did not leave its group in time", extra={"group": self.group})
 
+    def stalled_s(self) -> float:
+        """Seconds since the loop last came back from the broker or its handler (0 when
+        it is not running)."""
+        if self._task is None or self._task.done():
+            return 0.0
+        return time.monotonic() - self._turn
+
     async def _run(self) -> None:
         assert self._consumer is not None
         consumer = self._consumer
         while not self._stopping.is_set():
+            self._turn = time.monotonic()
             try:
                 fetched = await consumer.getmany(timeout_ms=500, max_records=self.settings.consumer_batch_max)
             except IllegalStateError:
