@@ -6,8 +6,6 @@ service is back."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -29,6 +27,7 @@ from itinera.common.testing import (
     StackInfo,
     environment_for,
     ready,
+    service_process,
     serving,
     stored_profile,
     topic_reader,
@@ -104,19 +103,19 @@ async def test_a_profile_the_profile_service_does_not_know_leaves_the_request_wi
 
 
 @asynccontextmanager
-async def profile_service_on(infrastructure: StackInfo, port: int) -> AsyncIterator[None]:
-    """The profile service's API in a process of its own, on ``port``, ready."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "itinera.common.cli", "serve", "profile", "--role", "api", "--port", str(port)),
-        env=environment_for(infrastructure, ITINERA_LOG_LEVEL="ERROR"),
-    )
+async def unreachable(settings: ChannelsSettings, port: int | None = None) -> AsyncIterator[ProfileSource]:
+    """A profile source whose profile service does not listen (yet: ``port`` is where
+    a test may start it)."""
+    reader = ProfileReader(f"http://127.0.0.1:{port or free_port()}", 5)
     try:
-        await ready(f"http://127.0.0.1:{port}")
-        yield
+        yield ProfileSource(reader, ServiceTokens(settings, "channels"))
     finally:
-        process.terminate()
-        await asyncio.wait_for(process.wait(), 30)
+        await reader.close()
+
+
+async def waits_left(pool: asyncpg.Pool, sandbox: str) -> int:
+    found: int = await pool.fetchval("SELECT count(*) FROM profile_waits WHERE sandbox = $1", sandbox)
+    return found
 
 
 class TestProfileServiceDown:
@@ -136,29 +135,29 @@ class TestProfileServiceDown:
         profile_id = await stored(topics_created, profile_url, sandbox, to)
         await content.publish("welcome", WELCOME)
         port = free_port()  # where the profile service will listen, once it is back
-        reader = ProfileReader(f"http://127.0.0.1:{port}", 5)
-        source = ProfileSource(reader, ServiceTokens(channels_settings, "channels"))
-        handler = MessageHandler(pool, sandbox, "UTC", None, source)
-        waits = ProfileWaits(pool, handler, source, initial_s=60, max_s=600)
         without = requests.body("welcome", {}, profile_id=profile_id)
         carried = requests.body("welcome", person(other, "Grace"))
 
-        async with topic_reader(topics_created, topics.FEEDBACK.name) as feedback:
-            try:
-                await handler(records(sandbox, without, carried))
-                await handler(records(sandbox, without))  # Kafka delivers it again meanwhile
-                await waits.retry(datetime.now(UTC) + timedelta(minutes=5))  # asked again: still down
+        async with (
+            topic_reader(topics_created, topics.FEEDBACK.name) as feedback,
+            unreachable(channels_settings, port) as source,
+        ):
+            handler = MessageHandler(pool, sandbox, "UTC", None, source)
+            waits = ProfileWaits(pool, handler, source, initial_s=60, max_s=600)
+            await handler(records(sandbox, without, carried))
+            await handler(records(sandbox, without))  # Kafka delivers it again meanwhile
+            await waits.retry(datetime.now(UTC) + timedelta(minutes=5))  # asked again: still down
 
-                # The request that carries its profile is not held up by the outage.
-                assert (await delivery.mail.wait_for(lambda m: m.sent_to(other))).subject == "Welcome, Grace"
-                waiting = await state(api, without["messageId"], "waiting")
-                assert waiting["reason"] == "profile-unavailable"
-                assert "cannot be reached" in waiting["detail"]
+            # The request that carries its profile is not held up by the outage.
+            assert (await delivery.mail.wait_for(lambda m: m.sent_to(other))).subject == "Welcome, Grace"
+            waiting = await state(api, without["messageId"], "waiting")
+            assert waiting["reason"] == "profile-unavailable"
+            assert "cannot be reached" in waiting["detail"]
 
-                async with profile_service_on(topics_created, port):
-                    await waits.retry(datetime.now(UTC) + timedelta(hours=1))
-            finally:
-                await reader.close()
+            profile_api = environment_for(topics_created, ITINERA_LOG_LEVEL="ERROR")
+            with service_process("profile", profile_api, port, role="api"):
+                await ready(f"http://127.0.0.1:{port}")
+                await waits.retry(datetime.now(UTC) + timedelta(hours=1))
 
             mail = await delivery.mail.wait_for(lambda m: m.sent_to(to))
             assert mail.subject == "Welcome, Ada"
@@ -166,8 +165,7 @@ class TestProfileServiceDown:
             found = await feedback.wait_for(lambda r: len(feedback_of(r, without["messageId"])) >= 1)
 
         assert [f["status"] for f in feedback_of(found, without["messageId"])] == ["sent"]
-        async with pool.acquire() as conn:
-            assert await conn.fetchval("SELECT count(*) FROM profile_waits WHERE sandbox = $1", sandbox) == 0
+        assert await waits_left(pool, sandbox) == 0
 
     async def test_a_request_that_waited_is_decided_once_when_kafka_delivers_it_again(
         self,
@@ -186,14 +184,8 @@ class TestProfileServiceDown:
         profile_id = await stored(topics_created, profile_url, sandbox, to)
         await content.publish("welcome", WELCOME)
         body = requests.body("welcome", {}, profile_id=profile_id)
-        down = ProfileReader(f"http://127.0.0.1:{free_port()}", 5)
-        try:
-            parked = MessageHandler(
-                pool, sandbox, "UTC", None, ProfileSource(down, ServiceTokens(channels_settings, "c"))
-            )
-            await parked(records(sandbox, body))
-        finally:
-            await down.close()
+        async with unreachable(channels_settings) as down:
+            await MessageHandler(pool, sandbox, "UTC", None, down)(records(sandbox, body))
         await state(api, body["messageId"], "waiting")
         handler = MessageHandler(pool, sandbox, "UTC", None, source)
 
@@ -204,8 +196,7 @@ class TestProfileServiceDown:
 
         assert (await state(api, body["messageId"], "sent"))["attempts"] == 1
         await delivery.mail.wait_for(lambda m: m.sent_to(to))
-        async with pool.acquire() as conn:
-            assert await conn.fetchval("SELECT count(*) FROM profile_waits WHERE sandbox = $1", sandbox) == 0
+        assert await waits_left(pool, sandbox) == 0
 
     async def test_a_request_that_waited_past_the_limit_is_excluded_and_reported(
         self,
@@ -219,24 +210,21 @@ class TestProfileServiceDown:
     ) -> None:
         await content.publish("welcome", WELCOME)
         body = requests.body("welcome", {}, profile_id=str(uuid.uuid4()))
-        down = ProfileReader(f"http://127.0.0.1:{free_port()}", 5)
-        source = ProfileSource(down, ServiceTokens(channels_settings, "channels"))
-        handler = MessageHandler(pool, sandbox, "UTC", None, source)
-        waits = ProfileWaits(pool, handler, source, initial_s=60, max_s=600, limit_s=3_600)
-        async with topic_reader(topics_created, topics.FEEDBACK.name) as feedback:
-            try:
-                await handler(records(sandbox, body))
-                await waits.retry(datetime.now(UTC) + timedelta(minutes=30))  # within the limit: waits on
-                await state(api, body["messageId"], "waiting")
+        async with (
+            topic_reader(topics_created, topics.FEEDBACK.name) as feedback,
+            unreachable(channels_settings) as source,
+        ):
+            handler = MessageHandler(pool, sandbox, "UTC", None, source)
+            waits = ProfileWaits(pool, handler, source, initial_s=60, max_s=600, limit_s=3_600)
+            await handler(records(sandbox, body))
+            await waits.retry(datetime.now(UTC) + timedelta(minutes=30))  # within the limit: waits on
+            await state(api, body["messageId"], "waiting")
 
-                await waits.retry(datetime.now(UTC) + timedelta(hours=2))  # past it
-            finally:
-                await down.close()
+            await waits.retry(datetime.now(UTC) + timedelta(hours=2))  # past it
             found = await feedback.wait_for(lambda r: len(feedback_of(r, body["messageId"])) >= 1)
 
         excluded = await state(api, body["messageId"], "excluded")
         assert excluded["reason"] == "profile-unavailable"
         (reported,) = feedback_of(found, body["messageId"])
         assert (reported["status"], reported["reason"]) == ("excluded", "profile-unavailable")
-        async with pool.acquire() as conn:
-            assert await conn.fetchval("SELECT count(*) FROM profile_waits WHERE sandbox = $1", sandbox) == 0
+        assert await waits_left(pool, sandbox) == 0

@@ -223,8 +223,10 @@ async def own_database(topics_created: StackInfo) -> AsyncIterator[str]:
 
 
 @contextmanager
-def service_process(service: str, env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """``itinera serve SERVICE --role all`` in a process group of its own (so a test can
+def service_process(
+    service: str, env: dict[str, str], port: int, role: str = "all"
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``itinera serve SERVICE --role ROLE`` in a process group of its own (so a test can
     SIGKILL it whole), stopped at the end if it still runs."""
     command = [
         sys.executable,
@@ -233,7 +235,7 @@ def service_process(service: str, env: dict[str, str], port: int) -> Iterator[su
         "serve",
         service,
         "--role",
-        "all",
+        role,
         "--port",
         str(port),
     ]
