@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
+import pytest
+from pydantic import ValidationError
 
 from itinera.channels.config import ChannelsSettings
 from itinera.channels.messages.retention import RetentionSweep
@@ -143,3 +145,8 @@ async def test_reports_and_soft_bounces_past_their_time_go(
     assert left == {sids["unmatched-new"], sids["applied-mid"]}
     bounces = await pool.fetch("SELECT value FROM soft_bounces WHERE sandbox = $1", sandbox)
     assert [r["value"] for r in bounces] == ["new@example.com"]
+
+
+def test_the_content_retention_cannot_outlast_the_message_retention() -> None:
+    with pytest.raises(ValidationError, match="must not exceed the message retention"):
+        ChannelsSettings(channels_content_retention_days=500, channels_message_retention_days=400)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from itinera.common.auth import service_key
@@ -80,7 +80,8 @@ class ChannelsSettings(CommonSettings):
     channels_soft_bounce_period_s: float = Field(default=30 * 86400.0, gt=0)
     """How long a soft bounce counts towards the limit."""
     channels_content_retention_days: float = Field(default=30, gt=0)
-    """Days a final message's rendered parts are kept (from when it was taken)."""
+    """Days a final message's rendered parts are kept (from when it was taken); at most
+    the message retention."""
     channels_message_retention_days: float = Field(default=400, ge=32)
     """Days a final message, its links and opens are kept (from when it was taken): at
     least a calendar month, which frequency caps count."""
@@ -90,6 +91,12 @@ class ChannelsSettings(CommonSettings):
     """Quiet hours' time zone of a profile without ``timeZone``."""
     channels_test_pause_before_send_s: float = Field(default=0.0, ge=0)
     """Tests only: sleep this long between claiming a message and sending it."""
+
+    @model_validator(mode="after")
+    def _content_goes_first(self) -> ChannelsSettings:
+        if self.channels_content_retention_days > self.channels_message_retention_days:
+            raise ValueError("the content retention must not exceed the message retention (days)")
+        return self
 
     @field_validator("channels_webhook_allow_hosts", mode="before")
     @classmethod

@@ -67,10 +67,12 @@ async def clear_contents(conn: asyncpg.Connection, before: datetime, limit: int)
 
 
 async def delete_messages(conn: asyncpg.Connection, before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` final messages taken before ``before`` whose parts are
+    cleared (every one that old is: the content retention is the shorter)."""
     deleted: int = await conn.fetchval(
         """WITH old AS (
                SELECT sandbox, message_id FROM messages
-               WHERE created_at < $1 AND state = ANY($2::text[])
+               WHERE content IS NULL AND created_at < $1 AND state = ANY($2::text[])
                ORDER BY created_at LIMIT $3
            ), gone AS (
                DELETE FROM messages m USING old
