@@ -44,10 +44,10 @@ from itinera.common.errors import NotFound
 from itinera.common.kafka import topics
 from itinera.common.kafka.envelope import Envelope
 from itinera.journeys.audiences import repository as audience_answers
-from itinera.journeys.audiences.checks import run_failure
+from itinera.journeys.audiences.checks import iso, run_failure
 from itinera.journeys.campaigns import repository
 from itinera.journeys.campaigns.schemas import AudienceIn, CampaignIn, Recipient, UnitaryIn
-from itinera.journeys.campaigns.service import audience_problems, iso, json_problems, parse_id, refuse
+from itinera.journeys.campaigns.service import audience_problems, json_problems, parse_id, refuse
 from itinera.journeys.definitions.validation import Problem
 from itinera.journeys.peers import Peers
 from itinera.journeys.runtime import repository as profiles

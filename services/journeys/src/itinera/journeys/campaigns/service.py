@@ -30,7 +30,7 @@ from itinera.common.errors import Conflict, NotFound, ValidationFailed
 from itinera.common.jsonvalues import json_problems as common_json_problems
 from itinera.journeys import templates
 from itinera.journeys.audiences import repository as audience_answers
-from itinera.journeys.audiences.checks import warning
+from itinera.journeys.audiences.checks import iso, warning
 from itinera.journeys.campaigns import repository
 from itinera.journeys.campaigns.schemas import CampaignIn, ListQuery
 from itinera.journeys.definitions.schemas import CronSchedule, Every, Once
@@ -41,10 +41,6 @@ from itinera.journeys.schedules import first_run, zone
 
 CAMPAIGNS = "/v1/campaigns"
 MAX_DEPTH = 32
-
-
-def iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
 def parse_id(text: str) -> uuid.UUID | None:
