@@ -204,7 +204,7 @@ class TestClaimedMessages:
         worker = DeliveryRunner(pool, channels_settings)
         try:
             async with pool.acquire() as conn:
-                why = await DeliveryRunner.suppressed(conn, [r for r in claimed if r is not None])
+                why = await DeliveryRunner.barred(conn, [r for r in claimed if r is not None])
             assert set(why) == {(sandbox, "email", suppressed), (sandbox, "email", in_domain)}
             await asyncio.gather(
                 *(
@@ -228,6 +228,66 @@ class TestClaimedMessages:
         for to in fine:
             assert sum(m.sent_to(to) for m in received) == 1
         assert not delivery.mail.find(lambda m: m.sent_to(suppressed) or m.sent_to(in_domain))
+
+    async def test_an_empty_allowed_list_put_in_force_stops_the_emails_already_waiting(
+        self,
+        api: httpx.AsyncClient,
+        pool: asyncpg.Pool,
+        sandbox: str,
+        channels_settings: ChannelsSettings,
+        delivery: LocalDelivery,
+    ) -> None:
+        """AJO's way to stop every email of a sandbox at once: an allowed list in force
+        with nobody on it. Emails already rendered and waiting (queued, or to be tried
+        again) are excluded when claimed; an SMS is not concerned."""
+        now = datetime.now(UTC)
+        waiting = [
+            {
+                "sandbox": sandbox,
+                "message_id": uuid.uuid4(),
+                "profile_id": uuid.uuid4(),
+                "channel": channel,
+                "category": "marketing",
+                "state": "rendered",
+                "address": to,
+                "content": {"subject": "Sale", "text": "Now on"}
+                if channel == "email"
+                else {"text": "Now on"},
+                "created_at": now,
+                "next_attempt_at": now + timedelta(days=1),
+            }
+            for channel, to in (
+                ("email", f"w{uuid.uuid4().hex[:8]}@example.com"),
+                ("sms", f"+4420{uuid.uuid4().int % 10**8:08d}"),
+            )
+        ]
+        email = str(waiting[0]["address"])
+        async with pool.acquire() as conn:
+            await messages.insert(conn, waiting)
+            await conn.execute(
+                """UPDATE messages SET state = 'sending', attempts = 1, lease_until = $2
+                   WHERE sandbox = $1""",
+                sandbox,
+                now + timedelta(days=1),
+            )
+            claimed = [await messages.one(conn, sandbox, uuid.UUID(str(r["message_id"]))) for r in waiting]
+        assert (await api.put("/v1/allowed-list", json={"active": True})).status_code == 200
+        worker = DeliveryRunner(pool, channels_settings)
+        try:
+            async with pool.acquire() as conn:
+                why = await DeliveryRunner.barred(conn, [r for r in claimed if r is not None])
+            assert why == {(sandbox, "email", email): ("not-allowed", f"{email} is not on the allowed list")}
+            await asyncio.gather(
+                *(worker.deliver(r, why.get((sandbox, r["channel"], r["address"]))) for r in claimed if r)
+            )
+        finally:
+            await worker.stop()
+        found = [await stored(pool, sandbox, str(r["message_id"])) for r in waiting]
+        assert [(f["state"], f["reason"], f["detail"]) for f in found] == [
+            ("excluded", "not-allowed", f"{email} is not on the allowed list"),
+            ("sent", None, None),
+        ]
+        assert not delivery.mail.find(lambda m: m.sent_to(email))
 
 
 class TestCoalescing:

@@ -180,6 +180,96 @@ class TestExclusions:
         assert not delivery.mail.find(lambda m: any(m.sent_to(a) for a in excluded_addresses))
         assert (await state(api, cases["render"]["messageId"], "excluded"))["detail"]
 
+    async def test_an_allowed_list_in_force_lets_only_its_addresses_and_domains_receive_email(
+        self, api: httpx.AsyncClient, content: Content, requests: Requests, delivery: LocalDelivery
+    ) -> None:
+        """AJO's allowed list: off until put in force; then only the addresses on it and
+        those of its domains (or domains below them) get email, the suppression list
+        still wins, and SMS is not concerned. In force and empty, no email goes out."""
+        await content.publish("welcome", WELCOME)
+        await content.publish("sms", {"en": {"text": "hi"}}, channel="sms")
+        assert (await api.get("/v1/allowed-list")).json() == {
+            "active": False,
+            "updatedBy": None,
+            "updatedAt": None,
+        }
+        domain = f"{uuid.uuid4().hex[:8]}.example.org"
+        listed, suppressed_listed, outside = address(), address(), address()
+        in_domain, below_domain = f"x@{domain}", f"y@mail.{domain}"
+        added = await api.post(
+            "/ajo/config/suppression/addresses?type=allowed",
+            json=[{"entity": {"entityValue": a}} for a in (listed, suppressed_listed)],
+        )
+        assert added.status_code == 201, added.text
+        added = await api.post(
+            "/ajo/config/suppression/domains?type=allowed",
+            json=[{"entity": {"type": "domain", "entityValue": domain}}],
+        )
+        assert added.status_code == 201, added.text
+        added = await api.post(
+            "/ajo/config/suppression/addresses", json=[{"entity": {"entityValue": suppressed_listed}}]
+        )
+        assert added.status_code == 201, added.text
+
+        off = requests.body("welcome", person(outside))  # the list is not in force yet
+        await requests.send(off)
+        await state(api, off["messageId"], "sent")
+
+        put = await api.put("/v1/allowed-list", json={"active": True})
+        assert put.status_code == 200, put.text
+        assert put.json()["active"] is True
+        assert put.json()["updatedBy"]
+        assert (await api.get("/v1/allowed-list")).json()["active"] is True
+        cases = {
+            "listed": requests.body("welcome", person(listed.upper())),
+            "in-domain": requests.body("welcome", person(in_domain)),
+            "below-domain": requests.body("welcome", person(below_domain)),
+            "outside": requests.body("welcome", person(outside), category="transactional"),
+            "suppressed-and-listed": requests.body("welcome", person(suppressed_listed)),
+            "sms": requests.body(
+                "sms", {"mobilePhone": {"number": f"+4420{uuid.uuid4().int % 10**8:08d}"}}, channel="sms"
+            ),
+        }
+        await requests.send(*cases.values())
+        outcome = {
+            name: (await state(api, body["messageId"], "sent", "excluded")).get("reason")
+            for name, body in cases.items()
+        }
+        assert outcome == {
+            "listed": None,
+            "in-domain": None,
+            "below-domain": None,
+            "outside": "not-allowed",
+            "suppressed-and-listed": "suppressed",
+            "sms": None,
+        }
+
+        for kind, value in (("addresses", listed), ("addresses", suppressed_listed), ("domains", domain)):
+            removed = await api.delete(f"/ajo/config/suppression/{kind}/{value}?type=allowed")
+            assert removed.status_code == 204, removed.text
+        emptied = requests.body("welcome", person(listed))
+        await requests.send(emptied)
+        assert (await state(api, emptied["messageId"], "excluded"))["reason"] == "not-allowed"
+
+        assert (await api.put("/v1/allowed-list", json={"active": False})).status_code == 200
+        again = requests.body("welcome", person(outside))
+        await requests.send(again)
+        await state(api, again["messageId"], "sent")
+        assert sum(m.sent_to(outside) for m in delivery.mail.find()) == 2  # before and after
+        assert sum(m.sent_to(listed) for m in delivery.mail.find()) == 1
+
+    async def test_the_allowed_list_setting_is_refused_unless_a_boolean(self, api: httpx.AsyncClient) -> None:
+        for body, path in (
+            ({"active": "yes"}, "/body/active"),
+            ({}, "/body/active"),
+            ({"active": True, "other": 1}, "/body/other"),
+        ):
+            refused = await api.put("/v1/allowed-list", json=body)
+            assert refused.status_code == 422, refused.text
+            assert refused.headers["content-type"].startswith("application/problem+json")
+            assert path in {e["path"] for e in refused.json()["errors"]}
+        assert (await api.get("/v1/allowed-list")).json()["active"] is False
+
     async def test_frequency_caps_count_a_profile_s_messages(
         self, api: httpx.AsyncClient, content: Content, requests: Requests, delivery: LocalDelivery
     ) -> None:

@@ -113,7 +113,8 @@ SERVICE = Service(
     title="Itinera channels",
     description=(
         "Delivery in the shape of Adobe Journey Optimizer's channels: message requests checked "
-        "against consent, the suppression list (/ajo/config/suppression), frequency capping "
+        "against consent, the suppression list (/ajo/config/suppression) and the allowed list "
+        "(/v1/allowed-list), frequency capping "
         "rules (/v1/capping/rules) and quiet hours (/v1/quiet-hours), rendered with the "
         "published templates and sent over email, SMS, push and webhooks, with feedback on "
         "itinera.feedback.v1, delivery reports included (/v1/providers/sms/status); one-click "

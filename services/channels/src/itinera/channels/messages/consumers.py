@@ -198,7 +198,7 @@ class MessageHandler:
         """Decide and record requests of one sandbox (a batch's, or those that waited for
         their profile), in the caller's transaction, with a few statements whatever their
         number: the profiles' locks, the ids already taken, the templates, fragments and
-        rules, the suppressed addresses, then (after checking and rendering each request)
+        rules, the suppressed and not allowed addresses, then (after checking and rendering each request)
         the new messages, their links and the feedback."""
         now = datetime.now(UTC)
         unique: dict[uuid.UUID, dict[str, Any]] = {}
@@ -221,7 +221,7 @@ class MessageHandler:
         )
         addresses = [(r["channel"], pipeline.address_of(r["channel"], r["profile"])) for r in fresh]
         batch = pipeline.Batch(
-            await suppression.suppressed_many(conn, sandbox, [(c, a) for c, a in addresses if a is not None])
+            await suppression.screen(conn, sandbox, [(c, a) for c, a in addresses if a is not None])
         )
         rows: list[dict[str, Any]] = []
         links: dict[uuid.UUID, list[str]] = {}

@@ -109,11 +109,13 @@ class DeliveryRunner(Periodic):
             claimed = await repository.claim(
                 conn, datetime.now(UTC), room, self.settings.channels_send_lease_s
             )
-            # The suppression list once more, for the whole claim at once: an address
-            # suppressed while its message waited is not sent to.
-            suppressed = await self.suppressed(conn, claimed)
+            # The suppression and allowed lists once more, for the whole claim at once:
+            # an address suppressed while its message waited is not sent to, nor an
+            # email once the allowed list is in force without it (AJO's way to stop
+            # every email at once: put an empty allowed list in force).
+            barred = await self.barred(conn, claimed)
         for row in claimed:
-            why = suppressed.get((row["sandbox"], row["channel"], row["address"] or ""))
+            why = barred.get((row["sandbox"], row["channel"], row["address"] or ""))
             task = asyncio.create_task(self._guarded(row, why), name=f"channels:send:{row['message_id']}")
             self._in_flight.add(task)
             task.add_done_callback(self._ended)
@@ -125,31 +127,35 @@ class DeliveryRunner(Periodic):
             self._room.set()
 
     @staticmethod
-    async def suppressed(
+    async def barred(
         conn: asyncpg.Connection, claimed: Sequence[asyncpg.Record]
-    ) -> dict[tuple[str, str, str], str]:
-        """Why each suppressed one of the claimed messages' addresses is, by (sandbox,
-        channel, address); one statement per sandbox."""
+    ) -> dict[tuple[str, str, str], tuple[str, str]]:
+        """The claimed messages' addresses not to send to, by (sandbox, channel,
+        address): the reason to exclude with (``suppressed``, ``not-allowed``) and why;
+        one statement per sandbox."""
         by_sandbox: dict[str, set[tuple[str, str]]] = defaultdict(set)
         for row in claimed:
             if row["channel"] in ENTITY_TYPES:
                 by_sandbox[row["sandbox"]].add((row["channel"], row["address"] or ""))
-        found: dict[tuple[str, str, str], str] = {}
+        found: dict[tuple[str, str, str], tuple[str, str]] = {}
         for sandbox, wanted in by_sandbox.items():
-            for (channel, address), why in (await suppression.suppressed_many(conn, sandbox, wanted)).items():
-                found[(sandbox, channel, address)] = why
+            lists = await suppression.screen(conn, sandbox, wanted)
+            for channel, address in lists.not_allowed:
+                found[(sandbox, channel, address)] = ("not-allowed", f"{address} is not on the allowed list")
+            for (channel, address), why in lists.suppressed.items():
+                found[(sandbox, channel, address)] = ("suppressed", f"{address} is suppressed ({why})")
         return found
 
-    async def _guarded(self, row: asyncpg.Record, suppressed: str | None) -> None:
+    async def _guarded(self, row: asyncpg.Record, barred: tuple[str, str] | None) -> None:
         try:
-            await self.deliver(row, suppressed)
+            await self.deliver(row, barred)
         except Exception:
             # Left sending: its lease runs out and it is tried again.
             log.exception("delivery failed", extra={"message_id": str(row["message_id"])})
 
-    async def deliver(self, row: asyncpg.Record, suppressed: str | None) -> None:
-        """Send the claimed message, unless its address is ``suppressed`` (why), and
-        record the outcome."""
+    async def deliver(self, row: asyncpg.Record, barred: tuple[str, str] | None) -> None:
+        """Send the claimed message, unless its address is ``barred`` (the reason to
+        exclude it with, and why), and record the outcome."""
         sandbox, channel = row["sandbox"], row["channel"]
         message = Outgoing(
             sandbox=sandbox,
@@ -160,10 +166,8 @@ class DeliveryRunner(Periodic):
             address=row["address"] or "",
             content=row["content"] or {},
         )
-        if suppressed is not None:
-            await self.record(
-                row, "excluded", "suppressed", f"{message.address} is suppressed ({suppressed})"
-            )
+        if barred is not None:
+            await self.record(row, "excluded", *barred)
             return
         if self.settings.channels_test_pause_before_send_s:
             await asyncio.sleep(self.settings.channels_test_pause_before_send_s)

@@ -12,14 +12,17 @@ The checks, in order; the first that fails excludes the message with its reason:
    allows the message: as in AJO, an empty consent field counts as consent;
 3. ``suppressed``: the address, or for email its domain (or a domain above it), is on
    the suppression list;
-4. ``capped``: a frequency capping rule of the channel (or of all channels) has already
+4. ``not-allowed`` (email only): the sandbox's allowed list is in force and neither the
+   address nor its domain (nor a domain above it) is on it; with the list in force and
+   empty, every email is excluded (AJO's allowed list);
+5. ``capped``: a frequency capping rule of the channel (or of all channels) has already
    let through its ``max`` messages of the profile this period;
-5. ``quiet-hours``: the profile's local time is inside quiet hours whose action is
+6. ``quiet-hours``: the profile's local time is inside quiet hours whose action is
    ``discard``; with ``queue`` the message is kept and sent when the window closes;
-6. ``no-address``: the profile has no address for the channel (email:
+7. ``no-address``: the profile has no address for the channel (email:
    ``personalEmail.address``; SMS: ``mobilePhone.number``; push: the first token of
    ``pushNotificationDetails`` that is not ``denylisted``; webhook: the template's URL);
-7. ``render``: the template does not render (see :mod:`itinera.channels.content.render`).
+8. ``render``: the template does not render (see :mod:`itinera.channels.content.render`).
 
 A message that passes is ``rendered``, due at once or when its quiet hours end.
 """
@@ -37,6 +40,7 @@ import asyncpg
 from itinera.channels.content.render import RenderFailed, render_message
 from itinera.channels.rules import repository as rules
 from itinera.channels.rules.timing import period_start, window_end, zone_of
+from itinera.channels.suppression.repository import Screened
 
 OPTED_OUT = frozenset({"n", "dn"})
 _ID_NAMESPACES = {"email": ("Email",), "sms": ("Phone",), "push": ("ECID", "FCM", "APNS")}
@@ -52,12 +56,13 @@ class Policies:
 
 @dataclass
 class Batch:
-    """What the checks of one consumed batch share: the suppressed addresses among the
-    batch's (looked up at once, by channel and address as given), and the messages
-    taken for delivery so far in the batch, by profile (channel, category): not yet
-    stored when a later message of the profile is checked, they count towards its caps."""
+    """What the checks of one consumed batch share: what the suppression and allowed
+    lists say of the batch's addresses (looked up at once, by channel and address as
+    given), and the messages taken for delivery so far in the batch, by profile
+    (channel, category): not yet stored when a later message of the profile is checked,
+    they count towards its caps."""
 
-    suppressed: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    lists: Screened = field(default_factory=Screened)
     taken: dict[uuid.UUID, list[tuple[str, str]]] = field(default_factory=dict)
 
     def take(self, profile_id: uuid.UUID, channel: str, category: str) -> None:
@@ -209,8 +214,8 @@ async def decide(
     default_zone: str,
     batch: Batch,
 ) -> Decision:
-    """What becomes of the request; ``batch`` holds the suppressed addresses of the
-    batch's requests, looked up before (see :class:`Batch`)."""
+    """What becomes of the request; ``batch`` holds the suppressed and not allowed
+    addresses of the batch's requests, looked up before (see :class:`Batch`)."""
     channel, category = request["channel"], request["category"]
     profile: Mapping[str, Any] = request["profile"]
     if template is None:
@@ -225,9 +230,13 @@ async def decide(
             "excluded", "consent", f"the profile opted out of {channel} marketing", address=address
         )
     if address is not None:
-        why = batch.suppressed.get((channel, address))
+        why = batch.lists.suppressed.get((channel, address))
         if why is not None:
             return Decision("excluded", "suppressed", f"{address} is suppressed ({why})", address=address)
+        if (channel, address) in batch.lists.not_allowed:
+            return Decision(
+                "excluded", "not-allowed", f"{address} is not on the allowed list", address=address
+            )
     rule = await capped(conn, sandbox, request["_profile"], channel, category, policies, now, batch)
     if rule is not None:
         return Decision("excluded", "capped", f"frequency capping rule {rule!r}", address=address)

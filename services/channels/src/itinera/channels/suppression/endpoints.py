@@ -13,6 +13,12 @@
 
 Addresses are email addresses by default; ``entity.type`` ``phone`` or ``pushToken``
 lists an SMS number or a device token (an addition: AJO's list is of email addresses).
+- ``GET``/``PUT`` ``/v1/allowed-list``: ``{active}``, whether the allowed list is in force
+  (AJO's toggle under the email settings, an addition to its API): while it is, emails
+  are sent only to addresses on the allowed list (``type=allowed``) or in its domains,
+  to nobody when the list is empty; others are excluded ``not-allowed``. SMS, push and
+  webhooks are not concerned, as in AJO.
+
 Reads need ``channels:read``, writes ``channels:write``. ``x-api-key`` and
 ``x-gw-ims-org-id`` are accepted and ignored; the sandbox is the token's.
 """
@@ -28,7 +34,15 @@ import asyncpg
 from fastapi import APIRouter, Body, Query, Response, Security
 
 from itinera.channels.suppression import repository
-from itinera.channels.suppression.schemas import AJO_TYPES, PROBLEMS, AddEntry, EntryOut, EntryPage
+from itinera.channels.suppression.schemas import (
+    AJO_TYPES,
+    PROBLEMS,
+    AddEntry,
+    AllowedListIn,
+    AllowedListOut,
+    EntryOut,
+    EntryPage,
+)
 from itinera.common.auth import Principal, require_scope
 from itinera.common.errors import FieldError, NotFound, ValidationFailed
 from itinera.common.service import Db
@@ -239,6 +253,26 @@ def _path(name: str) -> Any:
     from fastapi import Path
 
     return Path(alias=name, max_length=1024)
+
+
+ALLOWED_LIST = "/v1/allowed-list"
+
+
+def _allowed_list_out(row: asyncpg.Record | None) -> dict[str, Any]:
+    if row is None:
+        return {"active": False}
+    return {"active": row["active"], "updatedBy": row["updated_by"], "updatedAt": row["updated_at"]}
+
+
+@router.get(ALLOWED_LIST, summary="Whether the allowed list is in force", response_model=AllowedListOut)
+async def get_allowed_list(caller: Reader, db: Db) -> dict[str, Any]:
+    return _allowed_list_out(await repository.allowed_list(db, caller.sandbox))
+
+
+@router.put(ALLOWED_LIST, summary="Put the allowed list in force or out of it", response_model=AllowedListOut)
+async def put_allowed_list(caller: Writer, db: Db, body: AllowedListIn) -> dict[str, Any]:
+    row = await repository.set_allowed_list(db, caller.sandbox, body.active, caller.subject)
+    return _allowed_list_out(row)
 
 
 _routes("addresses", "email")

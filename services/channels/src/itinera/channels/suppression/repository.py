@@ -4,7 +4,8 @@ and email domains, each on the client (suppressed) or the allowed list."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,34 +33,78 @@ def domains_of(address: str) -> list[str]:
 _ENTITY_TYPES = {"email": "email", "sms": "phone", "push": "pushToken"}
 
 
-async def suppressed_many(
-    conn: asyncpg.Connection, sandbox: str, wanted: Iterable[tuple[str, str]]
-) -> dict[tuple[str, str], str]:
-    """Why each suppressed one of these (channel, address) pairs is (the address, or for
-    email its domain or a domain above it, is on the list), in one statement; the pairs
-    not suppressed, and those of channels without addresses (webhook), are left out."""
+@dataclass(frozen=True)
+class Screened:
+    """What the lists say of a batch's (channel, address) pairs, as given: why each
+    suppressed one is, and the email addresses the allowed list keeps out."""
+
+    suppressed: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    not_allowed: frozenset[tuple[str, str]] = frozenset()
+
+
+async def screen(conn: asyncpg.Connection, sandbox: str, wanted: Iterable[tuple[str, str]]) -> Screened:
+    """Look these (channel, address) pairs up in one statement. Suppressed: the address,
+    or for email its domain or a domain above it, is on the client list. Not allowed
+    (email only): the sandbox's allowed list is in force and neither the address nor its
+    domain (nor one above it) is on it, so with the list in force and empty no email is
+    allowed. Channels without addresses (webhook) are left out."""
     pairs = sorted({(c, a) for c, a in wanted if c in _ENTITY_TYPES})
     if not pairs:
-        return {}
+        return Screened()
     rows = await conn.fetch(
-        """SELECT r.i, coalesce(
-                   (SELECT s.reason FROM suppressed_addresses s
-                    WHERE s.sandbox = $1 AND s.list_type = 'client' AND s.value = r.v),
-                   (SELECT s.reason FROM suppressed_domains s
-                    WHERE s.sandbox = $1 AND s.list_type = 'client' AND s.value = ANY(r.d) LIMIT 1)
-               ) AS reason
-           FROM json_to_recordset($2::json) AS r(i integer, v text, d text[])""",
+        """SELECT r.i,
+                  coalesce(
+                      (SELECT s.reason FROM suppressed_addresses s
+                       WHERE s.sandbox = $1 AND s.list_type = 'client' AND s.value = r.v),
+                      (SELECT s.reason FROM suppressed_domains s
+                       WHERE s.sandbox = $1 AND s.list_type = 'client' AND s.value = ANY(r.d) LIMIT 1)
+                  ) AS reason,
+                  r.email
+                  AND EXISTS (SELECT FROM allowed_lists l WHERE l.sandbox = $1 AND l.active)
+                  AND NOT EXISTS (SELECT FROM suppressed_addresses s
+                                  WHERE s.sandbox = $1 AND s.list_type = 'allowed' AND s.value = r.v)
+                  AND NOT EXISTS (SELECT FROM suppressed_domains s
+                                  WHERE s.sandbox = $1 AND s.list_type = 'allowed' AND s.value = ANY(r.d))
+                  AS not_allowed
+           FROM json_to_recordset($2::json) AS r(i integer, v text, d text[], email boolean)""",
         sandbox,
         [
             {
                 "i": i,
                 "v": normal(address, _ENTITY_TYPES[channel]),
                 "d": domains_of(address) if channel == "email" else [],
+                "email": channel == "email",
             }
             for i, (channel, address) in enumerate(pairs)
         ],
     )
-    return {pairs[row["i"]]: row["reason"] for row in rows if row["reason"] is not None}
+    return Screened(
+        {pairs[row["i"]]: row["reason"] for row in rows if row["reason"] is not None},
+        frozenset(pairs[row["i"]] for row in rows if row["not_allowed"]),
+    )
+
+
+async def allowed_list(conn: asyncpg.Connection, sandbox: str) -> asyncpg.Record | None:
+    """The sandbox's allowed list setting (None: never set, so off)."""
+    return await conn.fetchrow(
+        "SELECT active, updated_by, updated_at FROM allowed_lists WHERE sandbox = $1", sandbox
+    )
+
+
+async def set_allowed_list(
+    conn: asyncpg.Connection, sandbox: str, active: bool, user: str | None
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        """INSERT INTO allowed_lists (sandbox, active, updated_by) VALUES ($1, $2, $3)
+           ON CONFLICT (sandbox) DO UPDATE SET
+               active = EXCLUDED.active, updated_by = EXCLUDED.updated_by, updated_at = now()
+           RETURNING active, updated_by, updated_at""",
+        sandbox,
+        active,
+        user,
+    )
+    assert row is not None
+    return row
 
 
 async def add(

@@ -10,9 +10,10 @@ addition, tells the finer cause: ``manual``, ``hard``, ``soft``, ``complaint`` o
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from itinera.common.web.problems import documented
 
@@ -98,3 +99,17 @@ class EntryPage(BaseModel):
     page: PageInfo = Field(alias="_page")
     items: list[EntryOut]
     links: Links = Field(alias="_links")
+
+
+class AllowedListIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    active: StrictBool = Field(
+        description="While true, emails go only to the addresses and domains on the allowed list "
+        "(to nobody when it is empty)"
+    )
+
+
+class AllowedListOut(BaseModel):
+    active: bool
+    updatedBy: str | None = None
+    updatedAt: datetime | None = None
