@@ -164,6 +164,38 @@ class TestFragments:
         assert problems(itself) == [("/content", "cycle")]
         assert itself.json()["problems"][0]["position"]["fragment"] is None
 
+    async def test_a_new_version_is_refused_when_it_would_break_a_published_template(
+        self, api: httpx.AsyncClient
+    ) -> None:
+        """Templates include a fragment's latest published version, so a version that
+        would nest a template's fragments too deep (the renderer allows three levels) is
+        refused on publication, naming the template; on its own it was fine."""
+        await fragment(api, "f4", "four")
+        await fragment(api, "f3", '{{fragment id="f4"}}')
+        await fragment(api, "f2", "two")
+        await fragment(api, "f1", '{{fragment id="f2"}}')
+        body = email()
+        body["variants"]["en"]["text"] = 'Hi {{fragment id="f1"}}'
+        await created(api, TEMPLATES, body)
+        await published(api, TEMPLATES, "welcome-email")
+
+        deeper = {"name": "f2", "type": "expression", "content": '{{fragment id="f3"}}'}
+        assert (await api.put(f"{FRAGMENTS}/f2", json=deeper)).status_code == 200
+        refused = await api.post(f"{FRAGMENTS}/f2/publish")
+        assert problems(refused) == [("/content", "used-by")]
+        message = refused.json()["problems"][0]["message"]
+        assert message.startswith(
+            "template 'welcome-email' v1 includes this fragment and would not compile at "
+        )
+        assert "/variants/en/text: fragments are nested more than 3 deep" in message
+        assert (await api.get(f"{FRAGMENTS}/f2")).json()["publishedVersion"] == 1
+
+        # Once the template no longer reaches it so deep, the same version is published.
+        body["variants"]["en"]["text"] = 'Hi {{fragment id="f2"}}'
+        await api.put(f"{TEMPLATES}/welcome-email", json=body)
+        await published(api, TEMPLATES, "welcome-email")
+        assert (await published(api, FRAGMENTS, "f2"))["version"] == 2
+
     async def test_a_fragment_in_use_cannot_be_deleted(self, api: httpx.AsyncClient) -> None:
         await fragment(api, "inner", "in")
         await fragment(api, "outer", 'out {{fragment id="inner"}}')

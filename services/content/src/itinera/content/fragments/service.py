@@ -9,7 +9,11 @@ Publishing checks, reporting every problem at once:
   (``cycle``: the draft is what the others would include), and they are not nested too
   deep; any other problem of the text is ``template``. A problem in another fragment's
   text names that fragment in ``position.fragment``;
-- an expression fragment includes no visual fragment (``visual-fragment``).
+- an expression fragment includes no visual fragment (``visual-fragment``);
+- then, every published template that includes it, directly or through others, still
+  compiles with this version in place of the published one (``used-by``: the new
+  version would nest the template's fragments too deep, say): templates always include
+  a fragment's latest published version, so publishing it changes them at once.
 
 Deleting a fragment that a published template or fragment includes, directly or
 through other fragments, is a 409 naming them (``usedBy``); publishing a template locks
@@ -30,9 +34,11 @@ from itinera.content import rendering
 from itinera.content.fragments import repository
 from itinera.content.fragments.schemas import FragmentIn
 from itinera.content.rendering import ContentProblem, Fragments, FragmentText, compile_part
+from itinera.content.templates import service as templates
 from itinera.content.templates.service import refuse
 from itinera.content.versioning import service as versioning
 from itinera.content.versioning.repository import FRAGMENTS as KIND
+from itinera.content.versioning.repository import TEMPLATES
 
 FRAGMENTS = "/v1/fragments"
 NO_LOCALE = "und"
@@ -157,9 +163,40 @@ async def problems_of(
     return problems
 
 
+async def problems_in_users(
+    db: asyncpg.Connection, sandbox: str, fragment_id: str, row: Row
+) -> list[ContentProblem]:
+    """What the version ``row``, published, would break in the published templates that
+    include the fragment, directly or through others: each template compiled again as
+    it would be then (nesting that the new version makes too deep, for one). Reported
+    at ``/content``, code ``used-by``, naming the template, its version and the part."""
+    document = row["document"]
+    draft = FragmentText(
+        fragment_id, document["type"], row["version"], document["content"], tuple(row["fragments"])
+    )
+    problems: list[ContentProblem] = []
+    for user in await repository.users(db, sandbox, fragment_id):
+        if user["kind"] != "template":
+            continue  # included by templates, checked with them; or by none yet
+        version = await versioning.version(db, TEMPLATES, sandbox, user["id"], user["version"])
+        for found in await templates.problems_of(db, sandbox, user["id"], version, draft=draft):
+            problems.append(
+                ContentProblem(
+                    "/content",
+                    f"template {user['id']!r} v{user['version']} includes this fragment and would not "
+                    f"compile at {found.path}: {found.message}",
+                    "used-by",
+                    found.position,
+                )
+            )
+    return problems
+
+
 async def publish(db: asyncpg.Connection, sandbox: str, fragment_id: str) -> dict[str, Any]:
     _, draft = await versioning.start_publish(db, KIND, sandbox, fragment_id)
     problems = await problems_of(db, sandbox, fragment_id, draft, lock=True)
+    if not problems:
+        problems = await problems_in_users(db, sandbox, fragment_id, draft)
     if problems:
         raise refuse(f"version {draft['version']} of fragment {fragment_id!r}", problems)
     document = draft["document"]

@@ -31,7 +31,7 @@ from itinera.common.errors import FieldError, ValidationFailed
 from itinera.common.render.locale import choose_locale
 from itinera.content import rendering
 from itinera.content.fragments import repository as fragments
-from itinera.content.rendering import ContentProblem, Fragments, compile_part, escape_segment
+from itinera.content.rendering import ContentProblem, Fragments, FragmentText, compile_part, escape_segment
 from itinera.content.templates.schemas import PreviewIn, TemplateIn
 from itinera.content.versioning import service as versioning
 from itinera.content.versioning.repository import TEMPLATES as KIND
@@ -158,14 +158,27 @@ def cache_key(sandbox: str, template_id: str, row: Row, part: str, locale: str) 
     return ("content", sandbox, "template", template_id, row["version"], row["revision"], part, locale)
 
 
-async def _loader(db: asyncpg.Connection, sandbox: str, row: Row, *, lock: bool = False) -> Fragments:
-    return Fragments.from_rows(sandbox, await fragments.reached(db, sandbox, row["fragments"], lock=lock))
+async def _loader(
+    db: asyncpg.Connection, sandbox: str, row: Row, *, lock: bool = False, draft: FragmentText | None = None
+) -> Fragments:
+    roots = [*row["fragments"], *(draft.fragments if draft is not None else ())]
+    reached = await fragments.reached(db, sandbox, roots, lock=lock)
+    return Fragments.from_rows(sandbox, reached, draft)
 
 
 async def problems_of(
-    db: asyncpg.Connection, sandbox: str, template_id: str, row: Row, *, lock: bool = False
+    db: asyncpg.Connection,
+    sandbox: str,
+    template_id: str,
+    row: Row,
+    *,
+    lock: bool = False,
+    draft: FragmentText | None = None,
 ) -> list[ContentProblem]:
-    """What keeps the version ``row`` from being published; none: it can be."""
+    """What keeps the version ``row`` from being published; none: it can be. With a
+    fragment's ``draft``, what would keep it from being published were the draft the
+    fragment's published version (the draft's publication asks, of each published
+    template that includes it)."""
     document = row["document"]
     channel, variants, default = document["channel"], document["variants"], document["defaultLocale"]
     problems: list[ContentProblem] = []
@@ -179,7 +192,7 @@ async def problems_of(
                 "/defaultLocale", f"there is no variant for the default locale {default!r}", "default-locale"
             )
         )
-    loader = await _loader(db, sandbox, row, lock=lock)
+    loader = await _loader(db, sandbox, row, lock=lock, draft=draft)
     for locale, variant in sorted(variants.items()):
         base = f"/variants/{escape_segment(locale)}"
         for name in rendering.REQUIRED[channel]:
@@ -191,7 +204,7 @@ async def problems_of(
             problems.append(ContentProblem(f"{base}/sender", "a published email needs a sender", "required"))
         for part in rendering.parts(channel, variant):
             path = f"{base}/{part.name}"
-            key = cache_key(sandbox, template_id, row, part.name, locale)
+            key = None if draft is not None else cache_key(sandbox, template_id, row, part.name, locale)
             _, found = compile_part(part.source, key=key, fragments=loader, escape=part.escape)
             problems += [ContentProblem(path, p.message, rendering.code_of(p), p) for p in found]
             if (channel, part.name) not in rendering.VISUAL_PARTS:
