@@ -82,3 +82,70 @@ async def test_ended_instances_go_after_the_retention_and_waiting_ones_stay(
 async def test_a_sweep_with_nothing_due_deletes_nothing(pool: asyncpg.Pool) -> None:
     long_ago = datetime(2000, 1, 1, tzinfo=UTC) + timedelta(days=91)
     assert await InstanceRetention(pool, retention_days=91, interval_s=60).sweep(now=long_ago) == 0
+
+
+async def test_finished_executions_and_reads_go_after_their_retention(
+    api: httpx.AsyncClient, sandbox: str, pool: asyncpg.Pool
+) -> None:
+    """One unitary call is one execution: kept for the history retention after it
+    finished, as finished audience reads are; running reads stay whatever their age."""
+    created = await api.post(
+        "/v1/campaigns",
+        json={"name": "receipts", "type": "api", "channel": "email", "templateId": "receipt"},
+    )
+    assert created.status_code == 201, created.text
+    campaign = created.json()["id"]
+    assert (await api.post(f"/v1/campaigns/{campaign}/activate")).status_code == 200
+
+    def call(request_id: str) -> dict[str, object]:
+        return {
+            "requestId": request_id,
+            "campaignId": campaign,
+            "recipients": [{"type": "external", "namespace": "email", "userId": f"{request_id}@example.com"}],
+        }
+
+    executions = {}
+    for request_id in ("old", "recent"):
+        sent = await api.post("/ajo/im/executions/unitary", json=call(request_id))
+        assert sent.status_code == 202, sent.text
+        executions[request_id] = uuid.UUID(sent.json()["executionId"])
+    await pool.execute(
+        """UPDATE campaign_executions SET finished_at = finished_at - interval '100 days'
+           WHERE sandbox = $1 AND id = $2""",
+        sandbox,
+        executions["old"],
+    )
+    journey, long_ago = uuid.uuid4(), datetime.now(UTC) - timedelta(days=100)
+    for occurrence, status in ((1, "done"), (2, "cancelled"), (3, "running"), (4, "done")):
+        await pool.execute(
+            """INSERT INTO audience_reads
+                   (sandbox, journey_id, version, occurrence, audience_id, status, due_at, created_at,
+                    finished_at)
+               VALUES ($1, $2, 1, $3, 'a', $4, $5, $6, $7)""",
+            sandbox,
+            journey,
+            long_ago + timedelta(hours=occurrence),
+            status,
+            long_ago if status == "running" else None,
+            long_ago,
+            None if status == "running" else (datetime.now(UTC) if occurrence == 4 else long_ago),
+        )
+
+    counts = await InstanceRetention(pool, retention_days=91, interval_s=60).sweep_history(datetime.now(UTC))
+
+    assert counts["execution"] >= 1
+    assert counts["read"] >= 2
+    kept = await pool.fetch("SELECT request_id FROM campaign_executions WHERE sandbox = $1", sandbox)
+    assert [r["request_id"] for r in kept] == ["recent"]
+    reads = await pool.fetch(
+        "SELECT status FROM audience_reads WHERE sandbox = $1 ORDER BY occurrence", sandbox
+    )
+    assert [r["status"] for r in reads] == ["running", "done"]
+    # Repeated after that, the call is executed again, under the same id (derived from
+    # the campaign and the requestId), so its messages have the ids the channels keep.
+    again = await api.post("/ajo/im/executions/unitary", json=call("old"))
+    assert again.status_code == 202, again.text
+    assert uuid.UUID(again.json()["executionId"]) == executions["old"]
+    assert await pool.fetchval(
+        "SELECT count(*) FROM campaign_executions WHERE sandbox = $1 AND id = $2", sandbox, executions["old"]
+    )

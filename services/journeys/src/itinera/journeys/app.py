@@ -100,7 +100,10 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             peers,
         ),
         InstanceRetention(
-            runtime.pool, config.journeys_instance_retention_days, config.journeys_retention_interval_s
+            runtime.pool,
+            config.journeys_instance_retention_days,
+            config.journeys_retention_interval_s,
+            history_days=config.journeys_history_retention_days,
         ),
     ]
 

@@ -67,8 +67,13 @@ class JourneysSettings(CommonSettings):
     journeys_instance_retention_days: float = Field(default=91, gt=0)
     """Days an ended instance, its steps and waits are kept after it ended (Journey
     Optimizer's 91 days): what keeps a profile out of a journey without re-entrance."""
+    journeys_history_retention_days: float = Field(default=91, gt=0)
+    """Days a finished campaign execution and a finished audience read are kept. A call
+    repeating a ``requestId`` after that is executed again, under the same execution id
+    and so the same message ids, which the channels refuse to send twice while they keep
+    the messages (``ITINERA_CHANNELS_MESSAGE_RETENTION_DAYS``, 400)."""
     journeys_retention_interval_s: float = Field(default=300, gt=0)
-    """Seconds between sweeps deleting ended instances past their retention."""
+    """Seconds between sweeps deleting what is past its retention."""
 
     @field_validator("journeys_action_allow_hosts", mode="before")
     @classmethod
