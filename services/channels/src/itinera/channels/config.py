@@ -58,7 +58,8 @@ class ChannelsSettings(CommonSettings):
     """Hosts a webhook may call although they are private or loopback, comma-separated."""
 
     channels_rate_email: float = Field(default=100.0, gt=0)
-    """Messages a second each provider may take from one process (a token bucket)."""
+    """Messages a second each provider may take, from every worker process together (a
+    token bucket kept in the database, bursts of a second's worth)."""
     channels_rate_sms: float = Field(default=20.0, gt=0)
     channels_rate_push: float = Field(default=200.0, gt=0)
     channels_rate_webhook: float = Field(default=50.0, gt=0)

@@ -44,13 +44,14 @@ import httpx
 
 from itinera.channels.config import ChannelsSettings
 from itinera.channels.messages import feedback, repository
-from itinera.channels.providers import Outgoing, Provider, SendFailed, TokenBucket
+from itinera.channels.providers import Outgoing, Provider, SendFailed
 from itinera.channels.providers.email import EmailProvider
 from itinera.channels.providers.http import PushProvider, SmsProvider, WebhookProvider
 from itinera.channels.reports import service as reports
 from itinera.channels.suppression import bounces
 from itinera.channels.suppression import repository as suppression
 from itinera.channels.suppression.bounces import ENTITY_TYPES
+from itinera.common.db.rates import SharedRate
 from itinera.common.periodic import Periodic
 
 log = logging.getLogger(__name__)
@@ -72,11 +73,12 @@ class DeliveryRunner(Periodic):
             "push": PushProvider(settings, self.client),
             "webhook": WebhookProvider(settings, self.client),
         }
+        # Each provider's rate, kept for every worker process together.
         self.buckets = {
-            "email": TokenBucket(settings.channels_rate_email),
-            "sms": TokenBucket(settings.channels_rate_sms),
-            "push": TokenBucket(settings.channels_rate_push),
-            "webhook": TokenBucket(settings.channels_rate_webhook),
+            "email": SharedRate(pool, "provider:email", settings.channels_rate_email),
+            "sms": SharedRate(pool, "provider:sms", settings.channels_rate_sms),
+            "push": SharedRate(pool, "provider:push", settings.channels_rate_push),
+            "webhook": SharedRate(pool, "provider:webhook", settings.channels_rate_webhook),
         }
         self._in_flight: set[asyncio.Task[None]] = set()
         # A claim waits for half the batch's room (at least one send) when it is busy.

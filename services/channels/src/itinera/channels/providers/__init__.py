@@ -2,15 +2,13 @@
 
 Each provider sends one rendered message and answers the provider's id of it, or raises
 :class:`SendFailed` saying whether trying again may help (``retry``), what kind of bounce
-it was, and whether the address should be suppressed. Sends are paced per provider by a
-token bucket kept in each process: with N worker processes a provider may see up to N
-times the configured rate.
+it was, and whether the address should be suppressed. Sends are paced per provider by
+the delivery runner, at the rate set for it across every worker process
+(:mod:`itinera.common.db.rates`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -46,25 +44,3 @@ class Outgoing:
 
 class Provider(Protocol):
     async def send(self, message: Outgoing) -> str: ...
-
-
-class TokenBucket:
-    """At most ``rate`` sends a second on average, bursts of up to ``burst``."""
-
-    def __init__(self, rate: float, burst: float | None = None) -> None:
-        self.rate = rate
-        self.capacity = burst if burst is not None else max(1.0, rate)
-        self._tokens = self.capacity
-        self._at = time.monotonic()
-        self._lock = asyncio.Lock()
-
-    async def take(self) -> None:
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
-                self._at = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                await asyncio.sleep((1 - self._tokens) / self.rate)
