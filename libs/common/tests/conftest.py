@@ -9,8 +9,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from itinera.common.db.migrations import migrate
 from itinera.common.kafka.admin import create_topics
 from itinera.common.kafka.producer import Producer
 from itinera.common.kafka.topics import Topic
@@ -75,3 +77,17 @@ def migration_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Migrat
         return name
 
     return write
+
+
+@pytest.fixture
+async def migrated_schema(settings: CommonSettings) -> AsyncIterator[str]:
+    """A schema of the test's own, migrated as a service's is (the common migrations and
+    the fixture package's), dropped after the test; its name."""
+    schema = unique("t_schema_")
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await migrate(conn, schema, "itinera_common_fixtures.migrations")
+        yield schema
+    finally:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await conn.close()

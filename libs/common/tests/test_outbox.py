@@ -7,7 +7,6 @@ its own from its end, so what it sees is what its relay published.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,6 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY
 
-from itinera.common.db.migrations import migrate
 from itinera.common.db.outbox import OutboxRelay, enqueue
 from itinera.common.db.pool import create_pool
 from itinera.common.devstack import Broker, free_port
@@ -29,8 +27,6 @@ from itinera.common.kafka.producer import Producer
 from itinera.common.kafka.topics import Topic
 from itinera.common.settings import CommonSettings
 from itinera.common.testing import StackInfo, TopicReader, topic_reader
-
-FIXTURE_MIGRATIONS = "itinera_common_fixtures.migrations"
 
 
 def envelope(n: int, key: str = "k") -> Envelope:
@@ -62,19 +58,11 @@ async def topic(new_topic: Any) -> str:
 
 
 @pytest.fixture
-async def outbox(settings: CommonSettings, topic: str) -> AsyncIterator[Outbox]:
-    schema = f"t_outbox_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(settings.database_url)
+async def outbox(settings: CommonSettings, topic: str, migrated_schema: str) -> AsyncIterator[Outbox]:
+    pool = await create_pool(settings, migrated_schema)
     try:
-        await migrate(conn, schema, FIXTURE_MIGRATIONS)
+        yield Outbox(migrated_schema, pool, topic)
     finally:
-        await conn.close()
-    pool = await create_pool(settings, schema)
-    try:
-        yield Outbox(schema, pool, topic)
-    finally:
-        async with pool.acquire() as conn:
-            await conn.execute(f"DROP SCHEMA {schema} CASCADE")
         await pool.close()
 
 

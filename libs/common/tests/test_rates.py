@@ -5,37 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import cast
 
 import asyncpg
 import pytest
 
-from itinera.common.db.migrations import migrate
 from itinera.common.db.pool import create_pool
 from itinera.common.db.rates import SharedRate
 from itinera.common.settings import CommonSettings
 
-FIXTURE_MIGRATIONS = "itinera_common_fixtures.migrations"
-
 
 @pytest.fixture
-async def pools(settings: CommonSettings) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool]]:
+async def pools(
+    settings: CommonSettings, migrated_schema: str
+) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool]]:
     """Two pools on one schema, as two processes of one service have."""
-    schema = f"t_rates_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        await migrate(conn, schema, FIXTURE_MIGRATIONS)
-    finally:
-        await conn.close()
-    first, second = await create_pool(settings, schema), await create_pool(settings, schema)
+    first, second = await create_pool(settings, migrated_schema), await create_pool(settings, migrated_schema)
     try:
         yield first, second
     finally:
         await second.close()
-        async with first.acquire() as conn:
-            await conn.execute(f"DROP SCHEMA {schema} CASCADE")
         await first.close()
 
 

@@ -150,6 +150,21 @@ class TestOneBatchOfRequests:
                 ]
 
 
+async def claimed_here(
+    pool: asyncpg.Pool, sandbox: str, rows: list[dict[str, Any]]
+) -> list[asyncpg.Record | None]:
+    """Store these messages as claimed by this worker (attempt 1, leased for a day, so
+    the service's own worker leaves them alone); the claimed rows."""
+    async with pool.acquire() as conn:
+        await messages.insert(conn, rows)
+        await conn.execute(
+            """UPDATE messages SET state = 'sending', attempts = 1, lease_until = $2 WHERE sandbox = $1""",
+            sandbox,
+            datetime.now(UTC) + timedelta(days=1),
+        )
+        return [await messages.one(conn, sandbox, uuid.UUID(str(r["message_id"]))) for r in rows]
+
+
 class TestClaimedMessages:
     async def test_suppressed_ones_are_excluded_and_the_others_sent_and_recorded_together(
         self,
@@ -181,15 +196,7 @@ class TestClaimedMessages:
             }
             for to in (suppressed, in_domain, *fine)
         ]
-        async with pool.acquire() as conn:
-            await messages.insert(conn, rows)
-            await conn.execute(
-                """UPDATE messages SET state = 'sending', attempts = 1, lease_until = $2
-                   WHERE sandbox = $1""",
-                sandbox,
-                now + timedelta(days=1),
-            )
-            claimed = [await messages.one(conn, sandbox, r["message_id"]) for r in rows]
+        claimed = await claimed_here(pool, sandbox, rows)
         assert (
             await api.post(
                 "/ajo/config/suppression/addresses", json=[{"entity": {"entityValue": suppressed}}]
@@ -262,15 +269,7 @@ class TestClaimedMessages:
             )
         ]
         email = str(waiting[0]["address"])
-        async with pool.acquire() as conn:
-            await messages.insert(conn, waiting)
-            await conn.execute(
-                """UPDATE messages SET state = 'sending', attempts = 1, lease_until = $2
-                   WHERE sandbox = $1""",
-                sandbox,
-                now + timedelta(days=1),
-            )
-            claimed = [await messages.one(conn, sandbox, uuid.UUID(str(r["message_id"]))) for r in waiting]
+        claimed = await claimed_here(pool, sandbox, waiting)
         assert (await api.put("/v1/allowed-list", json={"active": True})).status_code == 200
         worker = DeliveryRunner(pool, channels_settings)
         try:

@@ -38,63 +38,58 @@ HISTORY_DELETED = Counter(
 )
 
 
-async def delete_ended(conn: asyncpg.Connection, before: datetime, limit: int) -> int:
-    """Delete up to ``limit`` instances that ended before ``before``, oldest first."""
+async def _delete_oldest(
+    conn: asyncpg.Connection,
+    table: str,
+    keys: tuple[str, ...],
+    done: str,
+    ended: str,
+    before: datetime,
+    limit: int,
+) -> int:
+    """Delete up to ``limit`` rows of ``table`` (identified by ``keys``) that are
+    ``done`` and whose ``ended`` time is before ``before``, oldest first; how many."""
+    same = " AND ".join(f"t.{k} = old.{k}" for k in keys)
     deleted: int = await conn.fetchval(
-        """WITH old AS (
-               SELECT sandbox, id FROM instances
-               WHERE status <> 'waiting' AND ended_at < $1
-               ORDER BY ended_at LIMIT $2
-           ), gone AS (
-               DELETE FROM instances i USING old
-               WHERE i.sandbox = old.sandbox AND i.id = old.id
-               RETURNING 1
-           )
-           SELECT count(*) FROM gone""",
+        f"""WITH old AS (
+                SELECT {", ".join(keys)} FROM {table}
+                WHERE {done} AND {ended} < $1 ORDER BY {ended} LIMIT $2
+            ), gone AS (
+                DELETE FROM {table} t USING old WHERE {same} RETURNING 1
+            )
+            SELECT count(*) FROM gone""",
         before,
         limit,
     )
     return deleted
+
+
+async def delete_ended(conn: asyncpg.Connection, before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` instances that ended before ``before``, oldest first."""
+    return await _delete_oldest(
+        conn, "instances", ("sandbox", "id"), "status <> 'waiting'", "ended_at", before, limit
+    )
 
 
 async def delete_finished_executions(conn: asyncpg.Connection, before: datetime, limit: int) -> int:
     """Delete up to ``limit`` campaign executions that finished before ``before``."""
-    deleted: int = await conn.fetchval(
-        """WITH old AS (
-               SELECT sandbox, id FROM campaign_executions
-               WHERE due_at IS NULL AND finished_at < $1
-               ORDER BY finished_at LIMIT $2
-           ), gone AS (
-               DELETE FROM campaign_executions e USING old
-               WHERE e.sandbox = old.sandbox AND e.id = old.id
-               RETURNING 1
-           )
-           SELECT count(*) FROM gone""",
-        before,
-        limit,
+    return await _delete_oldest(
+        conn, "campaign_executions", ("sandbox", "id"), "due_at IS NULL", "finished_at", before, limit
     )
-    return deleted
 
 
 async def delete_finished_reads(conn: asyncpg.Connection, before: datetime, limit: int) -> int:
     """Delete up to ``limit`` audience reads that finished (done, cancelled) before
     ``before``; the schedules that made them stay."""
-    deleted: int = await conn.fetchval(
-        """WITH old AS (
-               SELECT sandbox, journey_id, version, occurrence FROM audience_reads
-               WHERE status <> 'running' AND finished_at < $1
-               ORDER BY finished_at LIMIT $2
-           ), gone AS (
-               DELETE FROM audience_reads r USING old
-               WHERE (r.sandbox, r.journey_id, r.version, r.occurrence)
-                   = (old.sandbox, old.journey_id, old.version, old.occurrence)
-               RETURNING 1
-           )
-           SELECT count(*) FROM gone""",
+    return await _delete_oldest(
+        conn,
+        "audience_reads",
+        ("sandbox", "journey_id", "version", "occurrence"),
+        "status <> 'running'",
+        "finished_at",
         before,
         limit,
     )
-    return deleted
 
 
 class InstanceRetention(Periodic):
