@@ -7,12 +7,14 @@ branch, or fails the instance when it has none."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -24,6 +26,7 @@ from itinera.common.kafka import topics
 from itinera.common.kafka.envelope import Envelope
 from itinera.common.kafka.producer import Producer
 from itinera.common.testing import StackInfo, eventually, topic_reader
+from itinera.journeys.runtime.actions import RateCaps
 
 HOST = "127.0.0.9"
 JOURNEYS = "/v1/journeys"
@@ -212,3 +215,21 @@ class TestActionCalls:
         assert len(crm.calls) == 4  # two calls, each tried twice
         keys = [c["headers"]["idempotency-key"] for c in crm.calls]
         assert len(set(keys)) == 2  # a retry carries its call's key
+
+
+class TestRateCaps:
+    async def test_workers_keep_an_endpoint_s_cap_together(self, pool: asyncpg.Pool) -> None:
+        """Two workers each make 15 calls to one endpoint capped at 10 a second: apart
+        they would be done at once; together they wait for the cap, the 30 calls taking
+        at least what the first 10 (the bucket) and 10 a second after allow, less the one
+        call each worker may hold. A slow machine only makes it slower."""
+        endpoint = f"https://crm-{uuid.uuid4().hex[:8]}.example.com:443"
+        workers = [RateCaps(pool), RateCaps(pool)]
+
+        async def calls(caps: RateCaps) -> None:
+            for _ in range(15):
+                await caps.wait(endpoint, 10, 1)
+
+        started = time.monotonic()
+        await asyncio.wait_for(asyncio.gather(*(calls(w) for w in workers)), timeout=60)
+        assert time.monotonic() - started >= (30 - 10 - 2) / 10

@@ -13,10 +13,11 @@ is percent-encoded, in a header it is text, in the body a JSON value. Before con
 the host's addresses are resolved and every one must be public unless the host is in
 ``ITINERA_JOURNEYS_ACTION_ALLOW_HOSTS`` (what a name resolves to can change after the
 action was configured). The action's rate cap (calls per period, per endpoint) is kept
-by each worker process: with N workers an endpoint may see up to N times the cap. A
-failure (a network error, a timeout, a 5xx or 429 answer) is tried again ``retries``
-times with a short backoff; another 4xx is not. Response fields are read from the JSON
-answer by their dotted path; a missing one is null, one of the wrong type is a failure.
+for every worker process together, as a token bucket: at most ``calls`` at once,
+``calls`` more each period. A failure (a network error, a timeout, a 5xx or 429
+answer) is tried again ``retries`` times with a short backoff; another 4xx is not.
+Response fields are read from the JSON answer by their dotted path; a missing one is
+null, one of the wrong type is a failure.
 """
 
 from __future__ import annotations
@@ -24,9 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import time
 import uuid
-from collections import defaultdict, deque
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +35,7 @@ import asyncpg
 import httpx
 import orjson
 
+from itinera.common.db.rates import SharedRate
 from itinera.common.periodic import Periodic
 from itinera.journeys.actions.schemas import ActionIn, BasicAuth, BearerAuth, HeaderAuth, ResponseField
 from itinera.journeys.actions.targets import PLACEHOLDER, endpoint, host_address, public_address
@@ -64,25 +64,20 @@ class CallFailed(Exception):
 
 
 class RateCaps:
-    """Calls per period per endpoint, in this process: :meth:`wait` returns when a call
-    may go."""
+    """Calls per period per endpoint, for every worker process together: a token bucket
+    per endpoint kept in the database (:mod:`itinera.common.db.rates`), holding at most
+    ``calls`` and gaining ``calls`` a period. :meth:`wait` returns when a call may go."""
 
-    def __init__(self) -> None:
-        self._sent: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = asyncio.Lock()
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._rates: dict[tuple[str, int, float], SharedRate] = {}
 
     async def wait(self, key: str, calls: int, period_s: float) -> None:
-        while True:
-            async with self._lock:
-                sent = self._sent[key]
-                now = time.monotonic()
-                while sent and sent[0] <= now - period_s:
-                    sent.popleft()
-                if len(sent) < calls:
-                    sent.append(now)
-                    return
-                delay = sent[0] + period_s - now
-            await asyncio.sleep(max(delay, 0.001))
+        rate = self._rates.get((key, calls, period_s))
+        if rate is None:
+            rate = SharedRate(self.pool, f"action:{key}", calls / period_s, capacity=calls)
+            self._rates[(key, calls, period_s)] = rate
+        await rate.take()
 
 
 def idempotency_key(instance_id: uuid.UUID, step: int) -> str:
@@ -229,7 +224,7 @@ class ActionRunner(Periodic):
         self.pool = pool
         self.batch = batch
         self.allowed_hosts = allowed_hosts
-        self.caps = RateCaps()
+        self.caps = RateCaps(pool)
         self._client: httpx.AsyncClient | None = None
 
     def client(self) -> httpx.AsyncClient:
