@@ -11,7 +11,7 @@ from itinera.common.auth import mint_token
 from itinera.common.testing import client_for
 from itinera.content.config import ContentSettings
 
-from .helpers import TEMPLATES, created, email, published
+from .helpers import FRAGMENTS, TEMPLATES, created, email, published
 
 
 class TestDrafts:
@@ -166,6 +166,69 @@ class TestDeletion:
         await api.delete(f"{TEMPLATES}/welcome-email")
         again = await created(api, TEMPLATES, email())
         assert (again["latestVersion"], [v["version"] for v in again["versions"]]) == (3, [3])
+
+
+class TestConcurrentEditors:
+    """Optimistic concurrency: each answer carries the template's ETag; a write sent with
+    If-Match goes only while the template still has that tag, else 412 and nothing
+    changes, so one editor does not overwrite another's work unseen."""
+
+    async def test_a_write_based_on_a_stale_read_is_refused(self, api: httpx.AsyncClient) -> None:
+        made = await api.post(TEMPLATES, json=email())
+        first = made.headers["etag"]
+        assert first == made.json()["etag"]
+        read = await api.get(f"{TEMPLATES}/welcome-email")
+        assert read.headers["etag"] == first
+
+        mine = email(name="Mine")
+        saved = await api.put(f"{TEMPLATES}/welcome-email", json=mine, headers={"If-Match": first})
+        assert saved.status_code == 200, saved.text
+        second = saved.headers["etag"]
+        assert second != first
+        assert saved.json()["etag"] == second
+
+        theirs = await api.put(
+            f"{TEMPLATES}/welcome-email", json=email(name="Theirs"), headers={"If-Match": first}
+        )
+        assert theirs.status_code == 412
+        assert theirs.headers["content-type"].startswith("application/problem+json")
+        assert theirs.json()["etag"] == second
+        assert [e["path"] for e in theirs.json()["errors"]] == ["/header/If-Match"]
+        assert (await api.get(f"{TEMPLATES}/welcome-email")).json()["name"] == "Mine"
+
+        stale_publish = await api.post(f"{TEMPLATES}/welcome-email/publish", headers={"If-Match": first})
+        assert stale_publish.status_code == 412
+        listed = f'"nope", {second}'  # a list of tags matches when one of them does
+        assert (
+            await api.post(f"{TEMPLATES}/welcome-email/publish", headers={"If-Match": listed})
+        ).status_code == 200
+        after_publish = (await api.get(f"{TEMPLATES}/welcome-email")).headers["etag"]
+        assert after_publish not in (first, second)
+
+        refused = await api.delete(f"{TEMPLATES}/welcome-email", headers={"If-Match": second})
+        assert refused.status_code == 412
+        assert (await api.delete(f"{TEMPLATES}/welcome-email", headers={"If-Match": "*"})).status_code == 204
+
+    async def test_an_item_made_again_under_a_deleted_one_s_id_has_a_new_tag(
+        self, api: httpx.AsyncClient
+    ) -> None:
+        old = (await api.post(TEMPLATES, json=email())).headers["etag"]
+        assert (await api.delete(f"{TEMPLATES}/welcome-email")).status_code == 204
+        again = await api.post(TEMPLATES, json=email())
+        assert again.headers["etag"] != old
+        stale = await api.put(f"{TEMPLATES}/welcome-email", json=email(), headers={"If-Match": old})
+        assert stale.status_code == 412
+
+    async def test_fragments_have_tags_too(self, api: httpx.AsyncClient) -> None:
+        body = {"id": "footer", "name": "footer", "type": "expression", "content": "Bye"}
+        made = await api.post(FRAGMENTS, json=body)
+        tag = made.headers["etag"]
+        assert (await api.put(f"{FRAGMENTS}/footer", json=body, headers={"If-Match": tag})).status_code == 200
+        assert (await api.put(f"{FRAGMENTS}/footer", json=body, headers={"If-Match": tag})).status_code == 412
+        assert (await api.post(f"{FRAGMENTS}/footer/publish", headers={"If-Match": tag})).status_code == 412
+        assert (await api.delete(f"{FRAGMENTS}/footer", headers={"If-Match": tag})).status_code == 412
+        current = (await api.get(f"{FRAGMENTS}/footer")).headers["etag"]
+        assert (await api.delete(f"{FRAGMENTS}/footer", headers={"If-Match": current})).status_code == 204
 
 
 class TestAccess:

@@ -98,6 +98,12 @@ class Conflict(ItineraError):
     title = "Conflict"
 
 
+class PreconditionFailed(ItineraError):
+    status = 412
+    slug = "precondition-failed"
+    title = "Precondition failed"
+
+
 class PayloadTooLarge(ItineraError):
     status = 413
     slug = "payload-too-large"

@@ -25,6 +25,7 @@ from fastapi import APIRouter, Path, Request, Response, Security
 
 from itinera.common.auth import Principal, require_scope
 from itinera.common.service import Db
+from itinera.common.web.etags import PRECONDITION, IfMatch
 from itinera.common.web.problems import documented
 from itinera.common.web.query import parse_query, query_parameters
 from itinera.content.config import ContentSettings
@@ -80,29 +81,40 @@ async def create_fragment(
     async with db.transaction():
         created = await service.create(db, caller.sandbox, body)
     response.headers["Location"] = f"{FRAGMENTS}/{created['id']}"
+    response.headers["ETag"] = created["etag"]
     return created
 
 
 @router.get(
     _ONE, summary="A fragment, its latest version, its users and its versions", response_model=FragmentOut
 )
-async def get_fragment(fragmentId: str, caller: Reader, db: Db) -> dict[str, Any]:
+async def get_fragment(fragmentId: str, response: Response, caller: Reader, db: Db) -> dict[str, Any]:
     async with db.transaction(isolation="repeatable_read", readonly=True):
-        return await service.get(db, caller.sandbox, fragmentId)
+        found = await service.get(db, caller.sandbox, fragmentId)
+    response.headers["ETag"] = found["etag"]
+    return found
 
 
 @router.put(
     _ONE,
     summary="Replace the draft (a new draft version when the latest is published)",
     response_model=FragmentOut,
-    responses={409: documented("The type would change")},
+    responses={409: documented("The type would change"), **PRECONDITION},
 )
 async def replace_fragment(
-    request: Request, fragmentId: str, body: FragmentIn, caller: Writer, db: Db
+    request: Request,
+    response: Response,
+    fragmentId: str,
+    body: FragmentIn,
+    caller: Writer,
+    db: Db,
+    if_match: IfMatch = None,
 ) -> dict[str, Any]:
     _check_size(request, body)
     async with db.transaction():
-        return await service.replace(db, caller.sandbox, fragmentId, body)
+        replaced = await service.replace(db, caller.sandbox, fragmentId, body, if_match)
+    response.headers["ETag"] = replaced["etag"]
+    return replaced
 
 
 @router.delete(
@@ -110,11 +122,11 @@ async def replace_fragment(
     status_code=204,
     summary="Delete a fragment and its versions",
     response_class=Response,
-    responses={409: documented("Published templates or fragments include it (`usedBy`)")},
+    responses={409: documented("Published templates or fragments include it (`usedBy`)"), **PRECONDITION},
 )
-async def delete_fragment(fragmentId: str, caller: Writer, db: Db) -> Response:
+async def delete_fragment(fragmentId: str, caller: Writer, db: Db, if_match: IfMatch = None) -> Response:
     async with db.transaction():
-        await service.delete(db, caller.sandbox, fragmentId)
+        await service.delete(db, caller.sandbox, fragmentId, if_match)
     return Response(status_code=204)
 
 
@@ -134,8 +146,10 @@ async def get_version(fragmentId: str, version: Version, caller: Reader, db: Db)
     summary="Publish the draft: templates include it from now on",
     response_model=FragmentVersionOut,
     response_model_exclude_unset=True,
-    responses={409: documented("There is no draft to publish")},
+    responses={409: documented("There is no draft to publish"), **PRECONDITION},
 )
-async def publish_fragment(fragmentId: str, caller: Writer, db: Db) -> dict[str, Any]:
+async def publish_fragment(
+    fragmentId: str, caller: Writer, db: Db, if_match: IfMatch = None
+) -> dict[str, Any]:
     async with db.transaction():
-        return await service.publish(db, caller.sandbox, fragmentId)
+        return await service.publish(db, caller.sandbox, fragmentId, if_match)

@@ -61,6 +61,9 @@ class FragmentOut(BaseModel):
     draftVersion: int | None
     createdAt: str
     updatedAt: str
+    etag: str = Field(
+        description="The ETag header's value: send it as If-Match to write only if nothing changed"
+    )
     content: str | None = Field(default=None, description="The latest version's")
     fragments: list[str] | None = Field(default=None, description="The fragments the latest version includes")
     usedBy: list[UsageOut] | None = Field(

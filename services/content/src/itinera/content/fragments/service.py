@@ -94,7 +94,9 @@ async def create(db: asyncpg.Connection, sandbox: str, body: FragmentIn) -> dict
     return await get(db, sandbox, fragment_id)
 
 
-async def replace(db: asyncpg.Connection, sandbox: str, fragment_id: str, body: FragmentIn) -> dict[str, Any]:
+async def replace(
+    db: asyncpg.Connection, sandbox: str, fragment_id: str, body: FragmentIn, if_match: str | None = None
+) -> dict[str, Any]:
     if body.id is not None and body.id != fragment_id:
         raise ValidationFailed(
             f"the body names fragment {body.id!r}, the path {fragment_id!r}",
@@ -110,6 +112,7 @@ async def replace(db: asyncpg.Connection, sandbox: str, fragment_id: str, body: 
         body.type,
         document_of(body),
         rendering.references(body.content),
+        if_match,
     )
     return await get(db, sandbox, fragment_id)
 
@@ -192,8 +195,10 @@ async def problems_in_users(
     return problems
 
 
-async def publish(db: asyncpg.Connection, sandbox: str, fragment_id: str) -> dict[str, Any]:
-    _, draft = await versioning.start_publish(db, KIND, sandbox, fragment_id)
+async def publish(
+    db: asyncpg.Connection, sandbox: str, fragment_id: str, if_match: str | None = None
+) -> dict[str, Any]:
+    _, draft = await versioning.start_publish(db, KIND, sandbox, fragment_id, if_match)
     problems = await problems_of(db, sandbox, fragment_id, draft, lock=True)
     if not problems:
         problems = await problems_in_users(db, sandbox, fragment_id, draft)
@@ -211,8 +216,8 @@ async def publish(db: asyncpg.Connection, sandbox: str, fragment_id: str) -> dic
     return version_view(fragment_id, published)
 
 
-async def delete(db: asyncpg.Connection, sandbox: str, fragment_id: str) -> None:
-    row = await versioning.locked(db, KIND, sandbox, fragment_id)
+async def delete(db: asyncpg.Connection, sandbox: str, fragment_id: str, if_match: str | None = None) -> None:
+    row = await versioning.locked(db, KIND, sandbox, fragment_id, if_match)
     users = await repository.users(db, sandbox, fragment_id)
     if users:
         named = ", ".join(f"{u['kind']} {u['id']} v{u['version']}" for u in users)

@@ -28,6 +28,7 @@ from itinera.common.auth import Principal, require_scope
 from itinera.common.errors import FieldError, ValidationFailed
 from itinera.common.peers import ProfileReader
 from itinera.common.service import Db
+from itinera.common.web.etags import PRECONDITION, IfMatch
 from itinera.common.web.problems import documented
 from itinera.common.web.query import parse_query, query_parameters
 from itinera.content.config import ContentSettings
@@ -91,33 +92,50 @@ async def create_template(
     async with db.transaction():
         created = await service.create(db, caller.sandbox, body)
     response.headers["Location"] = f"{TEMPLATES}/{created['id']}"
+    response.headers["ETag"] = created["etag"]
     return created
 
 
 @router.get(_ONE, summary="A template, its latest version and its versions", response_model=TemplateOut)
-async def get_template(templateId: str, caller: Reader, db: Db) -> dict[str, Any]:
+async def get_template(templateId: str, response: Response, caller: Reader, db: Db) -> dict[str, Any]:
     async with db.transaction(isolation="repeatable_read", readonly=True):
-        return await service.get(db, caller.sandbox, templateId)
+        found = await service.get(db, caller.sandbox, templateId)
+    response.headers["ETag"] = found["etag"]
+    return found
 
 
 @router.put(
     _ONE,
     summary="Replace the draft (a new draft version when the latest is published)",
     response_model=TemplateOut,
-    responses={409: documented("The channel would change")},
+    responses={409: documented("The channel would change"), **PRECONDITION},
 )
 async def replace_template(
-    request: Request, templateId: str, body: Document, caller: Writer, db: Db
+    request: Request,
+    response: Response,
+    templateId: str,
+    body: Document,
+    caller: Writer,
+    db: Db,
+    if_match: IfMatch = None,
 ) -> dict[str, Any]:
     _check_size(request, body)
     async with db.transaction():
-        return await service.replace(db, caller.sandbox, templateId, body)
+        replaced = await service.replace(db, caller.sandbox, templateId, body, if_match)
+    response.headers["ETag"] = replaced["etag"]
+    return replaced
 
 
-@router.delete(_ONE, status_code=204, summary="Delete a template and its versions", response_class=Response)
-async def delete_template(templateId: str, caller: Writer, db: Db) -> Response:
+@router.delete(
+    _ONE,
+    status_code=204,
+    summary="Delete a template and its versions",
+    response_class=Response,
+    responses=PRECONDITION,
+)
+async def delete_template(templateId: str, caller: Writer, db: Db, if_match: IfMatch = None) -> Response:
     async with db.transaction():
-        await service.delete(db, caller.sandbox, templateId)
+        await service.delete(db, caller.sandbox, templateId, if_match)
     return Response(status_code=204)
 
 
@@ -137,11 +155,13 @@ async def get_version(templateId: str, version: Version, caller: Reader, db: Db)
     summary="Publish the draft: it becomes the version the channels send",
     response_model=TemplateVersionOut,
     response_model_exclude_unset=True,
-    responses={409: documented("There is no draft to publish")},
+    responses={409: documented("There is no draft to publish"), **PRECONDITION},
 )
-async def publish_template(templateId: str, caller: Writer, db: Db) -> dict[str, Any]:
+async def publish_template(
+    templateId: str, caller: Writer, db: Db, if_match: IfMatch = None
+) -> dict[str, Any]:
     async with db.transaction():
-        return await service.publish(db, caller.sandbox, templateId)
+        return await service.publish(db, caller.sandbox, templateId, if_match)
 
 
 @router.post(

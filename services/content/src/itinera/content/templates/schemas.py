@@ -172,6 +172,9 @@ class TemplateOut(BaseModel):
     draftVersion: int | None
     createdAt: str
     updatedAt: str
+    etag: str = Field(
+        description="The ETag header's value: send it as If-Match to write only if nothing changed"
+    )
     defaultLocale: str | None = Field(default=None, description="The latest version's")
     variants: dict[str, dict[str, Any]] | None = Field(default=None, description="The latest version's")
     fragments: list[str] | None = Field(default=None, description="The fragments the latest version includes")

@@ -119,7 +119,9 @@ async def create(db: asyncpg.Connection, sandbox: str, body: TemplateIn) -> dict
     return await get(db, sandbox, template_id)
 
 
-async def replace(db: asyncpg.Connection, sandbox: str, template_id: str, body: TemplateIn) -> dict[str, Any]:
+async def replace(
+    db: asyncpg.Connection, sandbox: str, template_id: str, body: TemplateIn, if_match: str | None = None
+) -> dict[str, Any]:
     if body.id is not None and body.id != template_id:
         raise ValidationFailed(
             f"the body names template {body.id!r}, the path {template_id!r}",
@@ -136,6 +138,7 @@ async def replace(db: asyncpg.Connection, sandbox: str, template_id: str, body: 
         body.channel,
         document,
         rendering.references_of(_texts(document)),
+        if_match,
     )
     return await get(db, sandbox, template_id)
 
@@ -229,8 +232,10 @@ def refuse(what: str, problems: list[ContentProblem]) -> ValidationFailed:
     )
 
 
-async def publish(db: asyncpg.Connection, sandbox: str, template_id: str) -> dict[str, Any]:
-    _, draft = await versioning.start_publish(db, KIND, sandbox, template_id)
+async def publish(
+    db: asyncpg.Connection, sandbox: str, template_id: str, if_match: str | None = None
+) -> dict[str, Any]:
+    _, draft = await versioning.start_publish(db, KIND, sandbox, template_id, if_match)
     problems = await problems_of(db, sandbox, template_id, draft, lock=True)
     if problems:
         raise refuse(f"version {draft['version']} of template {template_id!r}", problems)
@@ -246,8 +251,8 @@ async def publish(db: asyncpg.Connection, sandbox: str, template_id: str) -> dic
     return version_view(template_id, published)
 
 
-async def delete(db: asyncpg.Connection, sandbox: str, template_id: str) -> None:
-    row = await versioning.locked(db, KIND, sandbox, template_id)
+async def delete(db: asyncpg.Connection, sandbox: str, template_id: str, if_match: str | None = None) -> None:
+    row = await versioning.locked(db, KIND, sandbox, template_id, if_match)
     await versioning.delete(db, KIND, sandbox, template_id, row)
 
 

@@ -207,7 +207,9 @@ async def touch_item(
     latest: int,
 ) -> None:
     await conn.execute(
-        f"""UPDATE {kind.table} SET name = $3, description = $4, latest_version = $5, updated_at = now()
+        f"""UPDATE {kind.table}
+               SET name = $3, description = $4, latest_version = $5, updated_at = now(),
+                   revision = revision + 1
              WHERE sandbox = $1 AND id = $2""",
         sandbox,
         item_id,
@@ -231,7 +233,8 @@ async def publish_version(
         at,
     )
     await conn.execute(
-        f"UPDATE {kind.table} SET published_version = $3, updated_at = $4 WHERE sandbox = $1 AND id = $2",
+        f"""UPDATE {kind.table} SET published_version = $3, updated_at = $4, revision = revision + 1
+             WHERE sandbox = $1 AND id = $2""",
         sandbox,
         item_id,
         version,

@@ -30,6 +30,7 @@ from itinera.common.db.outbox import enqueue
 from itinera.common.errors import Conflict, FieldError, NotFound
 from itinera.common.kafka import topics
 from itinera.common.kafka.envelope import Envelope
+from itinera.common.web.etags import check_if_match
 from itinera.content.values import ID_PATTERN
 from itinera.content.versioning import repository
 from itinera.content.versioning.repository import Kind
@@ -64,6 +65,7 @@ def item_view(kind: Kind, row: Row, versions: list[Row] | None = None) -> dict[s
         "draftVersion": row["draft_version"],
         "createdAt": time_text(row["created_at"]),
         "updatedAt": time_text(row["updated_at"]),
+        "etag": etag(row),
     }
     if versions is not None:
         body["versions"] = [summary(v) for v in versions]
@@ -106,11 +108,23 @@ async def create(
     return chosen
 
 
-async def locked(db: asyncpg.Connection, kind: Kind, sandbox: str, item_id: str) -> Row:
+def etag(row: Row) -> str:
+    """The item's entity tag: its latest version and its revision (bumped by each write),
+    so it changes with every write, and an item made again under a deleted one's id
+    (whose versions continue after the deleted one's) never has an old tag."""
+    return f'"{row["latest_version"]}.{row["revision"]}"'
+
+
+async def locked(
+    db: asyncpg.Connection, kind: Kind, sandbox: str, item_id: str, if_match: str | None = None
+) -> Row:
+    """The item's row, locked until the transaction ends; 412 when ``if_match`` (an
+    ``If-Match`` header) names none of its current tag."""
     _checked(kind, item_id, sandbox)
     row = await repository.lock_item(db, kind, sandbox, item_id)
     if row is None:
         raise _not_found(kind, item_id, sandbox)
+    check_if_match(if_match, etag(row))
     return row
 
 
@@ -124,8 +138,9 @@ async def replace(
     extra: str,
     document: dict[str, Any],
     fragments: list[str],
+    if_match: str | None = None,
 ) -> None:
-    item = await locked(db, kind, sandbox, item_id)
+    item = await locked(db, kind, sandbox, item_id, if_match)
     if item[kind.extra] != extra:
         raise Conflict(
             f"{kind.name} {item_id!r} is of {kind.extra} {item[kind.extra]!r}; it cannot change",
@@ -159,9 +174,11 @@ async def version(db: asyncpg.Connection, kind: Kind, sandbox: str, item_id: str
     return row
 
 
-async def start_publish(db: asyncpg.Connection, kind: Kind, sandbox: str, item_id: str) -> tuple[Row, Row]:
+async def start_publish(
+    db: asyncpg.Connection, kind: Kind, sandbox: str, item_id: str, if_match: str | None = None
+) -> tuple[Row, Row]:
     """The locked item and its draft; 409 when there is no draft to publish."""
-    row = await locked(db, kind, sandbox, item_id)
+    row = await locked(db, kind, sandbox, item_id, if_match)
     current = await repository.draft(db, kind, sandbox, item_id)
     if current is None:
         raise Conflict(
