@@ -288,6 +288,39 @@ class TestLifecycle:
         assert statuses(after) == [(1, "live"), (2, "draft")]
 
 
+class TestConcurrentEditors:
+    async def test_writes_sent_with_a_stale_tag_are_refused_and_change_nothing(
+        self, http: httpx.AsyncClient
+    ) -> None:
+        """Each answer carries the journey's ETag; every write (save, publish, stop,
+        close) changes it, and a write sent with If-Match naming an older one is a 412."""
+        made = await http.post(JOURNEYS, json=welcome())
+        journey_id, first = made.json()["id"], made.headers["etag"]
+        assert made.json()["etag"] == first
+        assert (await http.get(f"{JOURNEYS}/{journey_id}")).headers["etag"] == first
+
+        saved = await http.put(f"{JOURNEYS}/{journey_id}", json=welcome("mine"), headers={"If-Match": first})
+        assert saved.status_code == 200, saved.text
+        second = saved.headers["etag"]
+        assert second != first
+        theirs = await http.put(
+            f"{JOURNEYS}/{journey_id}", json=welcome("theirs"), headers={"If-Match": first}
+        )
+        assert theirs.status_code == 412
+        assert theirs.json()["etag"] == second
+        assert (await http.get(f"{JOURNEYS}/{journey_id}")).json()["name"] == "mine"
+
+        one = f"{JOURNEYS}/{journey_id}/versions/1"
+        assert (await http.post(f"{one}/publish", headers={"If-Match": first})).status_code == 412
+        assert (await http.post(f"{one}/publish", headers={"If-Match": second})).status_code == 200
+        live = (await http.get(f"{JOURNEYS}/{journey_id}")).headers["etag"]
+        assert live not in (first, second)
+        assert (await http.post(f"{one}/close", headers={"If-Match": second})).status_code == 412
+        assert (await http.post(f"{one}/stop", headers={"If-Match": second})).status_code == 412
+        assert (await http.get(f"{JOURNEYS}/{journey_id}")).json()["status"] == "live"
+        assert (await http.post(f"{one}/stop", headers={"If-Match": live})).status_code == 200
+
+
 class TestListing:
     async def test_pages_hold_every_journey_once_most_recent_first(self, fresh: httpx.AsyncClient) -> None:
         created = [await create(fresh, welcome(f"journey {i}")) for i in range(5)]

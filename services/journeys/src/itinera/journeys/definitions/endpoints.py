@@ -26,6 +26,7 @@ from fastapi import APIRouter, Path, Request, Response, Security
 
 from itinera.common.auth import Principal, require_scope
 from itinera.common.service import Db
+from itinera.common.web.etags import PRECONDITION, IfMatch
 from itinera.common.web.problems import documented
 from itinera.common.web.query import parse_query, query_parameters
 from itinera.journeys.audiences import repository as audience_answers
@@ -48,7 +49,8 @@ Version = Annotated[int, Path(ge=1, le=1_000_000)]
 _ONE = JOURNEYS + "/{journeyId}"
 _VERSION = _ONE + "/versions/{version}"
 _MOVE: dict[int | str, dict[str, Any]] = {
-    409: documented("The version's status does not allow it (`status`)")
+    409: documented("The version's status does not allow it (`status`)"),
+    **PRECONDITION,
 }
 
 
@@ -90,24 +92,38 @@ async def create_journey(
     async with db.transaction():
         created = await service.create(db, caller.sandbox, body)
     response.headers["Location"] = f"{JOURNEYS}/{created['id']}"
+    response.headers["ETag"] = created["etag"]
     return created
 
 
 @router.get(_ONE, summary="A journey and its versions", response_model=JourneyOut)
-async def get_journey(journeyId: str, caller: Reader, db: Db) -> dict[str, Any]:
+async def get_journey(journeyId: str, response: Response, caller: Reader, db: Db) -> dict[str, Any]:
     async with db.transaction(isolation="repeatable_read", readonly=True):
-        return await service.get(db, caller.sandbox, journeyId)
+        found = await service.get(db, caller.sandbox, journeyId)
+    response.headers["ETag"] = found["etag"]
+    return found
 
 
 @router.put(
-    _ONE, summary="Replace the draft (a new draft version when there is none)", response_model=JourneyOut
+    _ONE,
+    summary="Replace the draft (a new draft version when there is none)",
+    response_model=JourneyOut,
+    responses=PRECONDITION,
 )
 async def replace_journey(
-    request: Request, journeyId: str, body: JourneyIn, caller: Writer, db: Db
+    request: Request,
+    response: Response,
+    journeyId: str,
+    body: JourneyIn,
+    caller: Writer,
+    db: Db,
+    if_match: IfMatch = None,
 ) -> dict[str, Any]:
     _check_size(request, body)
     async with db.transaction():
-        return await service.replace(db, caller.sandbox, journeyId, body)
+        replaced = await service.replace(db, caller.sandbox, journeyId, body, if_match)
+    response.headers["ETag"] = replaced["etag"]
+    return replaced
 
 
 @router.get(
@@ -128,12 +144,14 @@ async def get_version(
     responses=_MOVE,
 )
 async def publish_version(
-    request: Request, journeyId: str, version: Version, caller: Writer, db: Db
+    request: Request, journeyId: str, version: Version, caller: Writer, db: Db, if_match: IfMatch = None
 ) -> dict[str, Any]:
     answers: dict[str, bool] = {}
     try:
         async with db.transaction():
-            return await service.publish(db, caller.sandbox, journeyId, version, _checks(request, answers))
+            return await service.publish(
+                db, caller.sandbox, journeyId, version, _checks(request, answers), if_match
+            )
     finally:
         # What the segmentation service answered is kept even when publishing is
         # refused (its transaction rolled back): a draft's reads report it.
@@ -149,9 +167,11 @@ async def publish_version(
     response_model_exclude_unset=True,
     responses=_MOVE,
 )
-async def stop_version(journeyId: str, version: Version, caller: Writer, db: Db) -> dict[str, Any]:
+async def stop_version(
+    journeyId: str, version: Version, caller: Writer, db: Db, if_match: IfMatch = None
+) -> dict[str, Any]:
     async with db.transaction():
-        return await service.stop(db, caller.sandbox, journeyId, version)
+        return await service.stop(db, caller.sandbox, journeyId, version, if_match)
 
 
 @router.post(
@@ -161,6 +181,8 @@ async def stop_version(journeyId: str, version: Version, caller: Writer, db: Db)
     response_model_exclude_unset=True,
     responses=_MOVE,
 )
-async def close_version(journeyId: str, version: Version, caller: Writer, db: Db) -> dict[str, Any]:
+async def close_version(
+    journeyId: str, version: Version, caller: Writer, db: Db, if_match: IfMatch = None
+) -> dict[str, Any]:
     async with db.transaction():
-        return await service.close(db, caller.sandbox, journeyId, version)
+        return await service.close(db, caller.sandbox, journeyId, version, if_match)

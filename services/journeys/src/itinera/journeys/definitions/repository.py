@@ -62,7 +62,9 @@ async def touch_journey(
     conn: asyncpg.Connection, sandbox: str, journey_id: uuid.UUID, name: str, description: str, latest: int
 ) -> None:
     await conn.execute(
-        """UPDATE journeys SET name = $3, description = $4, latest_version = $5, updated_at = now()
+        """UPDATE journeys
+              SET name = $3, description = $4, latest_version = $5, updated_at = now(),
+                  revision = revision + 1
             WHERE sandbox = $1 AND id = $2""",
         sandbox,
         journey_id,
@@ -235,5 +237,7 @@ async def live_version(conn: asyncpg.Connection, sandbox: str, journey_id: uuid.
 
 async def touch(conn: asyncpg.Connection, sandbox: str, journey_id: uuid.UUID) -> None:
     await conn.execute(
-        "UPDATE journeys SET updated_at = now() WHERE sandbox = $1 AND id = $2", sandbox, journey_id
+        "UPDATE journeys SET updated_at = now(), revision = revision + 1 WHERE sandbox = $1 AND id = $2",
+        sandbox,
+        journey_id,
     )

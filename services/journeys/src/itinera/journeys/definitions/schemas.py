@@ -357,6 +357,9 @@ class JourneyOut(BaseModel):
     draftVersion: int | None
     createdAt: str
     updatedAt: str
+    etag: str = Field(
+        description="The ETag header's value: as If-Match, a write goes only if nothing changed"
+    )
     versions: list[VersionSummary] | None = None
     warnings: list[WarningOut] | None = Field(
         default=None,

@@ -32,6 +32,7 @@ import asyncpg
 from asyncpg import Record as Row
 
 from itinera.common.errors import Conflict, FieldError, NotFound, ValidationFailed
+from itinera.common.web.etags import check_if_match
 from itinera.journeys import templates
 from itinera.journeys.actions import repository as actions
 from itinera.journeys.audiences import repository as audience_answers
@@ -108,10 +109,17 @@ def journey_view(row: Row, versions: list[Row] | None = None) -> dict[str, Any]:
         "draftVersion": row["draft_version"],
         "createdAt": _time(row["created_at"]),
         "updatedAt": _time(row["updated_at"]),
+        "etag": etag(row),
     }
     if versions is not None:
         body["versions"] = [summary(v) for v in versions]
     return body
+
+
+def etag(row: Row) -> str:
+    """The journey's entity tag: its latest version and its revision, which every write
+    (a draft saved, a version published, stopped or closed) bumps."""
+    return f'"{row["latest_version"]}.{row["revision"]}"'
 
 
 def version_view(row: Row, problems: list[validation.Problem] | None = None) -> dict[str, Any]:
@@ -256,16 +264,23 @@ async def get(db: asyncpg.Connection, sandbox: str, journey_text: str) -> dict[s
     return body
 
 
-async def _locked(db: asyncpg.Connection, sandbox: str, journey_text: str) -> tuple[uuid.UUID, Row]:
+async def _locked(
+    db: asyncpg.Connection, sandbox: str, journey_text: str, if_match: str | None = None
+) -> tuple[uuid.UUID, Row]:
+    """The journey's id and row, locked until the transaction ends; 412 when
+    ``if_match`` (an ``If-Match`` header) names none of its current tag."""
     journey_id = _known_id(journey_text, sandbox)
     row = await repository.lock_journey(db, sandbox, journey_id)
     if row is None:
         raise NotFound(f"no journey {journey_text!r} in sandbox {sandbox!r}")
+    check_if_match(if_match, etag(row))
     return journey_id, row
 
 
-async def replace(db: asyncpg.Connection, sandbox: str, journey_text: str, body: JourneyIn) -> dict[str, Any]:
-    journey_id, journey = await _locked(db, sandbox, journey_text)
+async def replace(
+    db: asyncpg.Connection, sandbox: str, journey_text: str, body: JourneyIn, if_match: str | None = None
+) -> dict[str, Any]:
+    journey_id, journey = await _locked(db, sandbox, journey_text, if_match)
     current = await repository.draft(db, sandbox, journey_id)
     if current is not None:
         version = current["version"]
@@ -395,9 +410,14 @@ def _transition_refused(row: Row, wanted: str, allowed_from: tuple[str, ...]) ->
 
 
 async def publish(
-    db: asyncpg.Connection, sandbox: str, journey_text: str, version: int, checks: Checks
+    db: asyncpg.Connection,
+    sandbox: str,
+    journey_text: str,
+    version: int,
+    checks: Checks,
+    if_match: str | None = None,
 ) -> dict[str, Any]:
-    journey_id, _ = await _locked(db, sandbox, journey_text)
+    journey_id, _ = await _locked(db, sandbox, journey_text, if_match)
     row = await _version(db, sandbox, journey_id, version)
     if row["status"] != "draft":
         raise _transition_refused(row, "published", ("draft",))
@@ -419,12 +439,16 @@ async def publish(
     return version_view(published)
 
 
-async def stop(db: asyncpg.Connection, sandbox: str, journey_text: str, version: int) -> dict[str, Any]:
-    return await _end(db, sandbox, journey_text, version, "stopped", ("live", "closed"))
+async def stop(
+    db: asyncpg.Connection, sandbox: str, journey_text: str, version: int, if_match: str | None = None
+) -> dict[str, Any]:
+    return await _end(db, sandbox, journey_text, version, "stopped", ("live", "closed"), if_match)
 
 
-async def close(db: asyncpg.Connection, sandbox: str, journey_text: str, version: int) -> dict[str, Any]:
-    return await _end(db, sandbox, journey_text, version, "closed", ("live",))
+async def close(
+    db: asyncpg.Connection, sandbox: str, journey_text: str, version: int, if_match: str | None = None
+) -> dict[str, Any]:
+    return await _end(db, sandbox, journey_text, version, "closed", ("live",), if_match)
 
 
 async def _end(
@@ -434,8 +458,9 @@ async def _end(
     version: int,
     status: str,
     allowed_from: tuple[str, ...],
+    if_match: str | None = None,
 ) -> dict[str, Any]:
-    journey_id, _ = await _locked(db, sandbox, journey_text)
+    journey_id, _ = await _locked(db, sandbox, journey_text, if_match)
     row = await _version(db, sandbox, journey_id, version)
     if row["status"] not in allowed_from:
         raise _transition_refused(row, status, allowed_from)
