@@ -1,5 +1,6 @@
 """``POST /v1/templates/{id}/preview``: a version rendered for a profile and a context,
-in the locale the profile reads, with the paths the data lacked and the errors met."""
+in the locale the profile reads, with the paths the data lacked and the errors met; and
+``POST /v1/fragments/{id}/preview``, a fragment on its own."""
 
 from __future__ import annotations
 
@@ -138,6 +139,50 @@ class TestPreview:
         assert [(e["path"], e["code"]) for e in bad["errors"]] == [("/variants/en/payload", "json")]
 
 
+class TestFragmentPreview:
+    """``POST /v1/fragments/{id}/preview``: a fragment rendered on its own, as a template
+    including it would render it."""
+
+    async def test_renders_the_draft_with_the_fragments_it_includes(self, api: httpx.AsyncClient) -> None:
+        await fragment(api, "sign-off", "-- {{context.shop}}")
+        await fragment(
+            api,
+            "greeting",
+            'Hi {{profile.person.name.firstName}} {{profile.loyalty.tier}}\n{{fragment id="sign-off"}}',
+            publish=False,
+        )
+        shown = await api.post(
+            f"{FRAGMENTS}/greeting/preview", json={"profile": JANE, "context": {"shop": "Lyon"}}
+        )
+        assert shown.status_code == 200, shown.text
+        body = shown.json()
+        assert (body["fragmentId"], body["version"], body["errors"]) == ("greeting", 1, [])
+        assert body["text"] == "Hi Jane <3 \n-- Lyon"  # an expression fragment: not escaped
+        assert [(u["path"], u["line"]) for u in body["undefinedPaths"]] == [("profile.loyalty.tier", 1)]
+
+    async def test_a_visual_fragment_is_escaped_as_in_html(self, api: httpx.AsyncClient) -> None:
+        await fragment(api, "banner", "<b>{{profile.person.name.firstName}}</b>", "visual", publish=False)
+        shown = await api.post(f"{FRAGMENTS}/banner/preview", json={"profile": JANE})
+        assert shown.json()["text"] == "<b>Jane &lt;3</b>"
+
+    async def test_problems_have_their_positions_and_a_chosen_version_is_shown(
+        self, api: httpx.AsyncClient
+    ) -> None:
+        await fragment(api, "note", "v1 {{context.x}}")
+        await api.put(
+            f"{FRAGMENTS}/note", json={"name": "note", "type": "expression", "content": "v2\n {{/if}}"}
+        )
+        broken = (await api.post(f"{FRAGMENTS}/note/preview", json={})).json()
+        assert (broken["version"], broken["text"]) == (2, None)
+        assert [(e["path"], e["code"], e["position"]["line"]) for e in broken["errors"]] == [
+            ("/content", "template", 2)
+        ]
+        first = (await api.post(f"{FRAGMENTS}/note/preview", json={"version": 1, "context": {"x": 7}})).json()
+        assert (first["text"], first["errors"]) == ("v1 7", [])
+        assert (await api.post(f"{FRAGMENTS}/nothing/preview", json={})).status_code == 404
+        assert (await api.post(f"{FRAGMENTS}/note/preview", json={"version": 9})).status_code == 404
+
+
 @pytest.fixture(scope="module")
 def profile_url(topics_created: StackInfo) -> Iterator[str]:
     """A profile service of its own, in its own process."""
@@ -179,6 +224,11 @@ class TestPreviewOfAStoredProfile:
             f"{TEMPLATES}/welcome-email/preview", json={"identity": "email:ADA@example.com"}
         )
         assert by_identity.json()["parts"] == by_id.json()["parts"]
+        await fragment(content, "hello", "Hello {{profile.person.name.firstName}}", publish=False)
+        of_fragment = await content.post(
+            f"{FRAGMENTS}/hello/preview", json={"identity": "Email:ada@example.com"}
+        )
+        assert (of_fragment.json()["profileId"], of_fragment.json()["text"]) == (profile_id, "Hello Jane <3")
 
     async def test_a_profile_that_does_not_exist_is_a_422_at_its_field(
         self, reading: tuple[httpx.AsyncClient, httpx.AsyncClient]

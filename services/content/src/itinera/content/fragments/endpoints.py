@@ -11,9 +11,11 @@
 - ``GET /{fragmentId}/versions/{version}``: the version (a draft's with the problems
   publishing it would meet);
 - ``POST /{fragmentId}/publish``: publishes the draft (400 with every problem; 409 when
-  there is no draft).
+  there is no draft);
+- ``POST /{fragmentId}/preview``: renders a version on its own, for a profile and a
+  context.
 
-Reads need ``content:read``, writes ``content:write``; everything is the caller's
+Reads and previews need ``content:read``, writes ``content:write``; everything is the caller's
 sandbox's only.
 """
 
@@ -34,10 +36,13 @@ from itinera.content.fragments.schemas import (
     FragmentIn,
     FragmentOut,
     FragmentPage,
+    FragmentPreviewOut,
     FragmentVersionOut,
     ListQuery,
 )
 from itinera.content.fragments.service import FRAGMENTS
+from itinera.content.previews import named_profile
+from itinera.content.templates.schemas import PreviewData
 from itinera.content.values import problems_documented
 
 router = APIRouter(tags=["fragments"], responses=problems_documented("fragment"))
@@ -153,3 +158,19 @@ async def publish_fragment(
 ) -> dict[str, Any]:
     async with db.transaction():
         return await service.publish(db, caller.sandbox, fragmentId, if_match)
+
+
+@router.post(
+    _ONE + "/preview",
+    summary="Render a version on its own for a profile and a context",
+    response_model=FragmentPreviewOut,
+    response_model_exclude_unset=True,
+)
+async def preview_fragment(
+    fragmentId: str, body: PreviewData, caller: Reader, db: Db, request: Request
+) -> dict[str, Any]:
+    """The profile is given (``profile``) or named (``profileId`` or ``identity``: read
+    from the profile service with the caller's token, which needs ``profiles:read``)."""
+    read = await named_profile(request, body)
+    async with db.transaction(isolation="repeatable_read", readonly=True):
+        return await service.preview(db, caller.sandbox, fragmentId, body, read)

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from itinera.content.templates.schemas import UndefinedOut
 from itinera.content.values import (
     Description,
     ItemId,
@@ -88,3 +89,12 @@ class FragmentVersionOut(VersionSummary):
     problems: list[ProblemOut] | None = Field(
         default=None, description="Drafts: what publishing would refuse now"
     )
+
+
+class FragmentPreviewOut(BaseModel):
+    fragmentId: str
+    profileId: str | None = Field(default=None, description="The profile read, when one was named")
+    version: int
+    text: str | None = Field(description="null when the fragment does not compile")
+    undefinedPaths: list[UndefinedOut]
+    errors: list[ProblemOut] = Field(description="Compile and render errors, at `/content`")

@@ -30,11 +30,13 @@ import asyncpg
 from asyncpg import Record as Row
 
 from itinera.common.errors import Conflict, FieldError, ValidationFailed
+from itinera.common.render import Template
 from itinera.content import rendering
 from itinera.content.fragments import repository
 from itinera.content.fragments.schemas import FragmentIn
 from itinera.content.rendering import ContentProblem, Fragments, FragmentText, compile_part
 from itinera.content.templates import service as templates
+from itinera.content.templates.schemas import PreviewData
 from itinera.content.templates.service import refuse
 from itinera.content.versioning import service as versioning
 from itinera.content.versioning.repository import FRAGMENTS as KIND
@@ -133,6 +135,25 @@ async def get_version(db: asyncpg.Connection, sandbox: str, fragment_id: str, nu
     return version_view(fragment_id, row, problems)
 
 
+def _as_included(
+    fragment_id: str, kind: str, loader: Fragments
+) -> tuple[Template | None, list[ContentProblem]]:
+    """The fragment compiled as a template including it would be (so a chain leading
+    back to it is a cycle), or its problems at ``/content``: positions in its own text
+    name no fragment, those in another's name that one. A visual fragment is
+    HTML-escaped, as in an email's ``html``; an expression fragment is not."""
+    wrapper = '{{fragment id="' + fragment_id + '"}}'
+    template, found = compile_part(wrapper, key=None, fragments=loader, escape=kind == "visual")
+    problems = []
+    for problem in found:
+        if problem.fragment == fragment_id:
+            position: Any = dataclasses.replace(problem, fragment=None)
+        else:
+            position = problem if problem.fragment is not None else None
+        problems.append(ContentProblem("/content", problem.message, rendering.code_of(problem), position))
+    return template, problems
+
+
 async def problems_of(
     db: asyncpg.Connection, sandbox: str, fragment_id: str, row: Row, *, lock: bool = False
 ) -> list[ContentProblem]:
@@ -145,15 +166,7 @@ async def problems_of(
     included = list(row["fragments"])
     draft = FragmentText(fragment_id, kind, row["version"], content, tuple(included))
     loader = Fragments.from_rows(sandbox, await repository.reached(db, sandbox, included, lock=lock), draft)
-    # Compiled as a template including it would be: so a chain leading back to it is a cycle.
-    wrapper = '{{fragment id="' + fragment_id + '"}}'
-    _, found = compile_part(wrapper, key=None, fragments=loader, escape=kind == "visual")
-    for problem in found:
-        if problem.fragment == fragment_id:
-            position: Any = dataclasses.replace(problem, fragment=None)
-        else:
-            position = problem if problem.fragment is not None else None
-        problems.append(ContentProblem("/content", problem.message, rendering.code_of(problem), position))
+    problems += _as_included(fragment_id, kind, loader)[1]
     if kind == "expression":
         for other in loader.visual(i for i in included if i != fragment_id):
             problems.append(
@@ -226,6 +239,45 @@ async def delete(db: asyncpg.Connection, sandbox: str, fragment_id: str, if_matc
             extra={"usedBy": _usage(users)},
         )
     await versioning.delete(db, KIND, sandbox, fragment_id, row)
+
+
+async def preview(
+    db: asyncpg.Connection,
+    sandbox: str,
+    fragment_id: str,
+    body: PreviewData,
+    read: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Render a version of the fragment (by default the latest: the draft, else the
+    published one) as a template including it would, with the fragments it includes at
+    their published versions, for ``body.profile`` or ``read`` (the profile service's
+    answer for the profile the body names) and ``body.context``. A visual fragment is
+    HTML-escaped, as in an email's ``html``; an expression fragment is not, as in text."""
+    profile = body.profile if read is None else read.get("entity") or {}
+    if body.version is None:
+        row, _ = await versioning.item(db, KIND, sandbox, fragment_id)
+        number = row["latest_version"]
+    else:
+        number = body.version
+    version = await versioning.version(db, KIND, sandbox, fragment_id, number)
+    document = version["document"]
+    included = list(version["fragments"])
+    shown = FragmentText(fragment_id, document["type"], number, document["content"], tuple(included))
+    loader = Fragments.from_rows(sandbox, await repository.reached(db, sandbox, included), shown)
+    template, errors = _as_included(fragment_id, document["type"], loader)
+    text, undefined = None, []
+    if template is not None:
+        rendered = template.render({"profile": profile, "context": body.context})
+        text, undefined = rendered.text, [u.as_dict() for u in rendered.undefined_paths]
+        errors = [ContentProblem("/content", p.message, "render", p) for p in rendered.errors]
+    return {
+        "fragmentId": fragment_id,
+        **({"profileId": read.get("profileId")} if read is not None else {}),
+        "version": number,
+        "text": text,
+        "undefinedPaths": undefined,
+        "errors": [e.as_dict() for e in errors],
+    }
 
 
 async def listing(

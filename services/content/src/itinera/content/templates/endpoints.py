@@ -25,13 +25,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Request, Response, Security
 
 from itinera.common.auth import Principal, require_scope
-from itinera.common.errors import FieldError, ValidationFailed
-from itinera.common.peers import ProfileReader
 from itinera.common.service import Db
 from itinera.common.web.etags import PRECONDITION, IfMatch
 from itinera.common.web.problems import documented
 from itinera.common.web.query import parse_query, query_parameters
 from itinera.content.config import ContentSettings
+from itinera.content.previews import named_profile
 from itinera.content.templates import service
 from itinera.content.templates.schemas import (
     ListQuery,
@@ -174,20 +173,6 @@ async def preview_template(
 ) -> dict[str, Any]:
     """The profile is given (``profile``) or named (``profileId`` or ``identity``: read
     from the profile service with the caller's token, which needs ``profiles:read``)."""
-    read = None
-    named = [name for name in ("profileId", "identity") if getattr(body, name) is not None]
-    if named:
-        if len(named) > 1 or body.profile:
-            raise ValidationFailed(
-                "name the profile one way: profile, profileId or identity",
-                [
-                    FieldError(f"/{name}", "give one of profile, profileId and identity", "exclusive")
-                    for name in named
-                ],
-            )
-        reader: ProfileReader = request.app.state.runtime.state["profiles"]
-        read = await reader.read(
-            request.headers.get("authorization", ""), profile_id=body.profileId, identity=body.identity
-        )
+    read = await named_profile(request, body)
     async with db.transaction(isolation="repeatable_read", readonly=True):
         return await service.preview(db, caller.sandbox, templateId, body, read)

@@ -132,12 +132,12 @@ class ListQuery(BaseModel):
     )
 
 
-class PreviewIn(Strict):
+class PreviewData(Strict):
+    """What a preview renders with: a version and the data (a profile, given or named,
+    and a context)."""
+
     version: int | None = Field(
         default=None, ge=1, le=1_000_000, description="Default: the draft, else the published version"
-    )
-    locale: Locale | None = Field(
-        default=None, description="Default: chosen by the profile's preferredLanguage"
     )
     profile: dict[str, Any] = Field(default_factory=dict, description="The profile, as XDM (its merged view)")
     profileId: str | None = Field(
@@ -155,6 +155,12 @@ class PreviewIn(Strict):
     )
     context: dict[str, Any] = Field(
         default_factory=dict, description="What the template reads as `context.*`"
+    )
+
+
+class PreviewIn(PreviewData):
+    locale: Locale | None = Field(
+        default=None, description="Default: chosen by the profile's preferredLanguage"
     )
 
 
