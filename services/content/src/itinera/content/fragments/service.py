@@ -254,12 +254,8 @@ async def preview(
     answer for the profile the body names) and ``body.context``. A visual fragment is
     HTML-escaped, as in an email's ``html``; an expression fragment is not, as in text."""
     profile = body.profile if read is None else read.get("entity") or {}
-    if body.version is None:
-        row, _ = await versioning.item(db, KIND, sandbox, fragment_id)
-        number = row["latest_version"]
-    else:
-        number = body.version
-    version = await versioning.version(db, KIND, sandbox, fragment_id, number)
+    version = await versioning.chosen_version(db, KIND, sandbox, fragment_id, body.version)
+    number = version["version"]
     document = version["document"]
     included = list(version["fragments"])
     shown = FragmentText(fragment_id, document["type"], number, document["content"], tuple(included))

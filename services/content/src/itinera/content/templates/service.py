@@ -295,12 +295,8 @@ async def preview(
     """Render a version for ``body.profile``, or for ``read``, the profile service's
     view of the profile the body names (``{profileId, entity, ...}``)."""
     profile = body.profile if read is None else read.get("entity") or {}
-    if body.version is None:
-        row, _ = await versioning.item(db, KIND, sandbox, template_id)
-        number = row["latest_version"]
-    else:
-        number = body.version
-    version = await versioning.version(db, KIND, sandbox, template_id, number)
+    version = await versioning.chosen_version(db, KIND, sandbox, template_id, body.version)
+    number = version["version"]
     document = version["document"]
     locale = _locale(document, body, profile)
     loader = await _loader(db, sandbox, version)

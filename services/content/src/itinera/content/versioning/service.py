@@ -174,6 +174,17 @@ async def version(db: asyncpg.Connection, kind: Kind, sandbox: str, item_id: str
     return row
 
 
+async def chosen_version(
+    db: asyncpg.Connection, kind: Kind, sandbox: str, item_id: str, number: int | None
+) -> Row:
+    """Version ``number``, or by default the latest (the draft, else the published one):
+    what a preview shows."""
+    if number is None:
+        row, _ = await item(db, kind, sandbox, item_id)
+        number = int(row["latest_version"])
+    return await version(db, kind, sandbox, item_id, number)
+
+
 async def start_publish(
     db: asyncpg.Connection, kind: Kind, sandbox: str, item_id: str, if_match: str | None = None
 ) -> tuple[Row, Row]:
