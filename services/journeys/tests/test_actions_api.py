@@ -165,6 +165,21 @@ class TestConfiguration:
         assert (await http.delete(f"{ACTIONS}/{action['id']}")).status_code == 404
         assert (await http.delete(f"{ACTIONS}/not-an-id")).status_code == 404
 
+    async def test_writes_with_a_stale_tag_are_refused(self, http: httpx.AsyncClient) -> None:
+        made = await http.post(ACTIONS, json=crm())
+        one, first = f"{ACTIONS}/{made.json()['id']}", made.headers["etag"]
+        assert (await http.get(one)).headers["etag"] == first == made.json()["etag"]
+        body = crm(made.json()["name"], retries=0)
+        saved = await http.put(one, json=body, headers={"If-Match": first})
+        assert saved.status_code == 200, saved.text
+        assert saved.headers["etag"] != first
+        assert (
+            await http.put(one, json=crm(made.json()["name"]), headers={"If-Match": first})
+        ).status_code == 412
+        assert (await http.get(one)).json()["retries"] == 0
+        assert (await http.delete(one, headers={"If-Match": first})).status_code == 412
+        assert (await http.delete(one, headers={"If-Match": saved.headers["etag"]})).status_code == 204
+
 
 class TestJourneysCallingActions:
     async def test_a_journey_calling_an_action_publishes_and_records_it(

@@ -253,6 +253,22 @@ class TestCampaigns:
         assert (stopped.json()["status"], stopped.json()["nextRunAt"]) == ("stopped", None)
         assert (await api.post(f"{one}/stop")).status_code == 409
 
+    async def test_writes_with_a_stale_tag_are_refused(self, api: httpx.AsyncClient) -> None:
+        created = await api.post(CAMPAIGNS, json=campaign_body())
+        one, first = f"{CAMPAIGNS}/{created.json()['id']}", created.headers["etag"]
+        assert (await api.get(one)).headers["etag"] == first == created.json()["etag"]
+        saved = await api.put(one, json=campaign_body(rate=100), headers={"If-Match": first})
+        assert saved.status_code == 200, saved.text
+        second = saved.headers["etag"]
+        assert second != first
+        assert (await api.put(one, json=campaign_body(), headers={"If-Match": first})).status_code == 412
+        assert (await api.post(f"{one}/activate", headers={"If-Match": first})).status_code == 412
+        assert (await api.get(one)).json()["status"] == "draft"
+        assert (await api.post(f"{one}/activate", headers={"If-Match": second})).status_code == 200
+        assert (await api.post(f"{one}/stop", headers={"If-Match": second})).status_code == 412
+        live = (await api.get(one)).headers["etag"]
+        assert (await api.post(f"{one}/stop", headers={"If-Match": live})).status_code == 200
+
     async def test_another_sandbox_sees_nothing(
         self, api: httpx.AsyncClient, fresh: httpx.AsyncClient
     ) -> None:

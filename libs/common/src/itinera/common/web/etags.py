@@ -26,6 +26,11 @@ PRECONDITION: dict[int | str, dict[str, Any]] = {
 }
 
 
+def entity_tag(*parts: object) -> str:
+    """A strong entity tag made of ``parts`` (a version, a revision...): ``"3.7"``."""
+    return '"' + ".".join(str(p) for p in parts) + '"'
+
+
 def check_if_match(if_match: str | None, current: str) -> None:
     """Raise 412 unless ``if_match`` is absent, ``*``, or lists ``current`` (strong
     comparison: a weak tag, ``W/"..."``, never matches)."""

@@ -30,7 +30,7 @@ from itinera.common.db.outbox import enqueue
 from itinera.common.errors import Conflict, FieldError, NotFound
 from itinera.common.kafka import topics
 from itinera.common.kafka.envelope import Envelope
-from itinera.common.web.etags import check_if_match
+from itinera.common.web.etags import check_if_match, entity_tag
 from itinera.content.values import ID_PATTERN
 from itinera.content.versioning import repository
 from itinera.content.versioning.repository import Kind
@@ -112,7 +112,7 @@ def etag(row: Row) -> str:
     """The item's entity tag: its latest version and its revision (bumped by each write),
     so it changes with every write, and an item made again under a deleted one's id
     (whose versions continue after the deleted one's) never has an old tag."""
-    return f'"{row["latest_version"]}.{row["revision"]}"'
+    return entity_tag(row["latest_version"], row["revision"])
 
 
 async def locked(

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request, Response, Security
 
 from itinera.common.auth import Principal, require_scope
 from itinera.common.service import Db
+from itinera.common.web.etags import PRECONDITION, IfMatch
 from itinera.common.web.problems import documented
 from itinera.common.web.query import parse_query, query_parameters
 from itinera.journeys.actions import service
@@ -57,34 +58,47 @@ async def create_action(
     async with db.transaction():
         created = await service.create(db, caller.sandbox, body, _allowed_hosts(request))
     response.headers["Location"] = f"{ACTIONS}/{created['id']}"
+    response.headers["ETag"] = created["etag"]
     return created
 
 
 @router.get(_ONE, summary="A custom action, without its secret", response_model=ActionOut)
-async def get_action(actionId: str, caller: Reader, db: Db) -> dict[str, Any]:
-    return await service.get(db, caller.sandbox, actionId)
+async def get_action(actionId: str, response: Response, caller: Reader, db: Db) -> dict[str, Any]:
+    found = await service.get(db, caller.sandbox, actionId)
+    response.headers["ETag"] = found["etag"]
+    return found
 
 
 @router.put(
     _ONE,
     summary="Replace a custom action (a secret omitted is kept)",
     response_model=ActionOut,
-    responses=_TAKEN,
+    responses={**_TAKEN, **PRECONDITION},
 )
 async def replace_action(
-    request: Request, actionId: str, body: ActionIn, caller: Writer, db: Db
+    request: Request,
+    response: Response,
+    actionId: str,
+    body: ActionIn,
+    caller: Writer,
+    db: Db,
+    if_match: IfMatch = None,
 ) -> dict[str, Any]:
     async with db.transaction():
-        return await service.replace(db, caller.sandbox, actionId, body, _allowed_hosts(request))
+        replaced = await service.replace(
+            db, caller.sandbox, actionId, body, _allowed_hosts(request), if_match
+        )
+    response.headers["ETag"] = replaced["etag"]
+    return replaced
 
 
 @router.delete(
     _ONE,
     status_code=204,
     summary="Delete a custom action no running journey version calls",
-    responses={409: documented("Live or closed journey versions call it (`usedBy`)")},
+    responses={409: documented("Live or closed journey versions call it (`usedBy`)"), **PRECONDITION},
 )
-async def delete_action(actionId: str, caller: Writer, db: Db) -> Response:
+async def delete_action(actionId: str, caller: Writer, db: Db, if_match: IfMatch = None) -> Response:
     async with db.transaction():
-        await service.delete(db, caller.sandbox, actionId)
+        await service.delete(db, caller.sandbox, actionId, if_match)
     return Response(status_code=204)

@@ -46,7 +46,7 @@ async def update(conn: asyncpg.Connection, sandbox: str, action_id: uuid.UUID, c
     row: Row = await conn.fetchrow(
         """UPDATE actions
               SET name = $3, description = $4, config = $5, endpoint = $6, parameters = $7,
-                  response_fields = $8, updated_at = now()
+                  response_fields = $8, updated_at = now(), revision = revision + 1
             WHERE sandbox = $1 AND id = $2
         RETURNING *""",
         sandbox,

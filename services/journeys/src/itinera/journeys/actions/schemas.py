@@ -117,6 +117,7 @@ class ActionOut(BaseModel):
     parameters: list[str] = Field(description="The `{{name}}` parameters the templates use")
     createdAt: str
     updatedAt: str
+    etag: str = Field(description="The ETag header's value: as If-Match, writes go only if nothing changed")
 
 
 class PageOut(BaseModel):

@@ -31,6 +31,7 @@ import asyncpg
 from asyncpg import Record as Row
 
 from itinera.common.errors import Conflict, FieldError, NotFound, ValidationFailed
+from itinera.common.web.etags import check_if_match, entity_tag
 from itinera.journeys.actions import repository, targets
 from itinera.journeys.actions.repository import Columns
 from itinera.journeys.actions.schemas import ActionIn, BasicAuth, BearerAuth, HeaderAuth, ListQuery
@@ -79,6 +80,7 @@ def view(row: Row) -> dict[str, Any]:
         "parameters": list(row["parameters"]),
         "createdAt": _time(row, "created_at"),
         "updatedAt": _time(row, "updated_at"),
+        "etag": entity_tag(row["revision"]),
     }
 
 
@@ -201,23 +203,34 @@ async def get(db: asyncpg.Connection, sandbox: str, action_text: str) -> dict[st
     return view(row)
 
 
-async def replace(
-    db: asyncpg.Connection, sandbox: str, action_text: str, body: ActionIn, allowed_hosts: Collection[str]
-) -> dict[str, Any]:
-    action_id = _known_id(action_text, sandbox)
-    current = await repository.get(db, sandbox, action_id, for_update=True)
-    if current is None:
+async def _locked(db: asyncpg.Connection, sandbox: str, action_text: str, if_match: str | None) -> Row:
+    """The action's row, locked until the transaction ends; 412 when ``if_match`` (an
+    ``If-Match`` header) names none of its current tag."""
+    row = await repository.get(db, sandbox, _known_id(action_text, sandbox), for_update=True)
+    if row is None:
         raise NotFound(f"no custom action {action_text!r} in sandbox {sandbox!r}")
+    check_if_match(if_match, entity_tag(row["revision"]))
+    return row
+
+
+async def replace(
+    db: asyncpg.Connection,
+    sandbox: str,
+    action_text: str,
+    body: ActionIn,
+    allowed_hosts: Collection[str],
+    if_match: str | None = None,
+) -> dict[str, Any]:
+    current = await _locked(db, sandbox, action_text, if_match)
+    action_id = current["id"]
     columns, errors = check(body, allowed_hosts, current["config"])
     _raise_if_any(errors)
     row = await _saved(sandbox, body.name, repository.update(db, sandbox, action_id, columns))
     return view(row)
 
 
-async def delete(db: asyncpg.Connection, sandbox: str, action_text: str) -> None:
-    action_id = _known_id(action_text, sandbox)
-    if await repository.get(db, sandbox, action_id, for_update=True) is None:
-        raise NotFound(f"no custom action {action_text!r} in sandbox {sandbox!r}")
+async def delete(db: asyncpg.Connection, sandbox: str, action_text: str, if_match: str | None = None) -> None:
+    action_id = (await _locked(db, sandbox, action_text, if_match))["id"]
     users = await repository.running_versions(db, sandbox, action_id)
     if users:
         named = ", ".join(f"{u['journey_id']} v{u['version']} ({u['status']})" for u in users)

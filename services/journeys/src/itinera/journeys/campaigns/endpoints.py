@@ -26,6 +26,7 @@ from fastapi import APIRouter, Query, Request, Response, Security
 
 from itinera.common.auth import Principal, require_scope
 from itinera.common.service import Db
+from itinera.common.web.etags import PRECONDITION, IfMatch
 from itinera.common.web.problems import documented
 from itinera.common.web.query import parse_query, query_parameters
 from itinera.journeys.campaigns import executions, service
@@ -52,7 +53,8 @@ Writer = Annotated[Principal, Security(require_scope("journeys:write"))]
 _ONE = CAMPAIGNS + "/{campaignId}"
 _EXECUTIONS = "/ajo/im/executions"
 _MOVE: dict[int | str, dict[str, Any]] = {
-    409: documented("The campaign's status does not allow it (`status`)")
+    409: documented("The campaign's status does not allow it (`status`)"),
+    **PRECONDITION,
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: documented("No such execution in this sandbox")}
 
@@ -97,12 +99,15 @@ async def create_campaign(
     async with db.transaction():
         created = await service.create(db, caller.sandbox, body, **_limits(request))
     response.headers["Location"] = f"{CAMPAIGNS}/{created['id']}"
+    response.headers["ETag"] = created["etag"]
     return created
 
 
 @router.get(_ONE, tags=["campaigns"], responses=PROBLEMS, summary="A campaign", response_model=CampaignOut)
-async def get_campaign(campaignId: str, caller: Reader, db: Db) -> dict[str, Any]:
-    return await service.get(db, caller.sandbox, campaignId)
+async def get_campaign(campaignId: str, response: Response, caller: Reader, db: Db) -> dict[str, Any]:
+    found = await service.get(db, caller.sandbox, campaignId)
+    response.headers["ETag"] = found["etag"]
+    return found
 
 
 @router.put(
@@ -113,10 +118,20 @@ async def get_campaign(campaignId: str, caller: Reader, db: Db) -> dict[str, Any
     response_model=CampaignOut,
 )
 async def replace_campaign(
-    request: Request, campaignId: str, body: CampaignIn, caller: Writer, db: Db
+    request: Request,
+    response: Response,
+    campaignId: str,
+    body: CampaignIn,
+    caller: Writer,
+    db: Db,
+    if_match: IfMatch = None,
 ) -> dict[str, Any]:
     async with db.transaction():
-        return await service.replace(db, caller.sandbox, campaignId, body, **_limits(request))
+        replaced = await service.replace(
+            db, caller.sandbox, campaignId, body, **_limits(request), if_match=if_match
+        )
+    response.headers["ETag"] = replaced["etag"]
+    return replaced
 
 
 @router.post(
@@ -126,7 +141,9 @@ async def replace_campaign(
     summary="Activate a draft: API calls may execute it, or its schedule starts",
     response_model=CampaignOut,
 )
-async def activate_campaign(campaignId: str, caller: Writer, db: Db, request: Request) -> dict[str, Any]:
+async def activate_campaign(
+    campaignId: str, caller: Writer, db: Db, request: Request, if_match: IfMatch = None
+) -> dict[str, Any]:
     settings: JourneysSettings = request.app.state.settings
     async with db.transaction():
         return await service.activate(
@@ -135,6 +152,7 @@ async def activate_campaign(campaignId: str, caller: Writer, db: Db, request: Re
             campaignId,
             check_templates=settings.journeys_check_templates,
             peers=request.app.state.runtime.state.get("peers"),
+            if_match=if_match,
         )
 
 
@@ -145,9 +163,9 @@ async def activate_campaign(campaignId: str, caller: Writer, db: Db, request: Re
     summary="Stop a live campaign: its unfinished executions fail",
     response_model=CampaignOut,
 )
-async def stop_campaign(campaignId: str, caller: Writer, db: Db) -> dict[str, Any]:
+async def stop_campaign(campaignId: str, caller: Writer, db: Db, if_match: IfMatch = None) -> dict[str, Any]:
     async with db.transaction():
-        return await service.stop(db, caller.sandbox, campaignId)
+        return await service.stop(db, caller.sandbox, campaignId, if_match)
 
 
 @router.get(

@@ -56,7 +56,8 @@ async def replace_campaign(
     definition: dict[str, Any],
 ) -> Row:
     row: Row = await conn.fetchrow(
-        """UPDATE campaigns SET name = $3, type = $4, definition = $5, updated_at = now()
+        """UPDATE campaigns
+              SET name = $3, type = $4, definition = $5, updated_at = now(), revision = revision + 1
             WHERE sandbox = $1 AND id = $2 RETURNING *""",
         sandbox,
         campaign_id,
@@ -78,7 +79,8 @@ async def set_status(
     """Moves the campaign to ``status`` (stamping ``activated_at`` or ``stopped_at``)."""
     stamp = {"live": "activated_at = $5,", "stopped": "stopped_at = $5,"}.get(status, "")
     row: Row = await conn.fetchrow(
-        f"""UPDATE campaigns SET status = $3, next_run_at = $4, {stamp} updated_at = $5
+        f"""UPDATE campaigns
+               SET status = $3, next_run_at = $4, {stamp} updated_at = $5, revision = revision + 1
              WHERE sandbox = $1 AND id = $2 RETURNING *""",
         sandbox,
         campaign_id,
@@ -100,7 +102,8 @@ async def set_next_run(
     await conn.execute(
         """UPDATE campaigns
               SET next_run_at = $3, updated_at = $4,
-                  status = CASE WHEN $3::timestamptz IS NULL THEN 'completed' ELSE status END
+                  status = CASE WHEN $3::timestamptz IS NULL THEN 'completed' ELSE status END,
+                  revision = revision + CASE WHEN $3::timestamptz IS NULL THEN 1 ELSE 0 END
             WHERE sandbox = $1 AND id = $2""",
         sandbox,
         campaign_id,

@@ -108,6 +108,7 @@ class CampaignOut(BaseModel):
     nextRunAt: str | None = Field(description="A live scheduled campaign's next occurrence")
     createdAt: str
     updatedAt: str
+    etag: str = Field(description="The ETag header's value: as If-Match, writes go only if nothing changed")
     activatedAt: str | None
     stoppedAt: str | None
     warnings: list[WarningOut] = Field(

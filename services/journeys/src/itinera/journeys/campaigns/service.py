@@ -28,6 +28,7 @@ from asyncpg import Record as Row
 from itinera.common import pql
 from itinera.common.errors import Conflict, NotFound, ValidationFailed
 from itinera.common.jsonvalues import json_problems as common_json_problems
+from itinera.common.web.etags import check_if_match, entity_tag
 from itinera.journeys import templates
 from itinera.journeys.audiences import repository as audience_answers
 from itinera.journeys.audiences.checks import iso, warning
@@ -203,6 +204,7 @@ def view(row: Row, answers: Mapping[str, Row] | None = None) -> dict[str, Any]:
         "activatedAt": iso(row["activated_at"]),
         "stoppedAt": iso(row["stopped_at"]),
         "warnings": _warnings(row, answers or {}),
+        "etag": entity_tag(row["revision"]),
     }
 
 
@@ -233,10 +235,15 @@ def _known_id(text: str, sandbox: str) -> uuid.UUID:
     return found
 
 
-async def _campaign(db: asyncpg.Connection, sandbox: str, text: str, *, lock: bool = False) -> Row:
+async def _campaign(
+    db: asyncpg.Connection, sandbox: str, text: str, *, lock: bool = False, if_match: str | None = None
+) -> Row:
+    """The campaign's row (``lock``: locked until the transaction ends); 412 when
+    ``if_match`` (an ``If-Match`` header) names none of its current tag."""
     row = await repository.get_campaign(db, sandbox, _known_id(text, sandbox), lock=lock)
     if row is None:
         raise NotFound(f"no campaign {text!r} in sandbox {sandbox!r}")
+    check_if_match(if_match, entity_tag(row["revision"]))
     return row
 
 
@@ -267,8 +274,9 @@ async def replace(
     *,
     max_rate: int,
     max_expression_length: int,
+    if_match: str | None = None,
 ) -> dict[str, Any]:
-    row = await _campaign(db, sandbox, text, lock=True)
+    row = await _campaign(db, sandbox, text, lock=True, if_match=if_match)
     if row["status"] != "draft":
         raise _refused_move(row, "replaced", ("draft",))
     _checked(body, max_rate, max_expression_length)
@@ -285,12 +293,18 @@ def _refused_move(row: Row, wanted: str, allowed_from: tuple[str, ...]) -> Confl
 
 
 async def activate(
-    db: asyncpg.Connection, sandbox: str, text: str, *, check_templates: bool, peers: Peers | None = None
+    db: asyncpg.Connection,
+    sandbox: str,
+    text: str,
+    *,
+    check_templates: bool,
+    peers: Peers | None = None,
+    if_match: str | None = None,
 ) -> dict[str, Any]:
     """A draft goes live; refused (400, every problem) when its template is not published
     for its channel (``check_templates``), its audience is not one of the sandbox's (asked
     of ``peers``), or its schedule has no occurrence left."""
-    row = await _campaign(db, sandbox, text, lock=True)
+    row = await _campaign(db, sandbox, text, lock=True, if_match=if_match)
     if row["status"] != "draft":
         raise _refused_move(row, "activated", ("draft",))
     now = datetime.now(UTC)
@@ -354,8 +368,10 @@ async def audience_problems(
     return [Problem(path, f"the sandbox has no audience {audience_id!r}", "undefined-audience")]
 
 
-async def stop(db: asyncpg.Connection, sandbox: str, text: str) -> dict[str, Any]:
-    row = await _campaign(db, sandbox, text, lock=True)
+async def stop(
+    db: asyncpg.Connection, sandbox: str, text: str, if_match: str | None = None
+) -> dict[str, Any]:
+    row = await _campaign(db, sandbox, text, lock=True, if_match=if_match)
     if row["status"] != "live":
         raise _refused_move(row, "stopped", ("live",))
     now = datetime.now(UTC)

@@ -32,7 +32,7 @@ import asyncpg
 from asyncpg import Record as Row
 
 from itinera.common.errors import Conflict, FieldError, NotFound, ValidationFailed
-from itinera.common.web.etags import check_if_match
+from itinera.common.web.etags import check_if_match, entity_tag
 from itinera.journeys import templates
 from itinera.journeys.actions import repository as actions
 from itinera.journeys.audiences import repository as audience_answers
@@ -119,7 +119,7 @@ def journey_view(row: Row, versions: list[Row] | None = None) -> dict[str, Any]:
 def etag(row: Row) -> str:
     """The journey's entity tag: its latest version and its revision, which every write
     (a draft saved, a version published, stopped or closed) bumps."""
-    return f'"{row["latest_version"]}.{row["revision"]}"'
+    return entity_tag(row["latest_version"], row["revision"])
 
 
 def version_view(row: Row, problems: list[validation.Problem] | None = None) -> dict[str, Any]:
