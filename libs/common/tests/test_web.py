@@ -252,7 +252,13 @@ class TestHealth:
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
                 service.schema,
             )
-        assert [t["table_name"] for t in tables] == ["notes", "outbox", "outbox_failed", "schema_migrations"]
+        assert [t["table_name"] for t in tables] == [
+            "notes",
+            "outbox",
+            "outbox_failed",
+            "rate_buckets",
+            "schema_migrations",
+        ]
 
 
 class TestRoles:
