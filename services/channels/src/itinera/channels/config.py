@@ -56,6 +56,10 @@ class ChannelsSettings(CommonSettings):
 
     channels_webhook_allow_hosts: Annotated[frozenset[str], NoDecode] = frozenset()
     """Hosts a webhook may call although they are private or loopback, comma-separated."""
+    channels_upload_max_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    """The largest suppression list upload (the whole request body); more is a 413."""
+    channels_upload_max_records: int = Field(default=500_000, gt=0)
+    """The most records a suppression list upload may hold; more is a 400."""
 
     channels_rate_email: float = Field(default=100.0, gt=0)
     """Messages a second each provider may take, from every worker process together (a

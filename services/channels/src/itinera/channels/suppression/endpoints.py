@@ -13,6 +13,11 @@
 
 Addresses are email addresses by default; ``entity.type`` ``phone`` or ``pushToken``
 lists an SMS number or a device token (an addition: AJO's list is of email addresses).
+- ``POST /ajo/config/suppression/uploads`` (``multipart/form-data``, the CSV as ``file``;
+  or the CSV itself as ``text/csv``; ``type`` as above): the file's entries added at
+  once (see :mod:`itinera.channels.suppression.uploads`) -> 201 ``{success: {jobId}}``;
+  ``GET`` the same path: the jobs, newest first (``limit``, ``start``); ``GET``/``DELETE``
+  ``.../uploads/{jobId}``: one job, with its ``failedRecords`` / forgotten (204).
 - ``GET``/``PUT`` ``/v1/allowed-list``: ``{active}``, whether the allowed list is in force
   (AJO's toggle under the email settings, an addition to its API): while it is, emails
   are sent only to addresses on the allowed list (``type=allowed``) or in its domains,
@@ -25,15 +30,18 @@ Reads need ``channels:read``, writes ``channels:write``. ``x-api-key`` and
 
 from __future__ import annotations
 
-import re
+import asyncio
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 import asyncpg
-from fastapi import APIRouter, Body, Query, Response, Security
+from fastapi import APIRouter, Body, Query, Request, Response, Security
 
-from itinera.channels.suppression import repository
+from itinera.channels.config import ChannelsSettings
+from itinera.channels.suppression import repository, uploads
+from itinera.channels.suppression.entities import entity
 from itinera.channels.suppression.schemas import (
     AJO_TYPES,
     PROBLEMS,
@@ -46,6 +54,7 @@ from itinera.channels.suppression.schemas import (
 from itinera.common.auth import Principal, require_scope
 from itinera.common.errors import FieldError, NotFound, ValidationFailed
 from itinera.common.service import Db
+from itinera.common.web import bodies
 from itinera.common.web.problems import documented
 
 router = APIRouter(tags=["suppression (AJO)"], responses=PROBLEMS)
@@ -53,10 +62,6 @@ Reader = Annotated[Principal, Security(require_scope("channels:read"))]
 Writer = Annotated[Principal, Security(require_scope("channels:write"))]
 BASE = "/ajo/config/suppression"
 ListType = Annotated[Literal["client", "allowed"], Query(description="client: suppressed; allowed")]
-_EMAIL = re.compile(r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,62})\.)+[a-z0-9-]{1,63}$")
-_PHONE = re.compile(r"^\+?[0-9]{3,20}$")
-_TOKEN = re.compile(r"^[\x21-\x7e]{1,1024}$")
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: documented("Not on the list")}
 
 
@@ -93,20 +98,11 @@ def _entries(kind: str, body: list[AddEntry]) -> list[dict[str, Any]]:
     problems: list[FieldError] = []
     entries = []
     for i, item in enumerate(body):
-        path = f"/body/{i}/entity"
-        kind_of = (item.entity.type or ("email" if kind == "addresses" else "domain")).strip()
-        if kind == "addresses":
-            entity_type = {"email": "email", "phone": "phone", "pushtoken": "pushToken"}.get(kind_of.lower())
-            pattern = {"email": _EMAIL, "phone": _PHONE, "pushToken": _TOKEN}.get(entity_type or "")
-        else:
-            entity_type = "domain" if kind_of.lower() == "domain" else None
-            pattern = _DOMAIN
-        if entity_type is None:
-            problems.append(FieldError(f"{path}/type", f"{kind_of!r} is not a type of {kind}", "enum"))
-            continue
-        value = repository.normal(item.entity.entityValue, entity_type)
-        if pattern is None or not pattern.fullmatch(value):
-            problems.append(FieldError(f"{path}/entityValue", f"not a valid {entity_type}", "format"))
+        try:
+            entity_type, value = entity(kind, item.entity.type, item.entity.entityValue)
+        except ValueError as exc:
+            field, message, code = exc.args
+            problems.append(FieldError(f"/body/{i}/entity/{field}", message, code))
             continue
         for name in ("comment", "user"):
             text = getattr(item, name)
@@ -170,14 +166,21 @@ async def _page(
         last = rows[-1]
         following = last["value"] if order == "entityvalue" else f"{_ms(last['created_at'])}:{last['value']}"
     query = {"type": list_type, "orderby": orderby, "limit": limit}
+    return _ajo_page(f"{BASE}/{kind}", query, start, following, [entry_out(kind, r) for r in rows])
+
+
+def _ajo_page(
+    path: str, query: dict[str, Any], start: str | None, following: str | None, items: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A page as AJO's Suppression API answers it: ``{_page, items, _links}``."""
     links: dict[str, Any] = {
-        "self": {"href": f"{BASE}/{kind}?{urlencode({**query, **({'start': start} if start else {})})}"}
+        "self": {"href": f"{path}?{urlencode({**query, **({'start': start} if start else {})})}"}
     }
     if following is not None:
-        links["next"] = {"href": f"{BASE}/{kind}?{urlencode({**query, 'start': following})}"}
+        links["next"] = {"href": f"{path}?{urlencode({**query, 'start': following})}"}
     return {
-        "_page": {"orderby": orderby, "next": following, "count": len(rows)},
-        "items": [entry_out(kind, r) for r in rows],
+        "_page": {"orderby": query["orderby"], "next": following, "count": len(items)},
+        "items": items,
         "_links": links,
     }
 
@@ -277,3 +280,103 @@ async def put_allowed_list(caller: Writer, db: Db, body: AllowedListIn) -> dict[
 
 _routes("addresses", "email")
 _routes("domains", "domain")
+
+
+UPLOADS = f"{BASE}/uploads"
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+            "text/csv": {
+                "schema": {"type": "string"},
+                "example": "TYPE,VALUE,COMMENTS\nEMAIL,jane@example.com,asked\nDOMAIN,example.org,\n",
+            },
+        },
+    }
+}
+
+
+def _job_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise NotFound(f"no upload job {text!r}") from None
+
+
+@router.post(
+    UPLOADS,
+    status_code=201,
+    summary="Add the entries of a CSV file",
+    openapi_extra=_UPLOAD_BODY,
+    responses={
+        413: documented("The body is larger than ITINERA_CHANNELS_UPLOAD_MAX_BYTES"),
+        415: documented("The body is neither multipart/form-data nor text/csv"),
+    },
+)
+async def upload(request: Request, caller: Writer, db: Db, type: ListType = "client") -> dict[str, Any]:
+    settings: ChannelsSettings = request.app.state.settings
+    media = bodies.content_type(request, ("multipart/form-data", "text/csv"))
+    data = await bodies.read(request, settings.channels_upload_max_bytes)
+    filename = None
+    if media == "multipart/form-data":
+        filename, data = bodies.form_file(request, data, "file")
+    parsed = await asyncio.to_thread(uploads.parse, data, settings.channels_upload_max_records)
+    async with db.transaction():
+        job_id = await uploads.run(
+            db, caller.sandbox, type, caller.subject, filename, parsed, datetime.now(UTC)
+        )
+    return {"success": {"jobId": str(job_id)}}
+
+
+@router.get(UPLOADS, summary="The upload jobs, newest first")
+async def upload_jobs(
+    caller: Reader,
+    db: Db,
+    orderby: Annotated[Literal["-createtime"], Query(description="Newest first")] = "-createtime",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    start: Annotated[str | None, Query(max_length=128, description="The _page.next of a page")] = None,
+) -> dict[str, Any]:
+    before = None
+    if start is not None:
+        stamp, _, job = start.partition(":")
+        try:
+            before = (datetime.fromtimestamp(int(stamp) / 1_000_000, UTC), uuid.UUID(job))
+        except (ValueError, OverflowError, OSError):
+            raise ValidationFailed(
+                "start is not a page key",
+                [FieldError("/query/start", "expected the _page.next of a page", "format")],
+            ) from None
+    rows = await uploads.page(db, caller.sandbox, limit + 1, before)
+    following = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        following = f"{int(rows[-1]['created_at'].timestamp() * 1_000_000)}:{rows[-1]['job_id']}"
+    query = {"orderby": orderby, "limit": limit}
+    return _ajo_page(UPLOADS, query, start, following, [uploads.job_out(r, failed=False) for r in rows])
+
+
+@router.get(UPLOADS + "/{jobId}", summary="One upload job, with its records refused", responses=_NOT_FOUND)
+async def upload_job(jobId: str, caller: Reader, db: Db) -> dict[str, Any]:
+    row = await uploads.one(db, caller.sandbox, _job_id(jobId))
+    if row is None:
+        raise NotFound(f"no upload job {jobId!r}")
+    return uploads.job_out(row, failed=True)
+
+
+@router.delete(
+    UPLOADS + "/{jobId}",
+    status_code=204,
+    summary="Forget an upload job (not its entries)",
+    responses=_NOT_FOUND,
+)
+async def delete_upload_job(jobId: str, caller: Writer, db: Db) -> Response:
+    if not await uploads.delete(db, caller.sandbox, _job_id(jobId)):
+        raise NotFound(f"no upload job {jobId!r}")
+    return Response(status_code=204)

@@ -30,6 +30,11 @@ def domains_of(address: str) -> list[str]:
     return [".".join(labels[i:]) for i in range(len(labels) - 1)] or [domain.lower()]
 
 
+_REFRESH = """ON CONFLICT (sandbox, list_type, value) DO UPDATE SET
+    reason = EXCLUDED.reason, suppressed_by = EXCLUDED.suppressed_by, comment = EXCLUDED.comment,
+    updated_at = now()"""
+"""An entry listed again keeps its id and creation date, and takes the new reason,
+author and comment."""
 _ENTITY_TYPES = {"email": "email", "sms": "phone", "push": "pushToken"}
 
 
@@ -120,12 +125,10 @@ async def add(
     for entry in entries:
         if kind == "addresses":
             row = await conn.fetchrow(
-                """INSERT INTO suppressed_addresses
+                f"""INSERT INTO suppressed_addresses
                        (sandbox, value, id, entity_type, list_type, reason, suppressed_by, comment)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                   ON CONFLICT (sandbox, list_type, value) DO UPDATE SET
-                       reason = EXCLUDED.reason, suppressed_by = EXCLUDED.suppressed_by,
-                       comment = EXCLUDED.comment, updated_at = now()
+                   {_REFRESH}
                    RETURNING *""",
                 sandbox,
                 entry["value"],
@@ -138,12 +141,10 @@ async def add(
             )
         else:
             row = await conn.fetchrow(
-                """INSERT INTO suppressed_domains
+                f"""INSERT INTO suppressed_domains
                        (sandbox, value, id, list_type, reason, suppressed_by, comment)
                    VALUES ($1, $2, $3, $4, $5, $6, $7)
-                   ON CONFLICT (sandbox, list_type, value) DO UPDATE SET
-                       reason = EXCLUDED.reason, suppressed_by = EXCLUDED.suppressed_by,
-                       comment = EXCLUDED.comment, updated_at = now()
+                   {_REFRESH}
                    RETURNING *""",
                 sandbox,
                 entry["value"],
@@ -155,6 +156,46 @@ async def add(
             )
         rows.append(row)
     return rows
+
+
+async def add_many(
+    conn: asyncpg.Connection,
+    sandbox: str,
+    list_type: str,
+    entries: Sequence[tuple[str, str, str | None]],
+    user: str | None,
+) -> None:
+    """Add (or refresh, as :func:`add` does) many manual entries at once:
+    ``(entity_type, value, comment)``, ``domain`` ones to the domains, the others to the
+    addresses; two statements, whatever the number. Values must be distinct per table."""
+    addresses = [e for e in entries if e[0] != "domain"]
+    domains = [e for e in entries if e[0] == "domain"]
+    if addresses:
+        await conn.execute(
+            f"""INSERT INTO suppressed_addresses
+                   (sandbox, value, id, entity_type, list_type, reason, suppressed_by, comment)
+               SELECT $1, r.value, gen_random_uuid(), r.entity_type, $2, 'manual', $3, r.comment
+               FROM unnest($4::text[], $5::text[], $6::text[]) AS r(entity_type, value, comment)
+               {_REFRESH}""",
+            sandbox,
+            list_type,
+            user,
+            [e[0] for e in addresses],
+            [e[1] for e in addresses],
+            [e[2] for e in addresses],
+        )
+    if domains:
+        await conn.execute(
+            f"""INSERT INTO suppressed_domains (sandbox, value, id, list_type, reason, suppressed_by, comment)
+               SELECT $1, r.value, gen_random_uuid(), $2, 'manual', $3, r.comment
+               FROM unnest($4::text[], $5::text[]) AS r(value, comment)
+               {_REFRESH}""",
+            sandbox,
+            list_type,
+            user,
+            [e[1] for e in domains],
+            [e[2] for e in domains],
+        )
 
 
 async def record_bounce(
