@@ -31,6 +31,7 @@ Reads need ``channels:read``, writes ``channels:write``. ``x-api-key`` and
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -52,7 +53,7 @@ from itinera.channels.suppression.schemas import (
     EntryPage,
 )
 from itinera.common.auth import Principal, require_scope
-from itinera.common.errors import FieldError, NotFound, ValidationFailed
+from itinera.common.errors import FieldError, Forbidden, NotFound, ValidationFailed
 from itinera.common.service import Db
 from itinera.common.web import bodies
 from itinera.common.web.problems import documented
@@ -150,6 +151,7 @@ async def _page(
     orderby: str,
     limit: int,
     start: str | None,
+    filters: list[tuple[str, str, Any]],
 ) -> dict[str, Any]:
     descending = orderby.startswith("-")
     order = orderby.lstrip("-").lower()
@@ -158,7 +160,9 @@ async def _page(
             "orderby is creationdate or entityvalue",
             [FieldError("/query/orderby", "expected creationdate or entityvalue, - for descending", "enum")],
         )
-    rows = await repository.page(db, kind, sandbox, list_type, order, descending, _after(order, start), limit)
+    rows = await repository.page(
+        db, kind, sandbox, list_type, order, descending, _after(order, start), limit, filters
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     following = None
@@ -185,6 +189,39 @@ def _ajo_page(
     }
 
 
+_PROPERTY = re.compile(r"^(creationdate|channel)(==|!=|<=|>=|<|>|=)(.+)$")
+_OPERATORS = {"==": "=", "=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+_CHANNELS = {
+    "email": "email",
+    "sms": "phone",
+    "phone": "phone",
+    "push": "pushToken",
+    "pushtoken": "pushToken",
+}
+
+
+def _property(index: int, text: str) -> tuple[str, str, Any]:
+    """A ``property`` filter of AJO's lists: ``creationdate`` (epoch milliseconds) or
+    ``channel`` (``email``, ``sms``, ``push``; equal or not), an operator and a value."""
+    found = _PROPERTY.fullmatch(text.strip())
+    problem = "expected creationdate or channel, an operator (==, !=, <, <=, >, >=) and a value"
+    if found is not None:
+        name, operator, value = found[1], _OPERATORS[found[2]], found[3].strip()
+        if name == "creationdate" and value.isdigit() and len(value) <= 15:
+            return name, operator, datetime.fromtimestamp(int(value) / 1000, UTC)
+        if name == "channel" and operator in ("=", "<>") and value.lower() in _CHANNELS:
+            return name, operator, _CHANNELS[value.lower()]
+        problem = (
+            "creationdate compares epoch milliseconds"
+            if name == "creationdate"
+            else "channel is email, sms or push, compared with == or !="
+        )
+    raise ValidationFailed(
+        f"property filter {text!r} is not one this list has",
+        [FieldError(f"/query/property/{index}", problem, "format")],
+    )
+
+
 def _routes(kind: str, one: str) -> None:
     path = f"{BASE}/{kind}"
 
@@ -196,8 +233,18 @@ def _routes(kind: str, one: str) -> None:
         orderby: Annotated[str, Query(max_length=32)] = "-creationdate",
         limit: Annotated[int, Query(ge=1, le=1000)] = 20,
         start: Annotated[str | None, Query(max_length=2048)] = None,
+        property: Annotated[
+            list[str] | None,
+            Query(
+                max_length=128,
+                description="Filters, each `creationdate` (epoch milliseconds) or `channel` (`email`, "
+                "`sms`, `push`), an operator (`==`, `!=`, `<`, `<=`, `>`, `>=`) and a value: "
+                "`creationdate>1631739725150`",
+            ),
+        ] = None,
     ) -> dict[str, Any]:
-        return await _page(db, kind, caller.sandbox, type, orderby, limit, start)
+        filters = [_property(i, text) for i, text in enumerate(property or [])]
+        return await _page(db, kind, caller.sandbox, type, orderby, limit, start, filters)
 
     @router.post(
         path,
@@ -380,3 +427,20 @@ async def delete_upload_job(jobId: str, caller: Writer, db: Db) -> Response:
     if not await uploads.delete(db, caller.sandbox, _job_id(jobId)):
         raise NotFound(f"no upload job {jobId!r}")
     return Response(status_code=204)
+
+
+@router.delete(
+    BASE + "/admin/{imsOrgId}/{sandboxId}",
+    status_code=202,
+    summary="Take every entry of the sandbox's suppression list off",
+    responses={403: documented("The sandbox is not the token's")},
+)
+async def delete_all(imsOrgId: str, sandboxId: str, caller: Writer, db: Db) -> dict[str, Any]:
+    """AJO's admin call: the whole suppression list of the sandbox (the token's, named in
+    the path; the organisation is not checked), not its allowed list, in one transaction
+    before the answer (AJO's is asynchronous: 202 either way)."""
+    if sandboxId != caller.sandbox:
+        raise Forbidden(f"the token is for sandbox {caller.sandbox!r}, not {sandboxId!r}")
+    async with db.transaction():
+        deleted = await repository.delete_all(db, caller.sandbox)
+    return {"deleted": deleted}

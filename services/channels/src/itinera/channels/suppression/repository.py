@@ -265,6 +265,20 @@ async def count_soft_bounce(
     return events
 
 
+async def delete_all(conn: asyncpg.Connection, sandbox: str) -> int:
+    """Take every entry of the sandbox's suppression list (not of its allowed list) off,
+    and forget the soft bounces counted; how many entries there were."""
+    count = 0
+    for table in TABLES.values():
+        count += len(
+            await conn.fetch(
+                f"DELETE FROM {table} WHERE sandbox = $1 AND list_type = 'client' RETURNING 1", sandbox
+            )
+        )
+    await conn.execute("DELETE FROM soft_bounces WHERE sandbox = $1", sandbox)
+    return count
+
+
 async def take_soft_bounces(conn: asyncpg.Connection, sandbox: str, value: str) -> list[dict[str, Any]]:
     """Forget the address's soft bounces (it was delivered to, or is being suppressed);
     the ones there were, oldest first."""
@@ -313,9 +327,13 @@ async def page(
     descending: bool,
     after: tuple[datetime | None, str] | None,
     limit: int,
+    filters: Sequence[tuple[str, str, Any]] = (),
 ) -> list[asyncpg.Record]:
     """One page in the order asked, after the key ``after`` (creation time and value, or
-    value alone when ordered by value); one row more than ``limit``, to know of a next."""
+    value alone when ordered by value); one row more than ``limit``, to know of a next.
+    ``filters``: ``(property, operator, value)``, ``creationdate`` (a time) or
+    ``channel`` (an entity type; a domain's is ``email``), compared with ``=``, ``<>``,
+    ``<``, ``<=``, ``>``, ``>=``."""
     direction = "DESC" if descending else "ASC"
     compare = "<" if descending else ">"
     table = TABLES[kind]
@@ -328,6 +346,11 @@ async def page(
         start = f"({created}, value) {compare} ($3, $4)"
         args = [after[0], after[1]] if after else []
     where = f"sandbox = $1 AND list_type = $2{' AND ' + start if after else ''}"
+    columns = {"creationdate": "created_at", "channel": "entity_type" if kind == "addresses" else "'email'"}
+    for name, operator, value in filters:
+        assert operator in ("=", "<>", "<", "<=", ">", ">="), operator  # never caller text
+        args.append(value)
+        where += f" AND {columns[name]} {operator} ${2 + len(args)}"
     limit_arg = f"${3 + len(args)}"
     return list(
         await conn.fetch(

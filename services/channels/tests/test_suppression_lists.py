@@ -1,11 +1,14 @@
 """AJO's suppression list uploads (``/ajo/config/suppression/uploads``): a CSV file of
 entries added at once, as a job that says how many records it had, how many were taken
-and why each of the others was refused. Each test has a sandbox of its own."""
+and why each of the others was refused; the lists' ``property`` filters; and the admin
+call that empties a sandbox's suppression list. Each test has a sandbox of its own."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import httpx
 
 from .conftest import Content, Requests, state
@@ -150,3 +153,48 @@ async def test_jobs_are_listed_newest_first_by_pages_and_can_be_forgotten(api: h
     assert (await api.get(f"{UPLOADS}/not-a-job")).status_code == 404
     bad_start = await api.get(UPLOADS, params={"start": "yesterday"})
     assert (bad_start.status_code, bad_start.json()["errors"][0]["path"]) == (400, "/query/start")
+
+
+async def test_lists_filter_by_creation_date_and_channel(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, sandbox: str
+) -> None:
+    await uploaded(
+        api, csv_file("TYPE,VALUE", "EMAIL,old@example.com", "EMAIL,new@example.com", "PHONE,+4420999")
+    )
+    await pool.execute(
+        """UPDATE suppressed_addresses SET created_at = created_at - interval '2 days'
+           WHERE sandbox = $1 AND value = 'old@example.com'""",
+        sandbox,
+    )
+    yesterday = int((datetime.now(UTC) - timedelta(days=1)).timestamp() * 1000)
+
+    async def listed(*filters: str) -> list[str]:
+        page = await api.get("/ajo/config/suppression/addresses", params={"property": list(filters)})
+        assert page.status_code == 200, page.text
+        return sorted(e["entity"]["entityValue"] for e in page.json()["items"])
+
+    assert await listed(f"creationdate<{yesterday}") == ["old@example.com"]
+    assert await listed(f"creationdate>={yesterday}") == ["+4420999", "new@example.com"]
+    assert await listed("channel==sms") == ["+4420999"]
+    assert await listed("channel!=sms", f"creationdate>{yesterday}") == ["new@example.com"]
+    for bad in ("colour==red", "channel<email", "creationdate>yesterday"):
+        refused = await api.get(
+            "/ajo/config/suppression/addresses", params={"property": ["channel==email", bad]}
+        )
+        assert refused.status_code == 400, bad
+        assert refused.json()["errors"][0]["path"] == "/query/property/1"
+
+
+async def test_the_admin_call_empties_the_sandbox_s_suppression_list_only(
+    api: httpx.AsyncClient, sandbox: str
+) -> None:
+    await uploaded(api, csv_file("TYPE,VALUE", "EMAIL,a@example.com", "DOMAIN,b.example.com"))
+    await uploaded(api, csv_file("TYPE,VALUE", "EMAIL,friend@example.com"), type="allowed")
+    elsewhere = await api.delete(f"/ajo/config/suppression/admin/org/{sandbox}-other")
+    assert elsewhere.status_code == 403
+    emptied = await api.delete(f"/ajo/config/suppression/admin/any-org/{sandbox}")
+    assert (emptied.status_code, emptied.json()) == (202, {"deleted": 2})
+    for kind in ("addresses", "domains"):
+        assert (await api.get(f"/ajo/config/suppression/{kind}")).json()["items"] == []
+    allowed = await api.get("/ajo/config/suppression/addresses", params={"type": "allowed"})
+    assert [e["entity"]["entityValue"] for e in allowed.json()["items"]] == ["friend@example.com"]
