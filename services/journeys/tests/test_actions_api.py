@@ -5,7 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
+import pytest
+
+from itinera.journeys.actions.schemas import ActionIn, HeaderAuth
+from itinera.journeys.actions.secrets import Sealer, Unreadable, seal_stored
+from itinera.journeys.config import JourneysSettings
+from itinera.journeys.runtime.actions import action_of
 
 ACTIONS = "/v1/actions"
 JOURNEYS = "/v1/journeys"
@@ -179,6 +186,55 @@ class TestConfiguration:
         assert (await http.get(one)).json()["retries"] == 0
         assert (await http.delete(one, headers={"If-Match": first})).status_code == 412
         assert (await http.delete(one, headers={"If-Match": saved.headers["etag"]})).status_code == 204
+
+
+class TestSecretsAtRest:
+    """A secret is stored sealed, opened only for a call; one stored before sealing
+    existed is sealed when the service starts; one sealed with another key fails the
+    call with why rather than sending a wrong credential."""
+
+    async def test_the_stored_secret_is_sealed(self, http: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
+        action = await create(http, crm(auth={"type": "basic", "username": "svc", "password": "pa55-w0rd"}))
+        stored = await pool.fetchval(
+            "SELECT config::text FROM actions WHERE id = $1", uuid.UUID(action["id"])
+        )
+        assert "pa55-w0rd" not in stored
+        assert '"password": "sealed:v1:' in stored
+
+    async def test_secrets_stored_in_the_clear_are_sealed_at_start_and_still_used(
+        self, http: httpx.AsyncClient, pool: asyncpg.Pool, journeys_settings: JourneysSettings
+    ) -> None:
+        action = await create(http, crm(auth={"type": "header", "name": "X-Api-Key", "value": "k-123"}))
+        action_id = uuid.UUID(action["id"])
+        await pool.execute(  # as stored before secrets were sealed
+            "UPDATE actions SET config = jsonb_set(config, '{auth,value}', '\"k-123\"') WHERE id = $1",
+            action_id,
+        )
+        sealer = Sealer.of(journeys_settings)
+        assert await seal_stored(pool, sealer) >= 1
+        row = await pool.fetchrow("SELECT config, name AS action_name FROM actions WHERE id = $1", action_id)
+        assert row["config"]["auth"]["value"].startswith("sealed:v1:")
+        opened = action_of(row, sealer)
+        assert isinstance(opened, ActionIn)
+        assert isinstance(opened.auth, HeaderAuth)
+        assert opened.auth.value == "k-123"
+        assert action_of(row, Sealer("another key")) == (
+            "the action's secret cannot be opened: "
+            "it was sealed with another key (ITINERA_SERVICE_SECRET changed?)"
+        )
+        deleted = {"config": None, "action_name": None}
+        assert action_of(deleted, sealer) == "the custom action no longer exists"
+
+    def test_a_sealed_secret_opens_with_its_key_only(self) -> None:
+        sealed = Sealer("k1").seal("token")
+        assert sealed.startswith("sealed:v1:")
+        assert sealed != Sealer("k1").seal("token")  # each sealing is its own
+        assert Sealer("k1").open(sealed) == "token"
+        assert Sealer("k1").open("in the clear") == "in the clear"
+        with pytest.raises(Unreadable):
+            Sealer("k2").open(sealed)
+        with pytest.raises(Unreadable):
+            Sealer(None).open(sealed)
 
 
 class TestJourneysCallingActions:

@@ -15,6 +15,7 @@ from fastapi import APIRouter
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import ConsumerLoop
 from itinera.common.service import Runtime, Service, Worker
+from itinera.journeys.actions.secrets import Sealer, seal_stored
 from itinera.journeys.audiences.checks import AudienceAnswersForgotten, AudienceChecker
 from itinera.journeys.campaigns.workers import CampaignScheduler, ExecutionRunner, MembershipHandler
 from itinera.journeys.config import JourneysSettings, settings
@@ -41,6 +42,10 @@ async def _setup(runtime: Runtime) -> None:
     peers = Peers.of(config)
     runtime.state["peers"] = peers
     runtime.on_stop.append(peers.close)
+    sealer = Sealer.of(config)
+    runtime.state["sealer"] = sealer
+    if runtime.role in ("worker", "all"):
+        await seal_stored(runtime.pool, sealer)  # those stored before secrets were sealed
 
 
 def _workers(runtime: Runtime) -> Sequence[Worker]:
@@ -75,6 +80,7 @@ def _workers(runtime: Runtime) -> Sequence[Worker]:
             config.journeys_action_interval_s,
             config.journeys_action_batch,
             config.journeys_action_allow_hosts,
+            runtime.state["sealer"],
         ),
         ConsumerLoop(
             settings=config,

@@ -22,6 +22,7 @@ from itinera.common.web.problems import documented
 from itinera.common.web.query import parse_query, query_parameters
 from itinera.journeys.actions import service
 from itinera.journeys.actions.schemas import PROBLEMS, ActionIn, ActionOut, ActionPage, ListQuery
+from itinera.journeys.actions.secrets import Sealer
 from itinera.journeys.actions.service import ACTIONS
 from itinera.journeys.config import JourneysSettings
 
@@ -35,6 +36,11 @@ _TAKEN: dict[int | str, dict[str, Any]] = {409: documented("Another action of th
 def _allowed_hosts(request: Request) -> frozenset[str]:
     settings: JourneysSettings = request.app.state.settings
     return settings.journeys_action_allow_hosts
+
+
+def _sealer(request: Request) -> Sealer:
+    sealer: Sealer = request.app.state.runtime.state["sealer"]
+    return sealer
 
 
 @router.get(
@@ -56,7 +62,7 @@ async def create_action(
     request: Request, response: Response, body: ActionIn, caller: Writer, db: Db
 ) -> dict[str, Any]:
     async with db.transaction():
-        created = await service.create(db, caller.sandbox, body, _allowed_hosts(request))
+        created = await service.create(db, caller.sandbox, body, _allowed_hosts(request), _sealer(request))
     response.headers["Location"] = f"{ACTIONS}/{created['id']}"
     response.headers["ETag"] = created["etag"]
     return created
@@ -86,7 +92,7 @@ async def replace_action(
 ) -> dict[str, Any]:
     async with db.transaction():
         replaced = await service.replace(
-            db, caller.sandbox, actionId, body, _allowed_hosts(request), if_match
+            db, caller.sandbox, actionId, body, _allowed_hosts(request), _sealer(request), if_match
         )
     response.headers["ETag"] = replaced["etag"]
     return replaced

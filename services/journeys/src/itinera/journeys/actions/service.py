@@ -35,12 +35,12 @@ from itinera.common.web.etags import check_if_match, entity_tag
 from itinera.journeys.actions import repository, targets
 from itinera.journeys.actions.repository import Columns
 from itinera.journeys.actions.schemas import ActionIn, BasicAuth, BearerAuth, HeaderAuth, ListQuery
+from itinera.journeys.actions.secrets import SECRET_FIELDS, Sealer
 
 ACTIONS = "/v1/actions"
 CLIENT_HEADERS = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "keep-alive"}
 )
-_SECRET_FIELD = {"basic": "password", "bearer": "token", "header": "value"}
 
 
 def _time(row: Row, column: str) -> str:
@@ -85,10 +85,13 @@ def view(row: Row) -> dict[str, Any]:
 
 
 def check(
-    body: ActionIn, allowed_hosts: Collection[str], stored: dict[str, Any] | None = None
+    body: ActionIn,
+    allowed_hosts: Collection[str],
+    sealer: Sealer,
+    stored: dict[str, Any] | None = None,
 ) -> tuple[Columns, list[FieldError]]:
-    """What to store of ``body``, and every problem with it (``stored``: the config it
-    replaces, whose secret a ``PUT`` may keep)."""
+    """What to store of ``body`` (its secret sealed), and every problem with it
+    (``stored``: the config it replaces, whose secret a ``PUT`` may keep)."""
     errors: list[FieldError] = []
     parts, url_problems = targets.check_url(body.url, allowed_hosts)
     errors += [FieldError("/url", p.message, p.code) for p in url_problems]
@@ -126,7 +129,7 @@ def check(
     columns = Columns(
         name=body.name,
         description=body.description,
-        config=config,
+        config=sealer.sealed(config) if not errors else config,
         endpoint=targets.endpoint(parts) if parts is not None and not url_problems else "",
         parameters=list(dict.fromkeys(names)),
         response_fields=[f.name for f in body.responseFields],
@@ -140,7 +143,7 @@ def _secret(
     auth = body.auth
     if not isinstance(auth, BasicAuth | BearerAuth | HeaderAuth):
         return
-    secret_field = _SECRET_FIELD[auth.type]
+    secret_field = SECRET_FIELDS[auth.type]
     if config["auth"][secret_field] is not None:
         return
     before = stored["auth"] if stored is not None else None
@@ -188,9 +191,9 @@ def _known_id(text: str, sandbox: str) -> uuid.UUID:
 
 
 async def create(
-    db: asyncpg.Connection, sandbox: str, body: ActionIn, allowed_hosts: Collection[str]
+    db: asyncpg.Connection, sandbox: str, body: ActionIn, allowed_hosts: Collection[str], sealer: Sealer
 ) -> dict[str, Any]:
-    columns, errors = check(body, allowed_hosts)
+    columns, errors = check(body, allowed_hosts, sealer)
     _raise_if_any(errors)
     row = await _saved(sandbox, body.name, repository.insert(db, sandbox, uuid.uuid4(), columns))
     return view(row)
@@ -219,11 +222,12 @@ async def replace(
     action_text: str,
     body: ActionIn,
     allowed_hosts: Collection[str],
+    sealer: Sealer,
     if_match: str | None = None,
 ) -> dict[str, Any]:
     current = await _locked(db, sandbox, action_text, if_match)
     action_id = current["id"]
-    columns, errors = check(body, allowed_hosts, current["config"])
+    columns, errors = check(body, allowed_hosts, sealer, current["config"])
     _raise_if_any(errors)
     row = await _saved(sandbox, body.name, repository.update(db, sandbox, action_id, columns))
     return view(row)

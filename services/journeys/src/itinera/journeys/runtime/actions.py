@@ -38,6 +38,7 @@ import orjson
 from itinera.common.db.rates import SharedRate
 from itinera.common.periodic import Periodic
 from itinera.journeys.actions.schemas import ActionIn, BasicAuth, BearerAuth, HeaderAuth, ResponseField
+from itinera.journeys.actions.secrets import Sealer, Unreadable
 from itinera.journeys.actions.targets import PLACEHOLDER, endpoint, host_address, public_address
 from itinera.journeys.runtime import repository
 from itinera.journeys.runtime.service import Instance, Run
@@ -182,14 +183,15 @@ async def attempt(
 async def call(
     client: httpx.AsyncClient,
     caps: RateCaps,
-    action: ActionIn | None,
+    action: ActionIn | str,
     inputs: Mapping[str, Any],
     key: str,
     allowed_hosts: Collection[str],
 ) -> dict[str, Any] | str:
-    """The call with its retries: the response fields, or why it failed."""
-    if action is None:
-        return "the custom action no longer exists"
+    """The call with its retries: the response fields, or why it failed (``action`` is
+    already why when it cannot be called at all)."""
+    if isinstance(action, str):
+        return action
     cap_key = endpoint(urlsplit(action.url.split("{{", 1)[0] or action.url))
     reason = "not called"
     for tried in range(action.retries + 1):
@@ -206,11 +208,16 @@ async def call(
     return f"{reason} (tried {tries})"
 
 
-def _action(row: Mapping[str, Any]) -> ActionIn | None:
-    """The configuration of a leased call's action; None when it was deleted."""
+def action_of(row: Mapping[str, Any], sealer: Sealer) -> ActionIn | str:
+    """The configuration of a leased call's action, its secret opened; or why it cannot
+    be called (deleted; its secret unreadable)."""
     if row["config"] is None:
-        return None
-    return ActionIn.model_validate({**row["config"], "name": row["action_name"]})
+        return "the custom action no longer exists"
+    try:
+        config = sealer.opened(row["config"])
+    except Unreadable as exc:
+        return f"the action's secret cannot be opened: {exc}"
+    return ActionIn.model_validate({**config, "name": row["action_name"]})
 
 
 class ActionRunner(Periodic):
@@ -218,12 +225,18 @@ class ActionRunner(Periodic):
     each outcome and walks its instance on."""
 
     def __init__(
-        self, pool: asyncpg.Pool, interval_s: float, batch: int, allowed_hosts: Collection[str]
+        self,
+        pool: asyncpg.Pool,
+        interval_s: float,
+        batch: int,
+        allowed_hosts: Collection[str],
+        sealer: Sealer | None = None,
     ) -> None:
         super().__init__("journeys:actions", interval_s)
         self.pool = pool
         self.batch = batch
         self.allowed_hosts = allowed_hosts
+        self.sealer = sealer or Sealer(None)
         self.caps = RateCaps(pool)
         self._client: httpx.AsyncClient | None = None
 
@@ -249,7 +262,7 @@ class ActionRunner(Periodic):
                 call(
                     self.client(),
                     self.caps,
-                    _action(c),
+                    action_of(c, self.sealer),
                     c["inputs"],
                     idempotency_key(c["instance_id"], c["step"]),
                     self.allowed_hosts,
