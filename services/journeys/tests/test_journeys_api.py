@@ -321,6 +321,35 @@ class TestConcurrentEditors:
         assert (await http.post(f"{one}/stop", headers={"If-Match": live})).status_code == 200
 
 
+class TestDeletion:
+    async def test_a_journey_is_deleted_once_nothing_of_it_runs(self, http: httpx.AsyncClient) -> None:
+        draft = await create(http)
+        assert (await http.delete(f"{JOURNEYS}/{draft['id']}")).status_code == 204
+        assert (await http.get(f"{JOURNEYS}/{draft['id']}")).status_code == 404
+        assert (await http.delete(f"{JOURNEYS}/{draft['id']}")).status_code == 404
+
+        target = await create(http)
+        jumper_body = welcome("jumper")
+        jumper_body["nodes"][4] = {"id": "nudge", "type": "jump", "journeyId": target["id"]}
+        jumper = await create(http, jumper_body)
+        assert (await move(http, target["id"], 1, "publish")).status_code == 200
+        assert (await move(http, jumper["id"], 1, "publish")).status_code == 200
+
+        refused = await http.delete(f"{JOURNEYS}/{target['id']}")
+        assert refused.status_code == 409
+        assert [(r["what"], r["status"]) for r in refused.json()["runningBy"]] == [
+            ("jump", "live"),
+            ("version", "live"),
+        ]
+        assert (await move(http, target["id"], 1, "close")).status_code == 200
+        assert (await move(http, jumper["id"], 1, "stop")).status_code == 200
+        closed = await http.delete(f"{JOURNEYS}/{target['id']}")
+        assert [(r["what"], r["status"]) for r in closed.json()["runningBy"]] == [("version", "closed")]
+        assert (await move(http, target["id"], 1, "stop")).status_code == 200
+        assert (await http.delete(f"{JOURNEYS}/{target['id']}")).status_code == 204
+        assert (await http.delete(f"{JOURNEYS}/{jumper['id']}")).status_code == 204
+
+
 class TestListing:
     async def test_pages_hold_every_journey_once_most_recent_first(self, fresh: httpx.AsyncClient) -> None:
         created = [await create(fresh, welcome(f"journey {i}")) for i in range(5)]

@@ -149,3 +149,30 @@ async def test_finished_executions_and_reads_go_after_their_retention(
     assert await pool.fetchval(
         "SELECT count(*) FROM campaign_executions WHERE sandbox = $1 AND id = $2", sandbox, executions["old"]
     )
+
+
+async def test_deleting_a_stopped_journey_takes_its_instances_history_with_it(
+    api: httpx.AsyncClient, producer: Producer, sandbox: str, pool: asyncpg.Pool
+) -> None:
+    journey = await live(
+        api,
+        [
+            {"id": "start", "type": "event", "eventType": "shop.visited", "next": "pause"},
+            {"id": "pause", "type": "wait", "duration": "P30D"},
+        ],
+    )
+    await happened(producer, sandbox, str(uuid.uuid4()), "shop.visited")
+
+    async def entered() -> bool:
+        return len(await instances(api, journey)) == 1
+
+    await eventually(entered, timeout_s=30)
+    assert (await api.post(f"{JOURNEYS}/{journey}/versions/1/close")).status_code == 200
+    waiting = await api.delete(f"{JOURNEYS}/{journey}")
+    assert waiting.status_code == 409
+    assert {r["what"] for r in waiting.json()["runningBy"]} == {"version", "instances"}
+    assert (await api.post(f"{JOURNEYS}/{journey}/versions/1/stop")).status_code == 200
+
+    assert (await api.delete(f"{JOURNEYS}/{journey}")).status_code == 204
+    for table in ("instances", "instance_steps", "timers"):
+        assert not await pool.fetchval(f"SELECT count(*) FROM {table} WHERE sandbox = $1", sandbox), table

@@ -11,7 +11,10 @@
   with its warnings: audiences it names found missing since it was published);
 - ``POST /{journeyId}/versions/{version}/publish``, ``/stop``, ``/close``: the
   lifecycle (400 with every problem when publishing an invalid draft, 409 when the
-  version's status does not allow the move).
+  version's status does not allow the move);
+- ``DELETE /{journeyId}``: the journey, once nothing of it runs (204; 409 naming what
+  still runs: a live or closed version, waiting instances, a running journey that
+  jumps to it).
 
 Reads need ``journeys:read``, writes ``journeys:write``; everything is the caller's
 sandbox's only.
@@ -124,6 +127,19 @@ async def replace_journey(
         replaced = await service.replace(db, caller.sandbox, journeyId, body, if_match)
     response.headers["ETag"] = replaced["etag"]
     return replaced
+
+
+@router.delete(
+    _ONE,
+    status_code=204,
+    summary="Delete a journey none of whose versions runs",
+    response_class=Response,
+    responses={409: documented("Something of it still runs (`runningBy`)"), **PRECONDITION},
+)
+async def delete_journey(journeyId: str, caller: Writer, db: Db, if_match: IfMatch = None) -> Response:
+    async with db.transaction():
+        await service.delete(db, caller.sandbox, journeyId, if_match)
+    return Response(status_code=204)
 
 
 @router.get(

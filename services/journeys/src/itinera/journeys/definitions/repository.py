@@ -235,6 +235,36 @@ async def live_version(conn: asyncpg.Connection, sandbox: str, journey_id: uuid.
     return version
 
 
+async def running(conn: asyncpg.Connection, sandbox: str, journey_id: uuid.UUID) -> list[Row]:
+    """What keeps a journey from being deleted: its versions still running (live, or
+    closed with instances finishing), its waiting instances (by version), and the other
+    journeys' running versions that jump to it; ``{what, journey_id, version, status}``."""
+    rows: list[Row] = await conn.fetch(
+        """SELECT 'version' AS what, journey_id, version, status FROM journey_versions
+            WHERE sandbox = $1 AND journey_id = $2 AND status IN ('live', 'closed')
+           UNION ALL
+           SELECT 'instances', journey_id, version, 'waiting' FROM instances
+            WHERE sandbox = $1 AND journey_id = $2 AND status = 'waiting'
+            GROUP BY journey_id, version
+           UNION ALL
+           SELECT 'jump', journey_id, version, status FROM journey_versions
+            WHERE sandbox = $1 AND jumps @> ARRAY[$2::uuid] AND journey_id <> $2
+              AND status IN ('live', 'closed')
+           ORDER BY 1, 2, 3""",
+        sandbox,
+        journey_id,
+    )
+    return rows
+
+
+async def delete_journey(conn: asyncpg.Connection, sandbox: str, journey_id: uuid.UUID) -> None:
+    """The journey, its versions and its (ended) instances with their history, and its
+    audience reads and their schedules."""
+    for table in ("instances", "audience_reads", "read_schedules"):
+        await conn.execute(f"DELETE FROM {table} WHERE sandbox = $1 AND journey_id = $2", sandbox, journey_id)
+    await conn.execute("DELETE FROM journeys WHERE sandbox = $1 AND id = $2", sandbox, journey_id)
+
+
 async def touch(conn: asyncpg.Connection, sandbox: str, journey_id: uuid.UUID) -> None:
     await conn.execute(
         "UPDATE journeys SET updated_at = now(), revision = revision + 1 WHERE sandbox = $1 AND id = $2",

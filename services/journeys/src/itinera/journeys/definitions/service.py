@@ -472,6 +472,39 @@ async def _end(
     return version_view(ended)
 
 
+async def delete(
+    db: asyncpg.Connection, sandbox: str, journey_text: str, if_match: str | None = None
+) -> None:
+    """Delete a journey none of whose versions runs any more (each a draft or stopped),
+    with its versions and the history of its ended instances; 409 naming what still
+    runs (a live or closed version, waiting instances, another running journey that
+    jumps to it)."""
+    journey_id, _ = await _locked(db, sandbox, journey_text, if_match)
+    running = await repository.running(db, sandbox, journey_id)
+    if running:
+        named = {
+            "version": "version {version} is {status}",
+            "instances": "instances of version {version} are waiting",
+            "jump": "journey {journey_id} v{version} ({status}) jumps to it",
+        }
+        reasons = [named[r["what"]].format(**dict(r)) for r in running]
+        raise Conflict(
+            f"journey {journey_id} still runs: {'; '.join(reasons)} (stop what runs first)",
+            extra={
+                "runningBy": [
+                    {
+                        "what": r["what"],
+                        "journeyId": str(r["journey_id"]),
+                        "version": r["version"],
+                        "status": r["status"],
+                    }
+                    for r in running
+                ]
+            },
+        )
+    await repository.delete_journey(db, sandbox, journey_id)
+
+
 async def listing(db: asyncpg.Connection, sandbox: str, query: ListQuery) -> dict[str, Any]:
     total = await repository.count(db, sandbox, query.status)
     rows = await repository.page(db, sandbox, query.status, query.start, query.limit)
