@@ -269,6 +269,33 @@ class TestCampaigns:
         live = (await api.get(one)).headers["etag"]
         assert (await api.post(f"{one}/stop", headers={"If-Match": live})).status_code == 200
 
+    async def test_a_campaign_that_is_not_live_and_sends_no_more_can_be_deleted(
+        self, api: httpx.AsyncClient, pool: asyncpg.Pool, sandbox: str
+    ) -> None:
+        draft = (await api.post(CAMPAIGNS, json=campaign_body())).json()
+        assert (await api.delete(f"{CAMPAIGNS}/{draft['id']}")).status_code == 204
+        assert (await api.get(f"{CAMPAIGNS}/{draft['id']}")).status_code == 404
+
+        campaign = await live_campaign(api)
+        one = f"{CAMPAIGNS}/{campaign['id']}"
+        refused = await api.delete(one)
+        assert (refused.status_code, refused.json()["status"]) == (409, "live")
+        assert (await api.post(f"{one}/stop")).status_code == 200
+        await pool.execute(  # an execution still sending (as a completed campaign's last may be)
+            """INSERT INTO campaign_executions (sandbox, id, campaign_id, kind, status, execute_at, due_at)
+               VALUES ($1, $2, $3, 'audience', 'InProgress', now(), now() + interval '1 day')""",
+            sandbox,
+            uuid.uuid4(),
+            uuid.UUID(campaign["id"]),
+        )
+        sending = await api.delete(one)
+        assert (sending.status_code, sending.json()["unfinishedExecutions"]) == (409, 1)
+        await pool.execute(
+            "UPDATE campaign_executions SET status = 'Failed', due_at = NULL WHERE sandbox = $1", sandbox
+        )
+        assert (await api.delete(one)).status_code == 204
+        assert not await pool.fetchval("SELECT count(*) FROM campaign_executions WHERE sandbox = $1", sandbox)
+
     async def test_another_sandbox_sees_nothing(
         self, api: httpx.AsyncClient, fresh: httpx.AsyncClient
     ) -> None:

@@ -134,6 +134,20 @@ async def replace_campaign(
     return replaced
 
 
+@router.delete(
+    _ONE,
+    tags=["campaigns"],
+    status_code=204,
+    summary="Delete a campaign that is not live and sends no more",
+    response_class=Response,
+    responses={**PROBLEMS, **_MOVE},
+)
+async def delete_campaign(campaignId: str, caller: Writer, db: Db, if_match: IfMatch = None) -> Response:
+    async with db.transaction():
+        await service.delete(db, caller.sandbox, campaignId, if_match)
+    return Response(status_code=204)
+
+
 @router.post(
     _ONE + "/activate",
     tags=["campaigns"],

@@ -309,6 +309,21 @@ async def fail_execution(
     )
 
 
+async def unfinished_executions(conn: asyncpg.Connection, sandbox: str, campaign_id: uuid.UUID) -> int:
+    found: int = await conn.fetchval(
+        """SELECT count(*) FROM campaign_executions
+            WHERE sandbox = $1 AND campaign_id = $2 AND due_at IS NOT NULL""",
+        sandbox,
+        campaign_id,
+    )
+    return found
+
+
+async def delete_campaign(conn: asyncpg.Connection, sandbox: str, campaign_id: uuid.UUID) -> None:
+    """The campaign and its executions (by cascade)."""
+    await conn.execute("DELETE FROM campaigns WHERE sandbox = $1 AND id = $2", sandbox, campaign_id)
+
+
 async def fail_executions(
     conn: asyncpg.Connection, sandbox: str, campaign_id: uuid.UUID, reason: str, now: datetime
 ) -> int:

@@ -379,6 +379,21 @@ async def stop(
     return view(await repository.set_status(db, sandbox, row["id"], "stopped", None, now))
 
 
+async def delete(db: asyncpg.Connection, sandbox: str, text: str, if_match: str | None = None) -> None:
+    """Delete a campaign that is not live (a draft, stopped or completed) and has no
+    execution still sending, with its executions' records; 409 otherwise."""
+    row = await _campaign(db, sandbox, text, lock=True, if_match=if_match)
+    if row["status"] == "live":
+        raise Conflict("the campaign is live; stop it before deleting it", extra={"status": row["status"]})
+    unfinished = await repository.unfinished_executions(db, sandbox, row["id"])
+    if unfinished:
+        raise Conflict(
+            f"{unfinished} execution(s) of the campaign are still sending; delete it once they are done",
+            extra={"status": row["status"], "unfinishedExecutions": unfinished},
+        )
+    await repository.delete_campaign(db, sandbox, row["id"])
+
+
 async def listing(db: asyncpg.Connection, sandbox: str, query: ListQuery) -> dict[str, Any]:
     total = await repository.count_campaigns(db, sandbox, query.status, query.type)
     rows = await repository.page_campaigns(db, sandbox, query.status, query.type, query.start, query.limit)
