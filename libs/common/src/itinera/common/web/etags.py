@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Header
+from fastapi import Header, Response
 
 from itinera.common.errors import FieldError, PreconditionFailed
 from itinera.common.web.problems import documented
@@ -24,6 +24,12 @@ IfMatch = Annotated[
 PRECONDITION: dict[int | str, dict[str, Any]] = {
     412: documented("If-Match names none of the resource's current ETag: it changed since it was read")
 }
+
+
+def tagged(response: Response, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` (which carries its ``etag``), its ``ETag`` header set on ``response``."""
+    response.headers["ETag"] = body["etag"]
+    return body
 
 
 def entity_tag(*parts: object) -> str:

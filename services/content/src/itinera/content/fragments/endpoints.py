@@ -27,7 +27,7 @@ from fastapi import APIRouter, Path, Request, Response, Security
 
 from itinera.common.auth import Principal, require_scope
 from itinera.common.service import Db
-from itinera.common.web.etags import PRECONDITION, IfMatch
+from itinera.common.web.etags import PRECONDITION, IfMatch, tagged
 from itinera.common.web.problems import documented
 from itinera.common.web.query import parse_query, query_parameters
 from itinera.content.config import ContentSettings
@@ -86,8 +86,7 @@ async def create_fragment(
     async with db.transaction():
         created = await service.create(db, caller.sandbox, body)
     response.headers["Location"] = f"{FRAGMENTS}/{created['id']}"
-    response.headers["ETag"] = created["etag"]
-    return created
+    return tagged(response, created)
 
 
 @router.get(
@@ -96,8 +95,7 @@ async def create_fragment(
 async def get_fragment(fragmentId: str, response: Response, caller: Reader, db: Db) -> dict[str, Any]:
     async with db.transaction(isolation="repeatable_read", readonly=True):
         found = await service.get(db, caller.sandbox, fragmentId)
-    response.headers["ETag"] = found["etag"]
-    return found
+    return tagged(response, found)
 
 
 @router.put(
@@ -118,8 +116,7 @@ async def replace_fragment(
     _check_size(request, body)
     async with db.transaction():
         replaced = await service.replace(db, caller.sandbox, fragmentId, body, if_match)
-    response.headers["ETag"] = replaced["etag"]
-    return replaced
+    return tagged(response, replaced)
 
 
 @router.delete(

@@ -26,7 +26,7 @@ from fastapi import APIRouter, Body, Path, Request, Response, Security
 
 from itinera.common.auth import Principal, require_scope
 from itinera.common.service import Db
-from itinera.common.web.etags import PRECONDITION, IfMatch
+from itinera.common.web.etags import PRECONDITION, IfMatch, tagged
 from itinera.common.web.problems import documented
 from itinera.common.web.query import parse_query, query_parameters
 from itinera.content.config import ContentSettings
@@ -91,16 +91,14 @@ async def create_template(
     async with db.transaction():
         created = await service.create(db, caller.sandbox, body)
     response.headers["Location"] = f"{TEMPLATES}/{created['id']}"
-    response.headers["ETag"] = created["etag"]
-    return created
+    return tagged(response, created)
 
 
 @router.get(_ONE, summary="A template, its latest version and its versions", response_model=TemplateOut)
 async def get_template(templateId: str, response: Response, caller: Reader, db: Db) -> dict[str, Any]:
     async with db.transaction(isolation="repeatable_read", readonly=True):
         found = await service.get(db, caller.sandbox, templateId)
-    response.headers["ETag"] = found["etag"]
-    return found
+    return tagged(response, found)
 
 
 @router.put(
@@ -121,8 +119,7 @@ async def replace_template(
     _check_size(request, body)
     async with db.transaction():
         replaced = await service.replace(db, caller.sandbox, templateId, body, if_match)
-    response.headers["ETag"] = replaced["etag"]
-    return replaced
+    return tagged(response, replaced)
 
 
 @router.delete(

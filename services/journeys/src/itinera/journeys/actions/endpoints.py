@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request, Response, Security
 
 from itinera.common.auth import Principal, require_scope
 from itinera.common.service import Db
-from itinera.common.web.etags import PRECONDITION, IfMatch
+from itinera.common.web.etags import PRECONDITION, IfMatch, tagged
 from itinera.common.web.problems import documented
 from itinera.common.web.query import parse_query, query_parameters
 from itinera.journeys.actions import service
@@ -64,15 +64,13 @@ async def create_action(
     async with db.transaction():
         created = await service.create(db, caller.sandbox, body, _allowed_hosts(request), _sealer(request))
     response.headers["Location"] = f"{ACTIONS}/{created['id']}"
-    response.headers["ETag"] = created["etag"]
-    return created
+    return tagged(response, created)
 
 
 @router.get(_ONE, summary="A custom action, without its secret", response_model=ActionOut)
 async def get_action(actionId: str, response: Response, caller: Reader, db: Db) -> dict[str, Any]:
     found = await service.get(db, caller.sandbox, actionId)
-    response.headers["ETag"] = found["etag"]
-    return found
+    return tagged(response, found)
 
 
 @router.put(
@@ -94,8 +92,7 @@ async def replace_action(
         replaced = await service.replace(
             db, caller.sandbox, actionId, body, _allowed_hosts(request), _sealer(request), if_match
         )
-    response.headers["ETag"] = replaced["etag"]
-    return replaced
+    return tagged(response, replaced)
 
 
 @router.delete(

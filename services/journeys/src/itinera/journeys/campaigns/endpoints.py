@@ -26,7 +26,7 @@ from fastapi import APIRouter, Query, Request, Response, Security
 
 from itinera.common.auth import Principal, require_scope
 from itinera.common.service import Db
-from itinera.common.web.etags import PRECONDITION, IfMatch
+from itinera.common.web.etags import PRECONDITION, IfMatch, tagged
 from itinera.common.web.problems import documented
 from itinera.common.web.query import parse_query, query_parameters
 from itinera.journeys.campaigns import executions, service
@@ -99,15 +99,13 @@ async def create_campaign(
     async with db.transaction():
         created = await service.create(db, caller.sandbox, body, **_limits(request))
     response.headers["Location"] = f"{CAMPAIGNS}/{created['id']}"
-    response.headers["ETag"] = created["etag"]
-    return created
+    return tagged(response, created)
 
 
 @router.get(_ONE, tags=["campaigns"], responses=PROBLEMS, summary="A campaign", response_model=CampaignOut)
 async def get_campaign(campaignId: str, response: Response, caller: Reader, db: Db) -> dict[str, Any]:
     found = await service.get(db, caller.sandbox, campaignId)
-    response.headers["ETag"] = found["etag"]
-    return found
+    return tagged(response, found)
 
 
 @router.put(
@@ -130,8 +128,7 @@ async def replace_campaign(
         replaced = await service.replace(
             db, caller.sandbox, campaignId, body, **_limits(request), if_match=if_match
         )
-    response.headers["ETag"] = replaced["etag"]
-    return replaced
+    return tagged(response, replaced)
 
 
 @router.delete(

@@ -29,7 +29,7 @@ from fastapi import APIRouter, Path, Request, Response, Security
 
 from itinera.common.auth import Principal, require_scope
 from itinera.common.service import Db
-from itinera.common.web.etags import PRECONDITION, IfMatch
+from itinera.common.web.etags import PRECONDITION, IfMatch, tagged
 from itinera.common.web.problems import documented
 from itinera.common.web.query import parse_query, query_parameters
 from itinera.journeys.audiences import repository as audience_answers
@@ -95,16 +95,14 @@ async def create_journey(
     async with db.transaction():
         created = await service.create(db, caller.sandbox, body)
     response.headers["Location"] = f"{JOURNEYS}/{created['id']}"
-    response.headers["ETag"] = created["etag"]
-    return created
+    return tagged(response, created)
 
 
 @router.get(_ONE, summary="A journey and its versions", response_model=JourneyOut)
 async def get_journey(journeyId: str, response: Response, caller: Reader, db: Db) -> dict[str, Any]:
     async with db.transaction(isolation="repeatable_read", readonly=True):
         found = await service.get(db, caller.sandbox, journeyId)
-    response.headers["ETag"] = found["etag"]
-    return found
+    return tagged(response, found)
 
 
 @router.put(
@@ -125,8 +123,7 @@ async def replace_journey(
     _check_size(request, body)
     async with db.transaction():
         replaced = await service.replace(db, caller.sandbox, journeyId, body, if_match)
-    response.headers["ETag"] = replaced["etag"]
-    return replaced
+    return tagged(response, replaced)
 
 
 @router.delete(
