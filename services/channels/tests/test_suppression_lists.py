@@ -132,6 +132,9 @@ async def test_what_is_not_a_csv_of_entries_is_refused_and_makes_no_job(api: htt
     assert (no_file.status_code, no_file.json()["errors"][0]["path"]) == (400, "/body/file")
     as_json = await api.post(UPLOADS, json=[{"entity": {"entityValue": "a@example.com"}}])
     assert as_json.status_code == 415
+    declared = {"content-type": "text/csv", "content-length": str(64 * 1024 * 1024)}
+    too_big = await api.post(UPLOADS, content=b"TYPE,VALUE\r\n", headers=declared)
+    assert too_big.status_code == 413  # refused before the body is read (the limit is 32 MiB)
     assert (await api.get(UPLOADS)).json()["items"] == []
 
 
