@@ -199,6 +199,7 @@ class Content:
         fragments: list[str] | None = None,
         deleted: bool = False,
         wait: bool = True,
+        tracking: dict[str, bool] | None = None,
     ) -> None:
         data: dict[str, Any] = {
             "sandbox": self.sandbox,
@@ -211,6 +212,8 @@ class Content:
             data |= {"name": item_id, "defaultLocale": default, "variants": variants or {}}
             if kind == "template":
                 data |= {"channel": channel, "fragments": fragments or []}
+                if tracking is not None:
+                    data["tracking"] = tracking
             else:
                 data["fragmentType"] = "visual"
             data["publishedAt"] = datetime.now(UTC).isoformat()

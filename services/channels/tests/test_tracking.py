@@ -8,6 +8,7 @@ records nothing; nothing redirects to a URL a token carries."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +22,7 @@ from itinera.channels.tracking import CLICK, OPEN, Tracker
 from itinera.channels.unsubscribe.tokens import seal, sign
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import Record
-from itinera.common.sinks import LocalDelivery
+from itinera.common.sinks import LocalDelivery, ReceivedMail
 from itinera.common.testing import StackInfo, topic_reader
 
 from .conftest import Content, Requests, state
@@ -135,6 +136,54 @@ class TestInstrumentedEmail:
         untouched = source.replace("HREF=https://real.example/?a=1&amp;b=2", "HREF=" + rewritten)
         assert html.replace(html[html.index("<img") : html.index("</body>")], "") == untouched
         assert html.index("<img") < html.index("</body>")
+
+
+def addressed(to: str) -> Callable[[ReceivedMail], bool]:
+    return lambda mail: mail.sent_to(to)
+
+
+class TestTrackingChosenByTheTemplate:
+    """An email template says what of its emails is tracked (``tracking: {opens,
+    clicks}``); a link whose tag has ``data-untracked`` is never rewritten."""
+
+    async def test_opens_and_clicks_are_tracked_as_the_template_says(
+        self, api: httpx.AsyncClient, content: Content, requests: Requests, delivery: LocalDelivery
+    ) -> None:
+        html = (
+            "<html><body><a href='https://shop.example/a'>a</a> "
+            "<a data-untracked href='https://shop.example/private'>p</a></body></html>"
+        )
+        cases = {
+            "clicks-only": {"opens": False, "clicks": True},
+            "opens-only": {"opens": True, "clicks": False},
+            "none": {"opens": False, "clicks": False},
+        }
+        received = {}
+        for name, tracking in cases.items():
+            await content.publish(name, {"en": {"subject": name, "html": html}}, tracking=tracking)
+            to = address()
+            (message_id,) = await requests.send(requests.body(name, person(to)))
+            mail = await delivery.mail.wait_for(addressed(to))
+            await state(api, message_id, "sent")
+            assert mail.html is not None
+            received[name] = mail.html
+
+        clicks_only = parsed(received["clicks-only"])
+        assert clicks_only.images == []
+        assert clicks_only.hrefs[0].startswith("https://channels.example.com/v1/t/c/")
+        assert clicks_only.hrefs[1] == "https://shop.example/private"
+        opens_only = parsed(received["opens-only"])
+        assert opens_only.hrefs == ["https://shop.example/a", "https://shop.example/private"]
+        (pixel,) = opens_only.images
+        assert pixel.startswith("https://channels.example.com/v1/t/o/")
+        assert "channels.example.com" not in received["none"]
+
+    def test_the_tracker_does_what_it_is_asked_only(self) -> None:
+        tracker = Tracker("https://channels.example.com", "secret")
+        source = "<body><a href='https://x.example/'>x</a></body>"
+        assert tracker.instrument("s", "m", source, opens=False, clicks=False) == (source, [])
+        html, links = tracker.instrument("s", "m", source, opens=True, clicks=False)
+        assert (links, html.count("<img"), "https://x.example/" in html) == ([], 1, True)
 
 
 class TestOpens:

@@ -286,6 +286,7 @@ class TestRecords:
         assert template["variants"]["en"]["text"] == 'Hi {{fragment id="sign"}}'
         assert template["variants"]["en"]["sender"] == {"name": "Shop", "address": "hello@shop.example"}
         assert template["fragments"] == ["sign"]
+        assert template["tracking"] == {"opens": True, "clicks": True}  # the default
         assert found[2][1] == {
             "sandbox": sandbox,
             "kind": "template",

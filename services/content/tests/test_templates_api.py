@@ -114,6 +114,25 @@ class TestDrafts:
         assert (second["variants"]["en"]["subject"], second["problems"]) == ("Hello again", [])
         assert (await api.get(f"{TEMPLATES}/welcome-email/versions/3")).status_code == 404
 
+    async def test_an_email_template_says_what_of_it_is_tracked(self, api: httpx.AsyncClient) -> None:
+        made = await api.post(TEMPLATES, json=email())
+        assert made.json()["tracking"] == {"opens": True, "clicks": True}
+        quiet = await api.put(f"{TEMPLATES}/welcome-email", json=email(tracking={"opens": False}))
+        assert quiet.json()["tracking"] == {"opens": False, "clicks": True}
+        version = (await api.get(f"{TEMPLATES}/welcome-email/versions/1")).json()
+        assert version["tracking"] == {"opens": False, "clicks": True}
+        refused = await api.put(
+            f"{TEMPLATES}/welcome-email", json=email(tracking={"opens": "no", "pixels": 1})
+        )
+        assert refused.status_code == 422
+        assert {e["path"] for e in refused.json()["errors"]} == {
+            "/body/email/tracking/opens",
+            "/body/email/tracking/pixels",
+        }
+        sms = {"id": "sms-1", "name": "s", "channel": "sms", "variants": {"en": {"text": "hi"}}}
+        assert (await api.post(TEMPLATES, json=sms)).json()["tracking"] is None
+        assert (await api.post(TEMPLATES, json=sms | {"id": "sms-2", "tracking": {}})).status_code == 422
+
     async def test_the_channel_cannot_change_nor_the_id(self, api: httpx.AsyncClient) -> None:
         await created(api, TEMPLATES, email())
         sms = {"name": "x", "channel": "sms", "variants": {"en": {"text": "hi"}}}

@@ -36,6 +36,11 @@ def parsed(record: Record, default_sandbox: str) -> tuple[str, dict[str, Any]]:
         fragments = data.get("fragments", [])
         if not isinstance(fragments, list) or not all(isinstance(f, str) for f in fragments):
             problems.append(FieldError("/fragments", "expected a list of fragment ids", "type"))
+        tracking = data.get("tracking")
+        if tracking is not None and not (
+            isinstance(tracking, Mapping) and all(isinstance(v, bool) for v in tracking.values())
+        ):
+            problems.append(FieldError("/tracking", "expected {opens, clicks}, each true or false", "type"))
     if problems:
         raise PermanentError(problems)
     return str(data.get("sandbox") or record.sandbox or default_sandbox), data

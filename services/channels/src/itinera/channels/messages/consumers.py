@@ -242,9 +242,17 @@ class MessageHandler:
             if decision.state == "rendered":
                 batch.take(request["_profile"], request["channel"], request["category"])
             parts = decision.content
-            if self.tracker is not None and request["channel"] == "email" and parts and parts.get("html"):
+            asked = (template["tracking"] if template else None) or {}  # the template's tracking
+            opens, clicks = asked.get("opens", True), asked.get("clicks", True)
+            if (
+                self.tracker is not None
+                and request["channel"] == "email"
+                and parts
+                and parts.get("html")
+                and (opens or clicks)
+            ):
                 parts["html"], links[request["_id"]] = self.tracker.instrument(
-                    sandbox, str(request["_id"]), str(parts["html"])
+                    sandbox, str(request["_id"]), str(parts["html"]), opens=opens, clicks=clicks
                 )
             rows.append(
                 {

@@ -23,9 +23,12 @@ class Tracker:
     public_url: str
     secret: str
 
-    def instrument(self, sandbox: str, message_id: str, source: str) -> tuple[str, list[str]]:
-        """The HTML with its links pointing to the click redirect and the open pixel
-        added; and the links, whose indexes the click tokens carry."""
+    def instrument(
+        self, sandbox: str, message_id: str, source: str, *, opens: bool = True, clicks: bool = True
+    ) -> tuple[str, list[str]]:
+        """The HTML with its links pointing to the click redirect (``clicks``) and the
+        open pixel added (``opens``); and the links, whose indexes the click tokens
+        carry."""
         base = self.public_url.rstrip("/")
 
         def link(index: int, url: str) -> str:
@@ -38,4 +41,4 @@ class Tracker:
             f'<img src="{base}{OPEN_PATH}{pixel_token}.gif" width="1" height="1" alt="" style="display:none">'
         )
         keep = (f"{base}/v1/unsubscribe/", f"{base}{OPEN_PATH}", f"{base}{CLICK_PATH}")
-        return rewrite(source, link, pixel, keep)
+        return rewrite(source, link if clicks else None, pixel if opens else None, keep)

@@ -12,7 +12,8 @@ as it was rendered.
 
 Only ``http`` and ``https`` links are tracked: ``mailto:``, ``tel:``, anchors (``#...``)
 and relative links stay as they are, and so do the service's own unsubscribe and
-tracking links. The text part of an email is not rewritten.
+tracking links, and a link whose tag has a ``data-untracked`` attribute (a link the
+template's author left out of tracking). The text part of an email is not rewritten.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class _Anchors(HTMLParser):
         self.found: list[tuple[int, int, str]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag != "a":
+        if tag != "a" or any(name == "data-untracked" for name, _ in attrs):
             return
         raw = self.get_starttag_text()
         line, column = self.getpos()
@@ -69,21 +70,26 @@ class _Anchors(HTMLParser):
 
 
 def rewrite(
-    source: str, link: Callable[[int, str], str], pixel: str | None, keep: tuple[str, ...] = ()
+    source: str, link: Callable[[int, str], str] | None, pixel: str | None, keep: tuple[str, ...] = ()
 ) -> tuple[str, list[str]]:
-    """``source`` with each tracked link's ``href`` replaced by ``link(index, url)``, and
-    ``pixel`` (markup) before the last ``</body>`` or at the end; and the tracked URLs, in
-    the order of their indexes. URLs starting with one of ``keep`` are not tracked."""
-    parser = _Anchors(source)
-    parser.feed(source)
-    parser.close()
+    """``source`` with each tracked link's ``href`` replaced by ``link(index, url)`` (none
+    when ``link`` is None), and ``pixel`` (markup) before the last ``</body>`` or at the
+    end; and the tracked URLs, in the order of their indexes. URLs starting with one of
+    ``keep`` are not tracked."""
+    found: list[tuple[int, int, str]] = []
+    if link is not None:
+        parser = _Anchors(source)
+        parser.feed(source)
+        parser.close()
+        found = parser.found
     parts: list[str] = []
     urls: list[str] = []
     done = 0
-    for start, end, value in parser.found:
+    for start, end, value in found:
         url = value.strip()
         if not url.lower().startswith(_TRACKED_SCHEMES) or url.startswith(keep):
             continue
+        assert link is not None
         parts.append(source[done:start])
         parts.append('"' + html.escape(link(len(urls), url), quote=True) + '"')
         urls.append(url)

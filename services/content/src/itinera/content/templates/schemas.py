@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import BaseModel, Field, StrictBool, StringConstraints, field_validator
 
 from itinera.content.values import (
     Description,
@@ -98,9 +98,21 @@ class _Template(Strict):
         return _distinct_locales(value)
 
 
+class EmailTracking(Strict):
+    """What the channels track of an email of the template (AJO's email tracking
+    options): its opens (a pixel) and its links' clicks (each web link rewritten to a
+    redirect; a link whose tag has a ``data-untracked`` attribute is left as it is)."""
+
+    opens: StrictBool = True
+    clicks: StrictBool = True
+
+
 class EmailTemplate(_Template):
     channel: Literal["email"]
     variants: dict[Locale, EmailVariant] = Field(default_factory=dict, max_length=MAX_LOCALES)
+    tracking: EmailTracking = Field(
+        default_factory=EmailTracking, description="Opens and clicks, both by default"
+    )
 
 
 class SmsTemplate(_Template):
@@ -184,6 +196,7 @@ class TemplateOut(BaseModel):
     defaultLocale: str | None = Field(default=None, description="The latest version's")
     variants: dict[str, dict[str, Any]] | None = Field(default=None, description="The latest version's")
     fragments: list[str] | None = Field(default=None, description="The fragments the latest version includes")
+    tracking: EmailTracking | None = Field(default=None, description="Email templates: the latest version's")
     versions: list[VersionSummary] | None = None
 
 
@@ -201,6 +214,7 @@ class TemplateVersionOut(VersionSummary):
     defaultLocale: str
     variants: dict[str, dict[str, Any]]
     fragments: list[str] = Field(description="The fragment ids its parts include")
+    tracking: EmailTracking | None = Field(default=None, description="Email templates: opens and clicks")
     problems: list[ProblemOut] | None = Field(
         default=None, description="Drafts: what publishing would refuse now"
     )

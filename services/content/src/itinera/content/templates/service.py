@@ -74,12 +74,20 @@ def check_size(body: TemplateIn, max_locales: int, max_part_chars: int) -> None:
 # Views
 
 
+def tracking_of(document: dict[str, Any]) -> dict[str, bool] | None:
+    """An email template's tracking (both, for one saved before templates had it)."""
+    if document["channel"] != "email":
+        return None
+    return {"opens": True, "clicks": True, **(document.get("tracking") or {})}
+
+
 def template_view(row: Row, versions: list[Row] | None = None, latest: Row | None = None) -> dict[str, Any]:
     body = versioning.item_view(KIND, row, versions)
     if latest is not None:
         body["defaultLocale"] = latest["document"]["defaultLocale"]
         body["variants"] = latest["document"]["variants"]
         body["fragments"] = list(latest["fragments"])
+        body["tracking"] = tracking_of(latest["document"])
     return body
 
 
@@ -94,6 +102,7 @@ def version_view(template_id: str, row: Row, problems: list[ContentProblem] | No
         "defaultLocale": document["defaultLocale"],
         "variants": document["variants"],
         "fragments": list(row["fragments"]),
+        "tracking": tracking_of(document),
     }
     if problems is not None:
         body["problems"] = [p.as_dict() for p in problems]
@@ -247,6 +256,8 @@ async def publish(
         "variants": document["variants"],
         "fragments": list(draft["fragments"]),
     }
+    if document["channel"] == "email":
+        record["tracking"] = tracking_of(document)
     published = await versioning.finish_publish(db, KIND, sandbox, template_id, draft["version"], record)
     return version_view(template_id, published)
 
