@@ -243,6 +243,9 @@ class TestExclusions:
             "suppressed-and-listed": "suppressed",
             "sms": None,
         }
+        # Excluded when the request was decided, not later when it would have been sent.
+        decided = await state(api, cases["outside"]["messageId"], "excluded")
+        assert decided["attempts"] == 0
 
         for kind, value in (("addresses", listed), ("addresses", suppressed_listed), ("domains", domain)):
             removed = await api.delete(f"/ajo/config/suppression/{kind}/{value}?type=allowed")
