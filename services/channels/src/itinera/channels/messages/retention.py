@@ -29,6 +29,7 @@ import asyncpg
 from prometheus_client import Counter
 
 from itinera.channels.config import ChannelsSettings
+from itinera.common.db.sweeps import delete_oldest
 from itinera.common.periodic import Periodic
 
 log = logging.getLogger(__name__)
@@ -69,43 +70,33 @@ async def clear_contents(conn: asyncpg.Connection, before: datetime, limit: int)
 async def delete_messages(conn: asyncpg.Connection, before: datetime, limit: int) -> int:
     """Delete up to ``limit`` final messages taken before ``before`` whose parts are
     cleared (every one that old is: the content retention is the shorter)."""
-    deleted: int = await conn.fetchval(
-        """WITH old AS (
-               SELECT sandbox, message_id FROM messages
-               WHERE content IS NULL AND created_at < $1 AND state = ANY($2::text[])
-               ORDER BY created_at LIMIT $3
-           ), gone AS (
-               DELETE FROM messages m USING old
-               WHERE m.sandbox = old.sandbox AND m.message_id = old.message_id
-               RETURNING 1
-           )
-           SELECT count(*) FROM gone""",
+    return await delete_oldest(
+        conn,
+        "messages",
+        ("sandbox", "message_id"),
+        "created_at",
         before,
-        list(FINAL),
         limit,
+        "content IS NULL AND state = ANY($3::text[])",
+        list(FINAL),
     )
-    return deleted
 
 
 async def delete_reports(
     conn: asyncpg.Connection, unmatched_before: datetime, before: datetime, limit: int
 ) -> int:
-    deleted: int = await conn.fetchval(
-        """WITH old AS (
-               SELECT channel, provider_id, status FROM delivery_reports
-               WHERE received_at < $1 AND (applied_at IS NULL OR received_at < $2)
-               ORDER BY received_at LIMIT $3
-           ), gone AS (
-               DELETE FROM delivery_reports r USING old
-               WHERE (r.channel, r.provider_id, r.status) = (old.channel, old.provider_id, old.status)
-               RETURNING 1
-           )
-           SELECT count(*) FROM gone""",
+    """Delete up to ``limit`` reports received before ``unmatched_before`` that never
+    matched a message, or before ``before`` whatever they matched."""
+    return await delete_oldest(
+        conn,
+        "delivery_reports",
+        ("channel", "provider_id", "status"),
+        "received_at",
         unmatched_before,
-        before,
         limit,
+        "applied_at IS NULL OR received_at < $3",
+        before,
     )
-    return deleted
 
 
 async def delete_soft_bounces(conn: asyncpg.Connection, before: datetime) -> int:

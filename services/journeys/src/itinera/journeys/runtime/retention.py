@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from prometheus_client import Counter
 
+from itinera.common.db.sweeps import delete_oldest
 from itinera.common.periodic import Periodic
 
 log = logging.getLogger(__name__)
@@ -38,57 +39,26 @@ HISTORY_DELETED = Counter(
 )
 
 
-async def _delete_oldest(
-    conn: asyncpg.Connection,
-    table: str,
-    keys: tuple[str, ...],
-    done: str,
-    ended: str,
-    before: datetime,
-    limit: int,
-) -> int:
-    """Delete up to ``limit`` rows of ``table`` (identified by ``keys``) that are
-    ``done`` and whose ``ended`` time is before ``before``, oldest first; how many."""
-    same = " AND ".join(f"t.{k} = old.{k}" for k in keys)
-    deleted: int = await conn.fetchval(
-        f"""WITH old AS (
-                SELECT {", ".join(keys)} FROM {table}
-                WHERE {done} AND {ended} < $1 ORDER BY {ended} LIMIT $2
-            ), gone AS (
-                DELETE FROM {table} t USING old WHERE {same} RETURNING 1
-            )
-            SELECT count(*) FROM gone""",
-        before,
-        limit,
-    )
-    return deleted
-
-
 async def delete_ended(conn: asyncpg.Connection, before: datetime, limit: int) -> int:
     """Delete up to ``limit`` instances that ended before ``before``, oldest first."""
-    return await _delete_oldest(
-        conn, "instances", ("sandbox", "id"), "status <> 'waiting'", "ended_at", before, limit
+    return await delete_oldest(
+        conn, "instances", ("sandbox", "id"), "ended_at", before, limit, "status <> 'waiting'"
     )
 
 
 async def delete_finished_executions(conn: asyncpg.Connection, before: datetime, limit: int) -> int:
     """Delete up to ``limit`` campaign executions that finished before ``before``."""
-    return await _delete_oldest(
-        conn, "campaign_executions", ("sandbox", "id"), "due_at IS NULL", "finished_at", before, limit
+    return await delete_oldest(
+        conn, "campaign_executions", ("sandbox", "id"), "finished_at", before, limit, "due_at IS NULL"
     )
 
 
 async def delete_finished_reads(conn: asyncpg.Connection, before: datetime, limit: int) -> int:
     """Delete up to ``limit`` audience reads that finished (done, cancelled) before
     ``before``; the schedules that made them stay."""
-    return await _delete_oldest(
-        conn,
-        "audience_reads",
-        ("sandbox", "journey_id", "version", "occurrence"),
-        "status <> 'running'",
-        "finished_at",
-        before,
-        limit,
+    keys = ("sandbox", "journey_id", "version", "occurrence")
+    return await delete_oldest(
+        conn, "audience_reads", keys, "finished_at", before, limit, "status <> 'running'"
     )
 
 
