@@ -119,83 +119,46 @@ async def add(
     list_type: str,
     entries: Sequence[dict[str, Any]],
 ) -> list[asyncpg.Record]:
-    """Add (or refresh) entries ``{value, entity_type, reason, user, comment}``; an entry
-    already listed keeps its id and creation date and takes the new reason and comment."""
-    rows = []
-    for entry in entries:
-        if kind == "addresses":
-            row = await conn.fetchrow(
-                f"""INSERT INTO suppressed_addresses
-                       (sandbox, value, id, entity_type, list_type, reason, suppressed_by, comment)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                   {_REFRESH}
-                   RETURNING *""",
-                sandbox,
-                entry["value"],
-                uuid.uuid4(),
-                entry["entity_type"],
-                list_type,
-                entry["reason"],
-                entry.get("user"),
-                entry.get("comment"),
-            )
-        else:
-            row = await conn.fetchrow(
-                f"""INSERT INTO suppressed_domains
-                       (sandbox, value, id, list_type, reason, suppressed_by, comment)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7)
-                   {_REFRESH}
-                   RETURNING *""",
-                sandbox,
-                entry["value"],
-                uuid.uuid4(),
-                list_type,
-                entry["reason"],
-                entry.get("user"),
-                entry.get("comment"),
-            )
-        rows.append(row)
-    return rows
-
-
-async def add_many(
-    conn: asyncpg.Connection,
-    sandbox: str,
-    list_type: str,
-    entries: Sequence[tuple[str, str, str | None]],
-    user: str | None,
-) -> None:
-    """Add (or refresh, as :func:`add` does) many manual entries at once:
-    ``(entity_type, value, comment)``, ``domain`` ones to the domains, the others to the
-    addresses; two statements, whatever the number. Values must be distinct per table."""
-    addresses = [e for e in entries if e[0] != "domain"]
-    domains = [e for e in entries if e[0] == "domain"]
-    if addresses:
-        await conn.execute(
+    """Add (or refresh) entries ``{value, entity_type, reason, user, comment}`` of
+    ``kind`` (``addresses``, ``domains``) in one statement, whatever their number; an
+    entry already listed keeps its id and creation date and takes the new reason and
+    comment. The rows, in the entries' order (a value given twice: its last entry)."""
+    if not entries:
+        return []
+    last = list({e["value"]: e for e in entries}.values())
+    columns = [
+        [e["value"] for e in last],
+        [e["reason"] for e in last],
+        [e.get("user") for e in last],
+        [e.get("comment") for e in last],
+    ]
+    if kind == "addresses":
+        rows = await conn.fetch(
             f"""INSERT INTO suppressed_addresses
                    (sandbox, value, id, entity_type, list_type, reason, suppressed_by, comment)
-               SELECT $1, r.value, gen_random_uuid(), r.entity_type, $2, 'manual', $3, r.comment
-               FROM unnest($4::text[], $5::text[], $6::text[]) AS r(entity_type, value, comment)
-               {_REFRESH}""",
+               SELECT $1, r.value, gen_random_uuid(), r.entity_type, $2, r.reason, r.author, r.comment
+               FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+                    AS r(value, reason, author, comment, entity_type)
+               {_REFRESH}
+               RETURNING *""",
             sandbox,
             list_type,
-            user,
-            [e[0] for e in addresses],
-            [e[1] for e in addresses],
-            [e[2] for e in addresses],
+            *columns,
+            [e["entity_type"] for e in last],
         )
-    if domains:
-        await conn.execute(
+    else:
+        rows = await conn.fetch(
             f"""INSERT INTO suppressed_domains (sandbox, value, id, list_type, reason, suppressed_by, comment)
-               SELECT $1, r.value, gen_random_uuid(), $2, 'manual', $3, r.comment
-               FROM unnest($4::text[], $5::text[]) AS r(value, comment)
-               {_REFRESH}""",
+               SELECT $1, r.value, gen_random_uuid(), $2, r.reason, r.author, r.comment
+               FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) AS r(value, reason, author, comment)
+               {_REFRESH}
+               RETURNING *""",
             sandbox,
             list_type,
-            user,
-            [e[1] for e in domains],
-            [e[2] for e in domains],
+            *columns,
         )
+    by_value = {row["value"]: row for row in rows}
+    return [by_value[e["value"]] for e in entries]
 
 
 async def record_bounce(

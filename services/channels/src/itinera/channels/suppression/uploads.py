@@ -116,9 +116,14 @@ async def run(
     now: datetime,
 ) -> uuid.UUID:
     """Add the entries and record the job, in the caller's transaction; the job's id."""
-    entries = list(parsed.entries.values())
-    for start in range(0, len(entries), CHUNK):
-        await repository.add_many(conn, sandbox, list_type, entries[start : start + CHUNK], user)
+    for kind in ("addresses", "domains"):
+        entries = [
+            {"value": value, "entity_type": entity_type, "reason": "manual", "user": user, "comment": comment}
+            for (table, _), (entity_type, value, comment) in parsed.entries.items()
+            if table == kind
+        ]
+        for start in range(0, len(entries), CHUNK):
+            await repository.add(conn, kind, sandbox, list_type, entries[start : start + CHUNK])
     job_id = uuid.uuid4()
     await conn.execute(
         """INSERT INTO suppression_uploads
