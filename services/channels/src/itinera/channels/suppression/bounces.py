@@ -23,7 +23,7 @@ import asyncpg
 from itinera.channels.config import ChannelsSettings
 from itinera.channels.suppression import repository
 
-ENTITY_TYPES = {"email": "email", "sms": "phone", "push": "pushToken"}
+ENTITY_TYPES = repository.ENTITY_TYPES
 
 
 def event(message_id: str, at: datetime, message: str | None, kind: str) -> dict[str, Any]:

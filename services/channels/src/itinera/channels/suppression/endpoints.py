@@ -191,13 +191,7 @@ def _ajo_page(
 
 _PROPERTY = re.compile(r"^(creationdate|channel)(==|!=|<=|>=|<|>|=)(.+)$")
 _OPERATORS = {"==": "=", "=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
-_CHANNELS = {
-    "email": "email",
-    "sms": "phone",
-    "phone": "phone",
-    "push": "pushToken",
-    "pushtoken": "pushToken",
-}
+_CHANNELS = {**repository.ENTITY_TYPES, "phone": "phone", "pushtoken": "pushToken"}
 
 
 def _property(index: int, text: str) -> tuple[str, str, Any]:

@@ -35,7 +35,8 @@ _REFRESH = """ON CONFLICT (sandbox, list_type, value) DO UPDATE SET
     updated_at = now()"""
 """An entry listed again keeps its id and creation date, and takes the new reason,
 author and comment."""
-_ENTITY_TYPES = {"email": "email", "sms": "phone", "push": "pushToken"}
+ENTITY_TYPES = {"email": "email", "sms": "phone", "push": "pushToken"}
+"""The entity type of each channel's addresses (webhooks have none)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ async def screen(conn: asyncpg.Connection, sandbox: str, wanted: Iterable[tuple[
     (email only): the sandbox's allowed list is in force and neither the address nor its
     domain (nor one above it) is on it, so with the list in force and empty no email is
     allowed. Channels without addresses (webhook) are left out."""
-    pairs = sorted({(c, a) for c, a in wanted if c in _ENTITY_TYPES})
+    pairs = sorted({(c, a) for c, a in wanted if c in ENTITY_TYPES})
     if not pairs:
         return Screened()
     rows = await conn.fetch(
@@ -76,7 +77,7 @@ async def screen(conn: asyncpg.Connection, sandbox: str, wanted: Iterable[tuple[
         [
             {
                 "i": i,
-                "v": normal(address, _ENTITY_TYPES[channel]),
+                "v": normal(address, ENTITY_TYPES[channel]),
                 "d": domains_of(address) if channel == "email" else [],
                 "email": channel == "email",
             }
@@ -150,7 +151,8 @@ async def add(
         rows = await conn.fetch(
             f"""INSERT INTO suppressed_domains (sandbox, value, id, list_type, reason, suppressed_by, comment)
                SELECT $1, r.value, gen_random_uuid(), $2, r.reason, r.author, r.comment
-               FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) AS r(value, reason, author, comment)
+               FROM unnest($3::text[], $4::text[], $5::text[], $6::text[])
+                    AS r(value, reason, author, comment)
                {_REFRESH}
                RETURNING *""",
             sandbox,

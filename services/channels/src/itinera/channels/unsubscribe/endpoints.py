@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse
 
 from itinera.channels.config import ChannelsSettings
+from itinera.channels.suppression import repository as suppression
 from itinera.channels.unsubscribe import service
 from itinera.channels.unsubscribe.tokens import verify
 from itinera.common.errors import NotFound
@@ -33,7 +34,7 @@ _GONE: dict[int | str, dict[str, Any]] = {404: documented("Not an unsubscribe li
 def _claims(request: Request, token: str) -> dict[str, str]:
     settings: ChannelsSettings = request.app.state.settings
     claims = verify(settings.link_secret, token)
-    if claims is None or claims["c"] not in service.ENTITY_TYPES:
+    if claims is None or claims["c"] not in suppression.ENTITY_TYPES:
         raise NotFound("this unsubscribe link is not valid")
     try:
         uuid.UUID(claims["m"])

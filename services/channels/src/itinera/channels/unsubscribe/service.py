@@ -12,8 +12,6 @@ import asyncpg
 from itinera.channels.messages import feedback
 from itinera.channels.suppression import repository as suppression
 
-ENTITY_TYPES = {"email": "email", "sms": "phone", "push": "pushToken"}
-
 
 async def unsubscribe(
     conn: asyncpg.Connection,
@@ -28,7 +26,7 @@ async def unsubscribe(
     this reason. ``how`` goes into the entry's comment (``one-click``, ``mailto``). An
     address suppressed after a spam complaint stays so, for that reason (the stronger):
     the unsubscribe is only reported."""
-    entity_type = ENTITY_TYPES[channel]
+    entity_type = suppression.ENTITY_TYPES[channel]
     value = suppression.normal(address, entity_type)
     listed = await suppression.one(conn, "addresses", sandbox, "client", value)
     if listed is not None and listed["reason"] == "unsubscribe":
