@@ -74,6 +74,7 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
+import statements
 from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from journeys import cpu_lines
@@ -267,13 +268,16 @@ class Stack:
     """What the run started: stopped in reverse order at the end, whatever happened."""
 
     state_dir: Path
+    statement_stats: bool = False
     database: Database | None = None
     brokers: list[Broker] = field(default_factory=list)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start_database(self) -> str:
         if self.database is None:
-            self.database = Database(data_dir=self.state_dir / "postgres", port=free_port())
+            self.database = Database(
+                data_dir=self.state_dir / "postgres", port=free_port(), statement_stats=self.statement_stats
+            )
             self.database.start()
         return self.database.url
 
@@ -363,6 +367,7 @@ class Throughput:
     states: dict[str, int] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)
     cpu: CpuUse | None = None
+    statements: list[str] = field(default_factory=list)  # --statements
 
 
 async def message_counts(db: asyncpg.Connection, sandbox: str) -> tuple[int, int, int]:
@@ -444,6 +449,8 @@ async def throughput_phase(args: argparse.Namespace, stack: Stack, result: Throu
             sink.mail.clear()
             say(f"(a) {args.messages:,} requests as fast as they go (limit {args.phase_limit:.0f} s)")
             base = await message_counts(db, sandbox)
+            if args.statements:
+                await statements.reset(url_db)
             before = watched.sample()
             started_wall, started = time.time(), time.perf_counter()
             sampling = asyncio.create_task(sample_throughput(db, sandbox, sink, result, base, started))
@@ -457,6 +464,8 @@ async def throughput_phase(args: argparse.Namespace, stack: Stack, result: Throu
                         timeout_s=max(0.0, args.phase_limit - (time.perf_counter() - started)),
                     )
                 result.cpu = cpu_use(before, watched.sample())
+                if args.statements:
+                    result.statements = await statements.top(url_db, args.statements)
             finally:
                 sampling.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -609,7 +618,7 @@ def throughput_report(run: Throughput) -> list[str]:
                 else "(it parses every email it accepts)"
             )
         )
-    return lines
+    return lines + run.statements
 
 
 # (b) ------------------------------------------------------------------------------------
@@ -1091,6 +1100,12 @@ def main(argv: list[str] | None = None) -> int:
         "target); count: an SMTP server that only counts them, so the sink's parsing does "
         "not bound what the service is measured at",
     )
+    parser.add_argument(
+        "--statements",
+        type=int,
+        default=0,
+        help="(a) print the N PostgreSQL statements with the most execution time (pg_stat_statements)",
+    )
     parser.add_argument("--renders", type=int, default=20_000, help="(b) renders timed by render.py")
     parser.add_argument(
         "--rate", type=float, default=TARGET_LOOP_RATE, help="(c) sign-ups per second, open loop"
@@ -1107,7 +1122,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.messages <= 0 or args.rate <= 0 or args.duration <= 0 or args.renders <= 0:
         parser.error("--messages, --rate, --duration and --renders must be positive")
     args.phases = set(args.only or PHASES)
-    stack = Stack(Path(tempfile.mkdtemp(prefix="itinera-bench-channels-")))
+    stack = Stack(
+        Path(tempfile.mkdtemp(prefix="itinera-bench-channels-")), statement_stats=args.statements > 0
+    )
     results = Results()
 
     finished = run_bounded(lambda: bench(args, stack, results), args.time_limit, stack.stop)

@@ -56,6 +56,7 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
+import statements
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from load import Record, open_loop
 from machine import CpuUse, cpu_sample, cpu_use, machine_line, num, percentile_ms, say
@@ -313,6 +314,7 @@ class Burst:
     seconds: float = math.nan
     """Seconds from the first send to the end of the phase."""
     cpu: CpuUse | None = None
+    statements: list[str] = field(default_factory=list)  # --statements
 
 
 @dataclass
@@ -326,6 +328,7 @@ class Timers:
     """(seconds after T, resume timers fired and committed) four times a second."""
     arrivals: Arrivals = field(default_factory=Arrivals)
     cpu: CpuUse | None = None
+    statements: list[str] = field(default_factory=list)  # --statements
 
 
 @dataclass
@@ -356,7 +359,9 @@ async def bench(args: argparse.Namespace, stack: Stack, results: Results) -> Res
     results.busy_before = cpu_use(quiet, cpu_sample({})).machine
     stack.state_dir = Path(tempfile.mkdtemp(prefix="itinera-bench-journeys-"))
     say(f"starting the broker and PostgreSQL (logs in {stack.state_dir})")
-    stack.infra = Infrastructure.start(stack.state_dir, kafka_port=free_port(), pg_port=free_port())
+    stack.infra = Infrastructure.start(
+        stack.state_dir, kafka_port=free_port(), pg_port=free_port(), statement_stats=args.statements > 0
+    )
     settings = CommonSettings(
         kafka_bootstrap=stack.infra.kafka_bootstrap, database_url=stack.infra.database_url
     )  # other settings (ITINERA_CONSUMER_*, ITINERA_JOURNEYS_*): from the environment, as the service
@@ -477,6 +482,8 @@ async def burst_phase(ctx: Context) -> Burst:
     arrivals = result.arrivals
     ctx.collector.current = arrivals
     base = await ctx.counters()
+    if args.statements:
+        await statements.reset(ctx.settings.database_url)
     before = cpu_sample(ctx.stack.watched())
     started = time.perf_counter()
     result.ticks.append(Tick(0, 0, 0, base.lag, await ctx.outbox(), 0))
@@ -500,6 +507,8 @@ async def burst_phase(ctx: Context) -> Burst:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(arrivals.complete.wait(), max(0.0, remaining))
         result.cpu = cpu_use(before, cpu_sample(ctx.stack.watched()))
+        if args.statements:
+            result.statements = await statements.top(ctx.settings.database_url, args.statements)
         ctx.collector.current = Arrivals()
     finally:
         sampling.cancel()
@@ -607,6 +616,8 @@ async def timer_phase(ctx: Context, results: Results) -> Timers:
     ctx.collector.current = arrivals
     arrivals.wanted = dict.fromkeys((p for p, _ in ids), due_perf)
     arrivals.close()
+    if args.statements:
+        await statements.reset(ctx.settings.database_url)
     before = cpu_sample(ctx.stack.watched())
     await asyncio.sleep(max(0.0, due_perf - time.perf_counter()))
     fired = 0
@@ -622,6 +633,8 @@ async def timer_phase(ctx: Context, results: Results) -> Timers:
             break
         await asyncio.sleep(args.poll)
     result.cpu = cpu_use(before, cpu_sample(ctx.stack.watched()))
+    if args.statements:
+        result.statements = await statements.top(ctx.settings.database_url, args.statements)
     say(f"(c) {fired:,} of {args.timers:,} fired; waiting for their message requests")
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(
@@ -751,7 +764,7 @@ def burst_report(run: Burst, args: argparse.Namespace) -> list[str]:
             previous = tick
     if run.cpu is not None:
         lines += cpu_lines(run.cpu, got, "entry")
-    return lines
+    return lines + run.statements
 
 
 def timer_report(run: Timers, args: argparse.Namespace) -> list[str]:
@@ -794,7 +807,7 @@ def timer_report(run: Timers, args: argparse.Namespace) -> list[str]:
         lines += cpu_lines(
             run.cpu, max(1, last_fired), "timer fired (from the insert's end to the last fired)"
         )
-    return lines
+    return lines + run.statements
 
 
 def report(results: Results, args: argparse.Namespace) -> str:
@@ -840,6 +853,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(f"--skip-{phase}", action="store_true", help=f"do not run ({phase})")
     parser.add_argument("--time-limit", type=float, default=1_200, help="seconds for the whole run at most")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--statements",
+        type=int,
+        default=0,
+        help="print the N PostgreSQL statements with the most execution time in (b) and (c)",
+    )
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.duration <= 0 or args.burst <= 0 or args.timers <= 0:
         parser.error("--rate, --duration, --burst and --timers must be positive")

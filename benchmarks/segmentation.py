@@ -52,6 +52,7 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
+import statements
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from load import Record, open_loop
 from machine import (
@@ -122,6 +123,7 @@ class Run:
     cpu: CpuUse | None = None
     stages: dict[str, Spread] = field(default_factory=dict)
     batch: dict[str, Any] = field(default_factory=dict)
+    statements: list[str] = field(default_factory=list)  # where PostgreSQL's time went (--statements)
     sent_all: asyncio.Event = field(default_factory=asyncio.Event)
     answered_all: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -157,7 +159,9 @@ async def collect(consumer: AIOKafkaConsumer, run: Run, stop: asyncio.Event) -> 
 async def bench(args: argparse.Namespace, stack: Stack) -> Run:
     stack.state_dir = Path(tempfile.mkdtemp(prefix="itinera-bench-seg-"))
     say("starting the broker and PostgreSQL")
-    stack.infra = Infrastructure.start(stack.state_dir, kafka_port=free_port(), pg_port=free_port())
+    stack.infra = Infrastructure.start(
+        stack.state_dir, kafka_port=free_port(), pg_port=free_port(), statement_stats=args.statements > 0
+    )
     settings = CommonSettings(
         kafka_bootstrap=stack.infra.kafka_bootstrap, database_url=stack.infra.database_url
     )  # other settings (ITINERA_CONSUMER_*) from the environment, as the services take them
@@ -236,6 +240,8 @@ async def streaming_phase(
         run.latencies_s.clear()
         run.received_s.clear()
         run.evaluated_s.clear()
+        if args.statements:
+            await statements.reset(settings.database_url)
         before = cpu_sample(stack.watched())
         stages = await read_stages(client, urls)
         await send(producer, records[args.warmup :], args.rate, run, args.max_in_flight)
@@ -245,6 +251,8 @@ async def streaming_phase(
         run.cpu = cpu_use(before, cpu_sample(stack.watched()))
         after = await read_stages(client, urls)
         run.stages = {name: spread(stages[name], after[name]) for name in after}
+        if args.statements:
+            run.statements = await statements.top(settings.database_url, args.statements)
         stop.set()
         await collecting
     finally:
@@ -474,6 +482,7 @@ def streaming_report(run: Run, args: argparse.Namespace) -> list[str]:
             f"{run.cpu.wall_s:>8.2f}{num(run.cpu.machine, 2):>9}{f'{run.cpu.client:.2f} / {num(client)}':>15}"
             + cells
         )
+    lines += run.statements
     return lines
 
 
@@ -518,6 +527,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-profiles", type=int, default=100_000, help="profiles of (b); 0: skip it")
     parser.add_argument("--batch-limit", type=float, default=120, help="seconds (b) may take at most")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--statements",
+        type=int,
+        default=0,
+        help="print the N PostgreSQL statements with the most execution time in (a) (pg_stat_statements)",
+    )
     parser.add_argument(
         "--relay-processes",
         action="store_true",

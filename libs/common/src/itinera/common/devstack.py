@@ -130,6 +130,8 @@ class Database:
 
     data_dir: Path
     port: int = 55432
+    statement_stats: bool = False
+    """Load ``pg_stat_statements`` (for benchmarks that report where PostgreSQL's time went)."""
     process: subprocess.Popen[bytes] | None = None
     _user: str | None = field(default=None, repr=False)
 
@@ -183,6 +185,16 @@ class Database:
                     "shared_buffers=256MB",
                     "-c",
                     "log_min_messages=warning",
+                    *(
+                        [
+                            "-c",
+                            "shared_preload_libraries=pg_stat_statements",
+                            "-c",
+                            "pg_stat_statements.track=all",
+                        ]
+                        if self.statement_stats
+                        else []
+                    ),
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -302,6 +314,7 @@ class Infrastructure:
         kafka_port: int = 9092,
         pg_port: int = 55432,
         fresh_database: bool = False,
+        statement_stats: bool = False,
     ) -> Infrastructure:
         broker = database = None
         try:
@@ -314,7 +327,7 @@ class Infrastructure:
                 pg_dir = state_dir / "postgres"
                 if fresh_database and pg_dir.exists():
                     shutil.rmtree(pg_dir)
-                database = Database(data_dir=pg_dir, port=pg_port)
+                database = Database(data_dir=pg_dir, port=pg_port, statement_stats=statement_stats)
                 database.start()
                 database_url = database.url
         except BaseException:

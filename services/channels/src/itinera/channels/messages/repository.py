@@ -75,7 +75,7 @@ async def insert(conn: asyncpg.Connection, rows: Sequence[Mapping[str, Any]]) ->
                   r.template_version, r.locale, r.state, r.reason, r.detail, r.address, r.content,
                   coalesce(r.origin, '{}'), r.requested_at, r.created_at, r.next_attempt_at,
                   r.queued_until
-           FROM json_to_recordset($1::json) AS r(
+           FROM jsonb_to_recordset($1::jsonb) AS r(
                sandbox text, message_id uuid, profile_id uuid, channel text, category text,
                template_id text, template_version integer, locale text, state text, reason text,
                detail text, address text, content jsonb, origin jsonb, requested_at timestamptz,
@@ -179,7 +179,7 @@ async def finish_sent(
         return set()
     rows = await conn.fetch(
         """WITH wanted AS (
-               SELECT * FROM json_to_recordset($1::json) AS r(s text, m uuid, a integer, p text, b text)
+               SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(s text, m uuid, a integer, p text, b text)
            ), ours AS (
                SELECT m.sandbox, m.message_id, w.p, w.b FROM messages m
                JOIN wanted w ON m.sandbox = w.s AND m.message_id = w.m
@@ -268,7 +268,7 @@ async def park(
         """INSERT INTO profile_waits
                (sandbox, message_id, profile_id, request, parked_at, next_attempt_at, error)
            SELECT $1, r.message_id, r.profile_id, r.request, $2, $3, $4
-           FROM json_to_recordset($5::json) AS r(message_id uuid, profile_id uuid, request jsonb)
+           FROM jsonb_to_recordset($5::jsonb) AS r(message_id uuid, profile_id uuid, request jsonb)
            WHERE NOT EXISTS (
                SELECT 1 FROM messages m WHERE m.sandbox = $1 AND m.message_id = r.message_id)
            ON CONFLICT (sandbox, message_id) DO NOTHING""",

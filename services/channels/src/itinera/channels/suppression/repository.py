@@ -72,7 +72,7 @@ async def screen(conn: asyncpg.Connection, sandbox: str, wanted: Iterable[tuple[
                   AND NOT EXISTS (SELECT FROM suppressed_domains s
                                   WHERE s.sandbox = $1 AND s.list_type = 'allowed' AND s.value = ANY(r.d))
                   AS not_allowed
-           FROM json_to_recordset($2::json) AS r(i integer, v text, d text[], email boolean)""",
+           FROM jsonb_to_recordset($2::jsonb) AS r(i integer, v text, d text[], email boolean)""",
         sandbox,
         [
             {

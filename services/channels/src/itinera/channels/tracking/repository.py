@@ -18,7 +18,7 @@ async def record_links(
         return
     await conn.execute(
         """INSERT INTO message_links (sandbox, message_id, link_index, url)
-           SELECT $1, r.m, r.i, r.u FROM json_to_recordset($2::json) AS r(m uuid, i integer, u text)
+           SELECT $1, r.m, r.i, r.u FROM jsonb_to_recordset($2::jsonb) AS r(m uuid, i integer, u text)
            ON CONFLICT DO NOTHING""",
         sandbox,
         rows,

@@ -77,7 +77,7 @@ async def last_entries(
     (journey, trigger) pairs that have made a profile enter already."""
     listed = sorted(set(keys))
     rows = await conn.fetch(
-        """WITH k AS (SELECT * FROM json_to_recordset($2::json) AS k(p uuid, j uuid, t text))
+        """WITH k AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS k(p uuid, j uuid, t text))
            (SELECT DISTINCT ON (i.profile_id, i.journey_id)
                    true AS last, i.profile_id, i.journey_id, i.status, i.entered_at, NULL AS trigger_id
               FROM instances i
@@ -152,7 +152,7 @@ async def insert_instances(
            SELECT $1, r.id, r.journey_id, r.version, r.profile_id, r.status, r.node, r.context, r.steps,
                   r.trigger_id, r.test_mode, $2::timestamptz,
                   CASE WHEN r.status = 'waiting' THEN NULL ELSE $2::timestamptz END, r.end_reason
-             FROM json_to_recordset($3::json) AS r(
+             FROM jsonb_to_recordset($3::jsonb) AS r(
                   id uuid, journey_id uuid, version int, profile_id uuid, status text, node text,
                   context jsonb, steps int, trigger_id text, test_mode boolean, end_reason text)
            ON CONFLICT DO NOTHING
@@ -171,7 +171,7 @@ async def save_instances(conn: asyncpg.Connection, sandbox: str, rows: Sequence[
         """UPDATE instances i
               SET node = r.node, context = r.context, steps = r.steps, ended_at = r.ended_at,
                   status = r.status, end_reason = r.end_reason, updated_at = now()
-             FROM json_to_recordset($2::json) AS r(
+             FROM jsonb_to_recordset($2::jsonb) AS r(
                   id uuid, node text, context jsonb, steps int, ended_at timestamptz, status text,
                   end_reason text)
             WHERE i.sandbox = $1 AND i.id = r.id""",
@@ -191,7 +191,7 @@ async def forget_waits(
     instances, in one statement."""
     await conn.execute(
         """WITH t AS (
-               DELETE FROM timers t USING json_to_recordset($2::json) AS r(i uuid, k text)
+               DELETE FROM timers t USING jsonb_to_recordset($2::jsonb) AS r(i uuid, k text)
                 WHERE t.sandbox = $1 AND t.instance_id = r.i AND t.kind = r.k
            ), w AS (
                DELETE FROM event_waits w USING json_array_elements_text($3::json) AS r(i)
@@ -215,7 +215,7 @@ async def set_timers(
     await conn.execute(
         """INSERT INTO timers (sandbox, instance_id, kind, node, due_at)
            SELECT $1, r.i, r.k, r.n, r.d
-             FROM json_to_recordset($2::json) AS r(i uuid, k text, n text, d timestamptz)
+             FROM jsonb_to_recordset($2::jsonb) AS r(i uuid, k text, n text, d timestamptz)
            ON CONFLICT (sandbox, instance_id, kind)
            DO UPDATE SET node = excluded.node, due_at = excluded.due_at""",
         sandbox,
@@ -230,7 +230,7 @@ async def add_event_waits(conn: asyncpg.Connection, sandbox: str, rows: Sequence
         """INSERT INTO event_waits
                (sandbox, instance_id, profile_id, node, event_type, condition, message_id, reaction)
            SELECT $1, r.instance_id, r.profile_id, r.node, r.event_type, r.condition, r.message_id, r.reaction
-             FROM json_to_recordset($2::json) AS r(
+             FROM jsonb_to_recordset($2::jsonb) AS r(
                   instance_id uuid, profile_id uuid, node text, event_type text, condition text,
                   message_id text, reaction text)""",
         sandbox,
@@ -247,7 +247,7 @@ async def add_steps(conn: asyncpg.Connection, sandbox: str, rows: Sequence[tuple
         return
     await conn.execute(
         """INSERT INTO instance_steps (sandbox, instance_id, step, kind, node, node_type, reason, detail, at)
-           SELECT $1, x.* FROM json_to_recordset($2::json) AS x(
+           SELECT $1, x.* FROM jsonb_to_recordset($2::jsonb) AS x(
                   i uuid, s int, k text, n text, t text, r text, d jsonb, a timestamptz)""",
         sandbox,
         [{"i": i, "s": s, "k": k, "n": n, "t": t, "r": r, "d": d, "a": a} for i, s, k, n, t, r, d, a in rows],
@@ -265,7 +265,7 @@ async def add_delivery_waits(
     await conn.execute(
         """INSERT INTO delivery_waits (sandbox, message_id, instance_id, node, step, created_at)
            SELECT $1, r.m, r.i, r.n, r.s, $3
-             FROM json_to_recordset($2::json) AS r(m uuid, i uuid, n text, s int)""",
+             FROM jsonb_to_recordset($2::jsonb) AS r(m uuid, i uuid, n text, s int)""",
         sandbox,
         [{"m": str(m), "i": str(i), "n": n, "s": st} for m, i, n, st in rows],
         now,
@@ -432,7 +432,7 @@ async def apply_profiles(conn: asyncpg.Connection, sandbox: str, plan: Plan) -> 
     if plan.profiles:
         await conn.execute(
             """INSERT INTO profiles (sandbox, profile_id, attributes)
-               SELECT $1, p.id, p.a FROM json_to_recordset($2::json) AS p(id uuid, a jsonb)
+               SELECT $1, p.id, p.a FROM jsonb_to_recordset($2::jsonb) AS p(id uuid, a jsonb)
                ON CONFLICT (sandbox, profile_id) DO UPDATE
                SET attributes = EXCLUDED.attributes, updated_at = now()""",
             sandbox,

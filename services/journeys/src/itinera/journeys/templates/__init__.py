@@ -83,7 +83,7 @@ class TemplatesHandler:
             await conn.execute(
                 """INSERT INTO templates (sandbox, id, channel, version, deleted)
                    SELECT r.s, r.i, r.c, r.v, r.d
-                   FROM json_to_recordset($1::json) AS r(s text, i text, c text, v integer, d boolean)
+                   FROM jsonb_to_recordset($1::jsonb) AS r(s text, i text, c text, v integer, d boolean)
                    ON CONFLICT (sandbox, id) DO UPDATE
                    SET channel = CASE WHEN EXCLUDED.deleted THEN templates.channel ELSE EXCLUDED.channel END,
                        version = EXCLUDED.version, deleted = EXCLUDED.deleted, updated_at = now()

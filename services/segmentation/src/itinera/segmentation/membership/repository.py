@@ -64,14 +64,14 @@ async def schedule(
     if later:
         await conn.execute(
             """INSERT INTO reevaluations (sandbox, audience_id, profile_id, due_at)
-               SELECT $1, r.a, r.p, r.t FROM json_to_recordset($2::json) AS r(a uuid, p uuid, t timestamptz)
+               SELECT $1, r.a, r.p, r.t FROM jsonb_to_recordset($2::jsonb) AS r(a uuid, p uuid, t timestamptz)
                ON CONFLICT (sandbox, audience_id, profile_id) DO UPDATE SET due_at = EXCLUDED.due_at""",
             sandbox,
             later,
         )
     if never:
         await conn.execute(
-            """DELETE FROM reevaluations t USING json_to_recordset($2::json) AS r(a uuid, p uuid)
+            """DELETE FROM reevaluations t USING jsonb_to_recordset($2::jsonb) AS r(a uuid, p uuid)
                WHERE t.sandbox = $1 AND t.audience_id = r.a AND t.profile_id = r.p""",
             sandbox,
             never,
@@ -184,7 +184,7 @@ async def save(conn: asyncpg.Connection, sandbox: str, changes: Sequence[Change]
            SELECT $1, c.a, c.p, c.s,
                   CASE WHEN c.s = 'realized' THEN $3::timestamptz END,
                   CASE WHEN c.s = 'exited' THEN $3::timestamptz END, $3
-           FROM json_to_recordset($2::json) AS c(a uuid, p uuid, s text)
+           FROM jsonb_to_recordset($2::jsonb) AS c(a uuid, p uuid, s text)
            ON CONFLICT (sandbox, audience_id, profile_id) DO UPDATE
            SET status = EXCLUDED.status,
                entered_at = CASE WHEN EXCLUDED.status = 'realized' THEN $3 ELSE memberships.entered_at END,

@@ -38,7 +38,7 @@ async def apply(conn: asyncpg.Connection, sandbox: str, plan: Plan) -> None:
         )
     if plan.merged:
         await conn.execute(
-            """WITH m AS (SELECT * FROM json_to_recordset($2::json) AS m(old uuid, new uuid)),
+            """WITH m AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS m(old uuid, new uuid)),
                moved AS (
                    UPDATE profile_events e SET profile_id = m.new FROM m
                    WHERE e.sandbox = $1 AND e.profile_id = m.old
@@ -50,7 +50,7 @@ async def apply(conn: asyncpg.Connection, sandbox: str, plan: Plan) -> None:
     if plan.profiles:
         await conn.execute(
             """INSERT INTO profiles (sandbox, profile_id, attributes)
-               SELECT $1, p.id, p.a FROM json_to_recordset($2::json) AS p(id uuid, a jsonb)
+               SELECT $1, p.id, p.a FROM jsonb_to_recordset($2::jsonb) AS p(id uuid, a jsonb)
                ON CONFLICT (sandbox, profile_id) DO UPDATE
                SET attributes = EXCLUDED.attributes, updated_at = now()""",
             sandbox,
@@ -60,7 +60,7 @@ async def apply(conn: asyncpg.Connection, sandbox: str, plan: Plan) -> None:
         await conn.execute(
             """INSERT INTO profile_events (sandbox, event_id, profile_id, occurred_at, body)
                SELECT $1, e.id, e.p, e.t, e.b
-               FROM json_to_recordset($2::json) AS e(id text, p uuid, t timestamptz, b jsonb)
+               FROM jsonb_to_recordset($2::jsonb) AS e(id text, p uuid, t timestamptz, b jsonb)
                ON CONFLICT (sandbox, event_id) DO NOTHING""",
             sandbox,
             [{"id": e.event_id, "p": e.profile_id, "t": e.occurred_at, "b": e.body} for e in plan.events],
