@@ -641,8 +641,9 @@ async def timer_phase(ctx: Context, results: Results) -> Timers:
             arrivals.complete.wait(), max(0.0, args.timer_limit - (time.perf_counter() - due_perf))
         )
     rows = await ctx.db.fetch(
-        f"""SELECT extract(epoch FROM at - $2::timestamptz)::float8 AS lag FROM {SCHEMA}.instance_steps
-             WHERE sandbox = $1 AND reason = 'waited'""",
+        f"""SELECT extract(epoch FROM (x.step ->> 'a')::timestamptz - $2::timestamptz)::float8 AS lag
+              FROM {SCHEMA}.instance_step_runs r CROSS JOIN LATERAL jsonb_array_elements(r.steps) AS x(step)
+             WHERE r.sandbox = $1 AND x.step ->> 'r' = 'waited'""",
         ctx.sandbox,
         due,
     )

@@ -60,7 +60,7 @@ async def test_ended_instances_go_after_the_retention_and_waiting_ones_stay(
     assert len(await instances(api, slow)) == 2
     assert (await api.get(f"{JOURNEYS}/{quick}/instances/{gone_id}")).status_code == 404
     assert not await pool.fetchval(
-        "SELECT count(*) FROM instance_steps WHERE sandbox = $1 AND instance_id = $2",
+        "SELECT count(*) FROM instance_step_runs WHERE sandbox = $1 AND instance_id = $2",
         sandbox,
         uuid.UUID(gone_id),
     )
@@ -174,5 +174,5 @@ async def test_deleting_a_stopped_journey_takes_its_instances_history_with_it(
     assert (await api.post(f"{JOURNEYS}/{journey}/versions/1/stop")).status_code == 200
 
     assert (await api.delete(f"{JOURNEYS}/{journey}")).status_code == 204
-    for table in ("instances", "instance_steps", "timers"):
+    for table in ("instances", "instance_step_runs", "timers"):
         assert not await pool.fetchval(f"SELECT count(*) FROM {table} WHERE sandbox = $1", sandbox), table

@@ -65,10 +65,14 @@ def _permanent(error: BaseException) -> bool:
     )
 
 
+def _headers(row: asyncpg.Record) -> list[tuple[str, bytes]]:
+    """A row's Kafka headers, from the JSON text ``enqueue`` stored."""
+    return [(k, v.encode()) for k, v in orjson.loads(row["headers"])]
+
+
 def _append(batch: Any, row: asyncpg.Record) -> bool:
     """Add a row's record to an aiokafka batch; False when it does not fit."""
-    headers = [(k, v.encode()) for k, v in row["headers"]]
-    return batch.append(key=row["key"], value=row["value"], timestamp=None, headers=headers) is not None
+    return batch.append(key=row["key"], value=row["value"], timestamp=None, headers=_headers(row)) is not None
 
 
 def _channel(schema: str) -> str:  # as enqueue names it in SQL
@@ -90,7 +94,7 @@ async def enqueue(conn: asyncpg.Connection, topic: str, envelopes: Sequence[Enve
     await conn.execute(
         """WITH added AS (
                INSERT INTO outbox (topic, key, value, headers)
-               SELECT $1, r.key, r.value, r.headers::jsonb
+               SELECT $1, r.key, r.value, r.headers
                FROM unnest($2::bytea[], $3::bytea[], $4::text[]) WITH ORDINALITY AS r(key, value, headers, n)
                ORDER BY r.n
            )
@@ -251,9 +255,7 @@ class OutboxRelay:
 
     async def _send_one(self, row: asyncpg.Record) -> BaseException | None:
         try:
-            future = await self.producer.send(
-                row["topic"], row["value"], row["key"], [(k, v.encode()) for k, v in row["headers"]]
-            )
+            future = await self.producer.send(row["topic"], row["value"], row["key"], _headers(row))
             await future
         except Exception as exc:
             return exc

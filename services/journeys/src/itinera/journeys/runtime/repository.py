@@ -240,17 +240,19 @@ async def add_event_waits(conn: asyncpg.Connection, sandbox: str, rows: Sequence
 
 async def add_steps(conn: asyncpg.Connection, sandbox: str, rows: Sequence[tuple[Any, ...]]) -> None:
     """Steps as (instance id, step, kind, node, node type, reason, detail, at), ids and
-    times as text, in one
-    statement (one JSON parameter: asyncpg checks the elements of array parameters one
-    by one, which costs more than the rows' JSON)."""
-    if not rows:
+    times as text, in order: one ``instance_step_runs`` row per instance, holding the
+    steps it took here, all in one statement (one JSON parameter: asyncpg checks the
+    elements of array parameters one by one, which costs more than the rows' JSON)."""
+    runs: dict[Any, list[dict[str, Any]]] = {}
+    for i, s, k, n, t, r, d, a in rows:
+        runs.setdefault(i, []).append({"s": s, "k": k, "n": n, "t": t, "r": r, "d": d, "a": a})
+    if not runs:
         return
     await conn.execute(
-        """INSERT INTO instance_steps (sandbox, instance_id, step, kind, node, node_type, reason, detail, at)
-           SELECT $1, x.* FROM jsonb_to_recordset($2::jsonb) AS x(
-                  i uuid, s int, k text, n text, t text, r text, d jsonb, a timestamptz)""",
+        """INSERT INTO instance_step_runs (sandbox, instance_id, first_step, steps)
+           SELECT $1, x.i, x.f, x.s FROM jsonb_to_recordset($2::jsonb) AS x(i uuid, f int, s jsonb)""",
         sandbox,
-        [{"i": i, "s": s, "k": k, "n": n, "t": t, "r": r, "d": d, "a": a} for i, s, k, n, t, r, d, a in rows],
+        [{"i": i, "f": steps[0]["s"], "s": steps} for i, steps in runs.items()],
     )
 
 
@@ -459,8 +461,15 @@ async def instance(conn: asyncpg.Connection, sandbox: str, instance_id: uuid.UUI
 
 
 async def steps_of(conn: asyncpg.Connection, sandbox: str, instance_id: uuid.UUID) -> list[Row]:
+    """Every step of an instance, in order: step, kind, node, node_type, reason, detail, at."""
     rows: list[Row] = await conn.fetch(
-        "SELECT * FROM instance_steps WHERE sandbox = $1 AND instance_id = $2 ORDER BY step",
+        """SELECT x.s AS step, x.k AS kind, x.n AS node, x.t AS node_type, x.r AS reason,
+                  x.d AS detail, x.a AS at
+             FROM instance_step_runs r
+             CROSS JOIN LATERAL jsonb_to_recordset(r.steps)
+                  AS x(s int, k text, n text, t text, r text, d jsonb, a timestamptz)
+            WHERE r.sandbox = $1 AND r.instance_id = $2
+            ORDER BY x.s""",
         sandbox,
         instance_id,
     )
