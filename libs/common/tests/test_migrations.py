@@ -223,3 +223,59 @@ class TestRefusals:
 
     def test_the_fixture_package_is_importable_like_a_service_one(self) -> None:
         assert [m.name for m in load("itinera_common_fixtures.migrations", "x")] == ["notes"]
+
+
+class TestSandboxStatistics:
+    """No ``sandbox`` column keeps planner statistics: with them, a sandbox newer than the
+    last ANALYZE is estimated at a row or two, and an index that narrows to the sandbox
+    alone looks as cheap as the look-up by key a statement wants."""
+
+    async def sandbox_statistics(self, conn: asyncpg.Connection, schema: str) -> dict[str, int]:
+        rows = await conn.fetch(
+            "SELECT tablename, count(*) AS n FROM pg_stats WHERE schemaname = $1 AND attname = 'sandbox'"
+            " GROUP BY tablename",
+            schema,
+        )
+        return {r["tablename"]: r["n"] for r in rows}
+
+    async def test_a_migrated_schema_keeps_none_even_after_analyze(
+        self, conn: asyncpg.Connection, schema: str, migration_package: MigrationPackage
+    ) -> None:
+        package = migration_package(
+            {
+                "0001_visits.sql": """
+                    CREATE TABLE visits (sandbox text NOT NULL, id bigint NOT NULL, page text NOT NULL,
+                                         PRIMARY KEY (sandbox, id));
+                    INSERT INTO visits SELECT 'prod', g, 'home' FROM generate_series(1, 500) g;""",
+            }
+        )
+
+        await migrate(conn, schema, package)
+        await conn.execute(f"ANALYZE {schema}.visits")
+
+        assert await self.sandbox_statistics(conn, schema) == {}
+        pages = await conn.fetchval(
+            "SELECT count(*) FROM pg_stats WHERE schemaname = $1 AND tablename = 'visits' AND attname = $2",
+            schema,
+            "page",
+        )
+        assert pages == 1  # the other columns keep theirs
+
+    async def test_statistics_taken_before_are_dropped(
+        self, conn: asyncpg.Connection, schema: str, migration_package: MigrationPackage
+    ) -> None:
+        first = {
+            "0001_visits.sql": """CREATE TABLE visits (sandbox text NOT NULL, id bigint NOT NULL);
+                                  INSERT INTO visits SELECT 'prod', g FROM generate_series(1, 500) g;
+                                  ANALYZE visits;""",
+        }
+        await migrate(conn, schema, migration_package(first))
+        await conn.execute(f"ALTER TABLE {schema}.visits ALTER COLUMN sandbox SET STATISTICS -1")
+        await conn.execute(f"ANALYZE {schema}.visits")
+        assert await self.sandbox_statistics(conn, schema) == {"visits": 1}
+
+        await migrate(
+            conn, schema, migration_package({**first, "0002_more.sql": ADD_COLOUR.replace("items", "visits")})
+        )
+
+        assert await self.sandbox_statistics(conn, schema) == {}
