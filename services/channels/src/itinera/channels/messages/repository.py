@@ -178,14 +178,20 @@ async def finish_sent(
     if not claims:
         return set()
     rows = await conn.fetch(
-        """WITH wanted AS (
+        """WITH wanted AS MATERIALIZED (
                SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(s text, m uuid, a integer, p text, b text)
+               ORDER BY r.s, r.m
            ), ours AS (
-               SELECT m.sandbox, m.message_id, w.p, w.b FROM messages m
-               JOIN wanted w ON m.sandbox = w.s AND m.message_id = w.m
+               -- Each a look-up by key, locked in key order. Nothing else in the look-up:
+               -- offered "state = 'sending'", the planner read every message being sent
+               -- through the partial index of leases for each one (80 ms a call).
+               SELECT m.sandbox, m.message_id, w.p, w.b FROM wanted w
+               CROSS JOIN LATERAL (
+                   SELECT sandbox, message_id, attempts, state FROM messages
+                   WHERE sandbox = w.s AND message_id = w.m
+                   OFFSET 0 FOR UPDATE
+               ) m
                WHERE m.attempts = w.a AND m.state = 'sending'
-               ORDER BY m.sandbox, m.message_id
-               FOR UPDATE OF m
            ), sent AS (
                UPDATE messages m SET state = 'sent', provider_id = coalesce(o.p, m.provider_id),
                    next_attempt_at = NULL, lease_until = NULL, sent_at = $2, updated_at = $2
