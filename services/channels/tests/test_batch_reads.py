@@ -10,19 +10,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from itinera.channels.messages.repository import finish_sent
+from itinera.common.testing import rows_read
 
 BEING_SENT = 2_000
-
-
-async def rows_read(conn: asyncpg.Connection, table: str) -> int:
-    """Rows of ``table`` this connection has read by scans and index look-ups, as counted
-    so far (its earlier transactions' counts may be in it: compare two readings)."""
-    read: int | None = await conn.fetchval(
-        """SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
-           FROM pg_stat_xact_user_tables WHERE schemaname = current_schema() AND relname = $1""",
-        table,
-    )
-    return read or 0
 
 
 async def test_recording_sends_reads_only_the_messages_sent(pool: asyncpg.Pool, sandbox: str) -> None:
@@ -41,9 +31,9 @@ async def test_recording_sends_reads_only_the_messages_sent(pool: asyncpg.Pool, 
     sent = [(sandbox, ids[0], 1, "provider-1", None), (sandbox, ids[1], 1, "provider-2", None)]
 
     async with pool.acquire() as conn, conn.transaction():
-        before = await rows_read(conn, "messages")
+        before = await rows_read(conn, ["messages"])
         recorded = await finish_sent(conn, sent, now)
-        read = await rows_read(conn, "messages") - before
+        read = (await rows_read(conn, ["messages"]))["messages"] - before["messages"]
 
     assert recorded == {(sandbox, ids[0]), (sandbox, ids[1])}
     assert read <= 4 * len(sent)  # each read a few times (found, locked, updated), no others

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import asyncpg
 from fastapi import FastAPI
 
+from itinera.common.testing import rows_read
 from itinera.profile.identity import repository
 from itinera.profile.identity.graph import Node
 from itinera.profile.identity.service import IdentityGraph, Observation
@@ -19,19 +20,6 @@ from itinera.profile.profiles.repository import fragments_of_profiles, store_fra
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 STORED = 3_000
 TOUCHED = 30
-
-
-async def rows_read(conn: asyncpg.Connection, tables: list[str]) -> dict[str, int]:
-    """Rows of each table this connection has read by scans and index look-ups, as
-    counted so far (the counts of its earlier transactions may be in them: compare
-    two readings)."""
-    found = await conn.fetch(
-        """SELECT relname, coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) AS read
-           FROM pg_stat_xact_user_tables WHERE schemaname = current_schema() AND relname = ANY($1)""",
-        tables,
-    )
-    counts = {r["relname"]: r["read"] for r in found}
-    return {table: counts.get(table, 0) for table in tables}
 
 
 async def seeded(pool: asyncpg.Pool, sandbox: str) -> IdentityGraph:

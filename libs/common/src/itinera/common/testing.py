@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -362,3 +363,16 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 20
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout_s}s")
         await asyncio.sleep(0.1)
+
+
+async def rows_read(conn: asyncpg.Connection, tables: list[str]) -> dict[str, int]:
+    """Rows of each table (of the connection's schema) its backend has read, by scans and
+    index look-ups, as PostgreSQL counts them so far. The counts of the backend's earlier
+    transactions may still be in them: compare two readings in one transaction."""
+    found = await conn.fetch(
+        """SELECT relname, coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) AS read
+           FROM pg_stat_xact_user_tables WHERE schemaname = current_schema() AND relname = ANY($1)""",
+        tables,
+    )
+    counts = {r["relname"]: r["read"] for r in found}
+    return {table: counts.get(table, 0) for table in tables}
