@@ -50,7 +50,7 @@ from itinera.channels.providers.http import PushProvider, SmsProvider, WebhookPr
 from itinera.channels.reports import service as reports
 from itinera.channels.suppression import bounces
 from itinera.channels.suppression import repository as suppression
-from itinera.channels.suppression.bounces import ENTITY_TYPES
+from itinera.channels.suppression.repository import ENTITY_TYPES
 from itinera.common.db.rates import SharedRate
 from itinera.common.periodic import Periodic
 

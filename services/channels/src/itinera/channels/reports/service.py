@@ -122,7 +122,7 @@ async def complained(
         [
             {
                 "value": bounces.value_of("email", address),
-                "entity_type": bounces.ENTITY_TYPES["email"],
+                "entity_type": suppression.ENTITY_TYPES["email"],
                 "reason": "complaint",
                 "user": "itinera-channels",
                 "comment": f"{report.feedback_type} complaint about message {message_id}{by}",

@@ -23,8 +23,6 @@ import asyncpg
 from itinera.channels.config import ChannelsSettings
 from itinera.channels.suppression import repository
 
-ENTITY_TYPES = repository.ENTITY_TYPES
-
 
 def event(message_id: str, at: datetime, message: str | None, kind: str) -> dict[str, Any]:
     """One of AJO's ``bounceEvents``; ``kind`` ``hard`` or ``soft``."""
@@ -42,7 +40,7 @@ def value_of(channel: str, address: str) -> str:
 
 
 def _key(channel: str, address: str) -> tuple[str, str]:
-    entity_type = ENTITY_TYPES[channel]
+    entity_type = repository.ENTITY_TYPES[channel]
     return repository.normal(address, entity_type), entity_type
 
 

@@ -42,7 +42,7 @@ from fastapi import APIRouter, Body, Query, Request, Response, Security
 
 from itinera.channels.config import ChannelsSettings
 from itinera.channels.suppression import repository, uploads
-from itinera.channels.suppression.entities import entity
+from itinera.channels.suppression.entities import InvalidEntry, entity
 from itinera.channels.suppression.schemas import (
     AJO_TYPES,
     PROBLEMS,
@@ -101,9 +101,8 @@ def _entries(kind: str, body: list[AddEntry]) -> list[dict[str, Any]]:
     for i, item in enumerate(body):
         try:
             entity_type, value = entity(kind, item.entity.type, item.entity.entityValue)
-        except ValueError as exc:
-            field, message, code = exc.args
-            problems.append(FieldError(f"/body/{i}/entity/{field}", message, code))
+        except InvalidEntry as invalid:
+            problems.append(invalid.at(f"/body/{i}/entity"))
             continue
         for name in ("comment", "user"):
             text = getattr(item, name)

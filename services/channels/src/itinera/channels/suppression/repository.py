@@ -235,11 +235,10 @@ async def delete_all(conn: asyncpg.Connection, sandbox: str) -> int:
     and forget the soft bounces counted; how many entries there were."""
     count = 0
     for table in TABLES.values():
-        count += len(
-            await conn.fetch(
-                f"DELETE FROM {table} WHERE sandbox = $1 AND list_type = 'client' RETURNING 1", sandbox
-            )
+        status: str = await conn.execute(
+            f"DELETE FROM {table} WHERE sandbox = $1 AND list_type = 'client'", sandbox
         )
+        count += int(status.rsplit(" ", 1)[1])
     await conn.execute("DELETE FROM soft_bounces WHERE sandbox = $1", sandbox)
     return count
 

@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 
 from itinera.channels.suppression import repository
-from itinera.channels.suppression.entities import entity
+from itinera.channels.suppression.entities import InvalidEntry, entity
 from itinera.common.errors import FieldError, ValidationFailed
 
 FAILED_KEPT = 10_000
@@ -97,8 +97,10 @@ def parse(data: bytes, max_records: int) -> Parsed:
                 continue
             try:
                 entity_type, kept = entity(table, kind, value)
-            except ValueError as exc:
-                found.fail(kind, value, comments, f"invalid format for the entry: {value} ({exc.args[1]})")
+            except InvalidEntry as invalid:
+                found.fail(
+                    kind, value, comments, f"invalid format for the entry: {value} ({invalid.message})"
+                )
                 continue
             found.entries[(table, kept)] = (entity_type, kept, comments or None)
     except csv.Error as exc:

@@ -100,7 +100,6 @@ async def seal_stored(pool: asyncpg.Pool, sealer: Sealer) -> int:
     if not sealer.keyed:
         log.warning("custom action secrets are not sealed: ITINERA_SERVICE_SECRET is not set")
         return 0
-    sealed = 0
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
             """SELECT sandbox, id, config FROM actions
@@ -109,14 +108,11 @@ async def seal_stored(pool: asyncpg.Pool, sealer: Sealer) -> int:
                      NOT LIKE 'sealed:v1:%'
                FOR UPDATE SKIP LOCKED"""
         )
-        for row in rows:
-            await conn.execute(
-                "UPDATE actions SET config = $3 WHERE sandbox = $1 AND id = $2",
-                row["sandbox"],
-                row["id"],
-                sealer.sealed(row["config"]),
-            )
-            sealed += 1
+        await conn.executemany(
+            "UPDATE actions SET config = $3 WHERE sandbox = $1 AND id = $2",
+            [(row["sandbox"], row["id"], sealer.sealed(row["config"])) for row in rows],
+        )
+        sealed = len(rows)
     if sealed:
         log.info("custom action secrets sealed", extra={"actions": sealed})
     return sealed
