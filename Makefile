@@ -44,6 +44,9 @@ bench-ingest: install ## measure ingestion throughput against raw Kafka producti
 bench-profile: install ## measure the profile service: events applied per second, read latency
 	$(BIN)/python benchmarks/profile.py $(BENCH_ARGS)
 
+bench-floor: install ## measure the least a consumer of events costs here: Kafka in, PostgreSQL and an outbox, Kafka out
+	$(BIN)/python benchmarks/floor.py $(BENCH_ARGS)
+
 bench-segmentation: install ## measure streaming qualification: event to audience entry latency
 	$(BIN)/python benchmarks/segmentation.py $(BENCH_ARGS)
 
@@ -59,4 +62,4 @@ token: install ## print a development bearer token
 clean: ## remove the virtualenv and local state
 	rm -rf $(VENV) .stack .cache
 
-.PHONY: help install run test lint typecheck check bench-ingest bench-profile bench-segmentation bench-journeys bench-channels token clean
+.PHONY: help install run test lint typecheck check bench-ingest bench-profile bench-floor bench-segmentation bench-journeys bench-channels token clean

@@ -90,7 +90,7 @@ from machine import (
     say,
     tree_cpu_s,
 )
-from stack import run_bounded
+from stack import drop_database_files, run_bounded
 
 from itinera.common.devstack import Broker, Database, free_port, port_free
 from itinera.common.kafka import topics
@@ -326,6 +326,7 @@ class Stack:
         if self.database is not None:
             self.database.stop()
             self.database = None
+        drop_database_files(self.state_dir)
 
 
 async def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:

@@ -53,6 +53,7 @@ from urllib.parse import quote
 
 import asyncpg
 import httpx
+import statements
 from machine import CpuUse, cpu_sample, cpu_use, listening_pid, machine_line, num, percentile_ms, say
 from prometheus_client.parser import text_string_to_metric_families
 from shop import PAGES, PRODUCTS, USER_AGENTS
@@ -694,9 +695,11 @@ class Stack:
     """The outbox relay's process (``--relay-process``)."""
     spy: subprocess.Popen[bytes] | None = None
 
-    def start_infra(self) -> Infrastructure:
+    def start_infra(self, statement_stats: bool = False) -> Infrastructure:
         self.state_dir = Path(tempfile.mkdtemp(prefix="itinera-bench-"))
-        self.infra = Infrastructure.start(self.state_dir, kafka_port=free_port(), pg_port=free_port())
+        self.infra = Infrastructure.start(
+            self.state_dir, kafka_port=free_port(), pg_port=free_port(), statement_stats=statement_stats
+        )
         return self.infra
 
     def _serve(self, log_name: str, env: dict[str, str], *options: str) -> subprocess.Popen[bytes]:
@@ -863,6 +866,7 @@ class Results:
     readable: int = 0
     reads: list[Reads] = field(default_factory=list)
     spy_files: list[Path] = field(default_factory=list)
+    statements: list[str] = field(default_factory=list)  # where PostgreSQL's time went in (a)
 
 
 def _consumption_lines(c: Consumption, args: Args) -> list[str]:
@@ -1052,6 +1056,8 @@ def report(results: Results, args: Args) -> str:
             ]
         ),
     ]
+    if results.statements:
+        lines += ["", *results.statements]
     if results.spy_files:
         lines.append("py-spy (raw collapsed stacks): " + ", ".join(str(p) for p in results.spy_files))
     return "\n".join(lines)
@@ -1085,6 +1091,7 @@ class Args:
     seed: int
     py_spy: Path | None
     relay_process: bool
+    statements: int
 
 
 def parse_args(argv: Sequence[str] | None) -> Args:
@@ -1142,6 +1149,13 @@ def parse_args(argv: Sequence[str] | None) -> Args:
     parser.add_argument(
         "--py-spy", type=Path, default=None, help="folder: record the service with py-spy during each phase"
     )
+    parser.add_argument(
+        "--statements",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print the N PostgreSQL statements with the most execution time in (a) (pg_stat_statements)",
+    )
     ns = parser.parse_args(argv)
     for name in ("events", "warmup", "profiles", "window", "read_profiles", "max_in_flight", "api_workers"):
         if getattr(ns, name) < (0 if name in ("warmup", "api_workers") else 1):
@@ -1176,6 +1190,7 @@ def parse_args(argv: Sequence[str] | None) -> Args:
         seed=ns.seed,
         py_spy=ns.py_spy,
         relay_process=ns.relay_process,
+        statements=ns.statements,
     )
 
 
@@ -1273,8 +1288,12 @@ async def bench(args: Args, stack: Stack, results: Results) -> int:
             results.analyzed = await tables.analyze()
 
         say(f"(a) {args.events:,} events to {topics.EVENTS.name}; waiting for the service to apply them")
+        if args.statements:
+            await statements.reset(settings.database_url)
         with spied(stack, results, args, service_pid, "a-events", args.consume_limit):
             results.consumption = await run_consumption(kafka, metrics, tables, timed, args, watched)
+        if args.statements:
+            results.statements = await statements.top(settings.database_url, args.statements)
         c = results.consumption
         say(f"(a) {c.applied:,.0f} applied in {c.seconds:.1f} s: {num(c.rate)} events/s")
         if not c.applied:
@@ -1341,7 +1360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.reuse:
         say("starting the broker and PostgreSQL")
         try:
-            stack.start_infra()
+            stack.start_infra(statement_stats=args.statements > 0)
         except BaseException:
             stack.stop()
             raise

@@ -7,6 +7,7 @@ happens (:func:`run_bounded`)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,6 +44,13 @@ def run_bounded(work: Callable[[], Awaitable[T]], time_limit_s: float, stop: Cal
     finally:
         say("stopping what the benchmark started")
         stop()
+
+
+def drop_database_files(state_dir: Path) -> None:
+    """Delete the PostgreSQL data a run left in its folder (gigabytes after a long run);
+    the logs beside it stay for a look after the run."""
+    for data in [state_dir / "postgres", *state_dir.glob("*/postgres")]:
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @dataclass
@@ -101,3 +109,5 @@ class Stack:
         if self.infra is not None:
             self.infra.stop()
             self.infra = None
+        if self.state_dir is not None:
+            drop_database_files(self.state_dir)
