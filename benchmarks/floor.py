@@ -1,23 +1,36 @@
-"""The least a consumer of events can cost on this machine: the parts every service's
-hot path is built of (Kafka in, PostgreSQL, an outbox, Kafka out) with nothing of the
-services' own work between them.
+"""The least the parts of the platform's hot paths cost on this machine, with nothing of
+the services' own work between them: what a speed target leaves for the service.
 
-Events like the profile benchmark's (about 0.75 KB of XDM each, one ECID, some with an
-Email) are produced to a topic of their own first, untimed. Then ``--consumers``
-processes of a consumer group read them in batches of up to 500 and, per batch, in one
-transaction: insert the events, de-duplicated by ``_id`` (the profile service's
-``events`` table and statement), and one outbox row each carrying the record as it came
-(``COPY``, the cheapest insert there is); then commit the batch's offsets. One relay
-process moves the outbox to a second topic (record batches it builds, as
-``itinera.common.db.outbox`` does) and deletes what the broker acknowledged.
+Three kinds of round (``--kind``, repeatable; all three by default):
 
-No identity resolution, no view, no snapshot, no change detection, no validation:
-any service that stores and republishes each event does at least this, so its
-events/s here is a ceiling for the profile service's on the same machine. It prints
-events/s and the CPU each part spent per event.
+events
+    Events like the profile benchmark's (about 0.75 KB of XDM, one ECID, some with an
+    Email) are produced to a topic of the round's own first, untimed. ``--consumers``
+    processes of one consumer group read them ``--batch`` at a time and, per batch, in
+    one transaction, insert the events (the profile service's ``events`` table and its
+    statement, de-duplicated by ``_id``) and one outbox row each (``COPY``, the cheapest
+    insert there is), then commit the offsets. One relay process sends the outbox to a
+    second topic in record batches it builds (as ``itinera.common.db.outbox`` does) and
+    deletes what the broker acknowledged. Whatever stores each event and publishes it
+    through an outbox does at least this.
+timers
+    ``--timers`` timers (the journeys service's ``timers`` table) all due at once; each
+    of ``--workers`` processes takes ``--batch`` due ones at a time (``FOR UPDATE SKIP
+    LOCKED``), deletes them and writes one outbox row each (a message request's size)
+    in one transaction; the same relay sends them. Firing a wait does at least this
+    (the runtime also moves the instance on and records its steps).
+smtp
+    ``--emails`` emails (about 6 KB, text and HTML) sent with aiosmtplib over
+    ``--connections`` connections to an aiosmtpd server in a process of its own that
+    counts them and keeps nothing: the least an email costs its sender and the local
+    sink, rendering and everything else aside.
 
-    .venv/bin/python benchmarks/floor.py                   # one consumer, then two
-    .venv/bin/python benchmarks/floor.py --consumers 2 --events 100000
+Each round is timed from the word go (every process started, the data in place) until
+the last item is through; it prints items/s, the machine's busy cores and each part's
+CPU per item. Nothing is asserted.
+
+    .venv/bin/python benchmarks/floor.py
+    .venv/bin/python benchmarks/floor.py --kind events --consumers 1 --batch 2000
 """
 
 from __future__ import annotations
@@ -34,9 +47,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import aiosmtplib
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
@@ -60,6 +75,15 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (sandbox, event_id)
 );
 CREATE INDEX IF NOT EXISTS events_by_identity ON events (sandbox, namespace, value, occurred_at DESC);
+CREATE TABLE IF NOT EXISTS timers (
+    sandbox text NOT NULL,
+    instance_id uuid NOT NULL,
+    kind text NOT NULL,
+    node text,
+    due_at timestamptz NOT NULL,
+    PRIMARY KEY (sandbox, instance_id, kind)
+);
+CREATE INDEX IF NOT EXISTS timers_due ON timers (due_at);
 CREATE TABLE IF NOT EXISTS outbox (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     topic text NOT NULL,
@@ -69,6 +93,17 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 """
+REQUEST = orjson.dumps(  # about the size of a message request on itinera.messages.v1
+    {
+        "messageId": str(uuid.UUID(int=1)),
+        "channel": "email",
+        "templateId": "welcome",
+        "category": "marketing",
+        "journey": {"id": str(uuid.UUID(int=2)), "version": 1, "node": "send-welcome"},
+        "profile": {"person": {"name": {"firstName": "Ada", "lastName": "Lovelace"}}, "x": "y" * 300},
+        "context": {"coupon": "WELCOME10"},
+    }
+)
 
 
 def events(count: int, devices: int, seed: int) -> list[tuple[bytes, bytes]]:
@@ -99,7 +134,32 @@ def events(count: int, devices: int, seed: int) -> list[tuple[bytes, bytes]]:
     return found
 
 
-# -- the two roles, each a process of its own ------------------------------------------
+def email() -> bytes:
+    """A welcome email of about 6 KB: text and HTML alternatives."""
+    message = EmailMessage()
+    message["From"] = "Itinera Shop <shop@example.com>"
+    message["To"] = "ada.lovelace@example.com"
+    message["Subject"] = "Welcome, Ada!"
+    message["Message-ID"] = f"<{uuid.uuid4()}@example.com>"
+    lines = [f"Line {n}: hiking boots, tents and stoves, 10% off with WELCOME10." for n in range(40)]
+    message.set_content("\n".join(lines))
+    message.add_alternative("".join(f"<p>{line}</p>\n" for line in lines), subtype="html")
+    return message.as_bytes()
+
+
+# -- the roles, each a process of its own ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a role's process finds its data and how it says it is ready."""
+
+    bootstrap: str
+    database_url: str
+    source: str
+    sink: str
+    ready: Path
+    batch: int
 
 
 def wait_for_start(ready: Path) -> None:
@@ -128,12 +188,11 @@ class Assigned(ConsumerRebalanceListener):  # type: ignore[misc]
         self.event.set()
 
 
-async def consume(bootstrap: str, database_url: str, source: str, sink: str, ready: Path, batch: int) -> None:
-    """Read, store each event and an outbox row, commit; until stopped. ``ready`` is
-    written once the group has given this process its partitions."""
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+async def consume(place: Place) -> None:
+    """Read, store each event and an outbox row, commit; until stopped."""
+    pool = await asyncpg.create_pool(place.database_url, min_size=1, max_size=1)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        bootstrap_servers=place.bootstrap,
         group_id="floor",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -141,13 +200,13 @@ async def consume(bootstrap: str, database_url: str, source: str, sink: str, rea
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
     assigned = Assigned()
-    consumer.subscribe([source], listener=assigned)
+    consumer.subscribe([place.source], listener=assigned)
     await consumer.start()
     try:
         await assigned.event.wait()
-        await asyncio.to_thread(wait_for_start, ready)
+        await asyncio.to_thread(wait_for_start, place.ready)
         while True:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=batch)
+            batches = await consumer.getmany(timeout_ms=1000, max_records=place.batch)
             records = [record for batch in batches.values() for record in batch]
             if not records:
                 continue
@@ -158,7 +217,7 @@ async def consume(bootstrap: str, database_url: str, source: str, sink: str, rea
                 event = orjson.loads(record.value)
                 ecid = event["identityMap"]["ECID"][0]["id"]
                 rows.append({"id": event["_id"], "v": ecid, "t": event["timestamp"], "b": event})
-                outbox.append((sink, record.key, record.value, '{"ce_type": "event"}'))
+                outbox.append((place.sink, record.key, record.value, '{"ce_type": "event"}'))
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute(
                     """INSERT INTO events (sandbox, event_id, dataset_id, namespace, value, occurred_at, body)
@@ -176,18 +235,47 @@ async def consume(bootstrap: str, database_url: str, source: str, sink: str, rea
         await pool.close()
 
 
-async def relay(bootstrap: str, database_url: str, source: str, sink: str, ready: Path, batch: int) -> None:
+async def fire(place: Place) -> None:
+    """Take due timers, delete them and write a message request for each; until stopped."""
+    conn = await asyncpg.connect(place.database_url)
+    await asyncio.to_thread(wait_for_start, place.ready)
+    try:
+        while True:
+            async with conn.transaction():
+                fired = await conn.fetch(
+                    """DELETE FROM timers t USING (
+                           SELECT sandbox, instance_id, kind FROM timers WHERE due_at <= now()
+                           ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED
+                       ) due
+                       WHERE (t.sandbox, t.instance_id, t.kind) = (due.sandbox, due.instance_id, due.kind)
+                       RETURNING t.instance_id""",
+                    place.batch,
+                )
+                if fired:
+                    await conn.copy_records_to_table(
+                        "outbox",
+                        records=[(place.sink, r["instance_id"].bytes, REQUEST, "{}") for r in fired],
+                        columns=["topic", "key", "value", "headers"],
+                    )
+            if not fired:
+                await asyncio.sleep(0.01)
+    finally:
+        await conn.close()
+
+
+async def relay(place: Place) -> None:
     """Send the outbox in record batches per partition, delete what was acknowledged."""
-    conn = await asyncpg.connect(database_url)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    conn = await asyncpg.connect(place.database_url)
+    producer = AIOKafkaProducer(bootstrap_servers=place.bootstrap, acks="all", linger_ms=0)
     await producer.start()
-    partitions = sorted(await producer.partitions_for(sink))
-    await asyncio.to_thread(wait_for_start, ready)
+    partitions = sorted(await producer.partitions_for(place.sink))
+    await asyncio.to_thread(wait_for_start, place.ready)
     try:
         while True:
             async with conn.transaction():
                 rows = await conn.fetch(
-                    "SELECT id, key, value FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", 4 * batch
+                    "SELECT id, key, value FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                    4 * place.batch,
                 )
                 if not rows:
                     await asyncio.sleep(0.02)
@@ -200,10 +288,10 @@ async def relay(bootstrap: str, database_url: str, source: str, sink: str, ready
                     builder = producer.create_batch()
                     for row in members:
                         if builder.append(key=row["key"], value=row["value"], timestamp=None) is None:
-                            sent.append(await producer.send_batch(builder, sink, partition=partition))
+                            sent.append(await producer.send_batch(builder, place.sink, partition=partition))
                             builder = producer.create_batch()
                             builder.append(key=row["key"], value=row["value"], timestamp=None)
-                    sent.append(await producer.send_batch(builder, sink, partition=partition))
+                    sent.append(await producer.send_batch(builder, place.sink, partition=partition))
                 await asyncio.gather(*sent)
                 await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
     finally:
@@ -211,41 +299,102 @@ async def relay(bootstrap: str, database_url: str, source: str, sink: str, ready
         await conn.close()
 
 
+async def sink(place: Place) -> None:
+    """An SMTP server that accepts and counts every email (the count in the file ``sink``
+    as it grows); ``place.batch`` is its port."""
+    from aiosmtpd.smtp import SMTP
+
+    count = place.ready.parent / "sink"
+
+    class Counting:
+        received = 0
+
+        async def handle_DATA(self, server: SMTP, session: object, envelope: object) -> str:
+            self.received += 1
+            if self.received % 100 == 0:
+                await asyncio.to_thread(count.write_text, str(self.received))
+            return "250 Message accepted for delivery"
+
+    loop = asyncio.get_running_loop()
+    handler = Counting()
+    server = await loop.create_server(
+        lambda: SMTP(handler, hostname="floor-sink", loop=loop), "127.0.0.1", place.batch
+    )
+    await asyncio.to_thread(wait_for_start, place.ready)
+    async with server:
+        await server.serve_forever()
+
+
+ROLES = {"consume": consume, "fire": fire, "relay": relay, "sink": sink}
+
+
 # -- the run ---------------------------------------------------------------------------
 
 
 @dataclass
 class Round:
-    consumers: int
-    events: int
+    kind: str
+    parallel: int
+    items: int
     seconds: float
     cpu: CpuUse
 
 
-@dataclass
-class Topics:
-    """A round's own topics: each round starts from an empty one and a new group."""
+class Processes:
+    """A round's processes: started, waited for until ready, stopped whatever happened."""
 
-    source: str
-    sink: str
+    def __init__(self, state: Path, place: Place) -> None:
+        self.state = state
+        self.place = place
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
 
-    @classmethod
-    def new(cls) -> Topics:
-        tag = uuid.uuid4().hex[:8]
-        return cls(f"itinera.bench.floor.in.{tag}.v1", f"itinera.bench.floor.out.{tag}.v1")
+    def start(self, role: str, name: str, **changes: Any) -> int:
+        place = {**self.place.__dict__, "ready": self.state / f"ready-{name}", **changes}
+        with open(self.state / f"{name}.log", "ab") as out:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--role",
+                    role,
+                    "--place",
+                    orjson.dumps(place, default=str).decode(),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.running[name.replace("-", " ")] = process
+        return process.pid
+
+    async def ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while len(await asyncio.to_thread(files, self.state, "ready-*")) < len(self.running):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.running.values()):
+                raise RuntimeError(f"the round's processes did not start; see the logs in {self.state}")
+            await asyncio.sleep(0.1)
+
+    def stop(self) -> None:
+        for process in self.running.values():
+            process.terminate()
+        for process in self.running.values():
+            process.wait(timeout=10)
+        for name in ["go", "sink"]:
+            (self.state / name).unlink(missing_ok=True)
+        for ready in files(self.state, "ready-*"):
+            ready.unlink()
 
 
-async def create(infra: Infrastructure, names: Topics) -> None:
+async def prepare(infra: Infrastructure, topics: Sequence[str]) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, PARTITIONS, 1) for name in (names.source, names.sink)])
+        await admin.create_topics([NewTopic(name, PARTITIONS, 1) for name in topics])
     finally:
         await admin.close()
     conn = await asyncpg.connect(infra.database_url)
     try:
         await conn.execute(SCHEMA)
-        await conn.execute("TRUNCATE events, outbox")
+        await conn.execute("TRUNCATE events, timers, outbox")
     finally:
         await conn.close()
 
@@ -255,177 +404,252 @@ async def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes, byt
     await producer.start()
     try:
         for start in range(0, len(records), 2000):
-            futures = [
-                await producer.send(topic, value, key=key) for key, value in records[start : start + 2000]
-            ]
-            await asyncio.gather(*futures)
+            window = records[start : start + 2000]
+            await asyncio.gather(*[await producer.send(topic, value, key=key) for key, value in window])
     finally:
         await producer.stop()
 
 
-async def counts(database_url: str) -> tuple[int, int]:
-    """(events stored, outbox rows waiting)."""
+async def left(database_url: str, table: str) -> tuple[int, int]:
+    """(rows in ``table``, outbox rows waiting)."""
     conn = await asyncpg.connect(database_url)
     try:
-        row = await conn.fetchrow("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM outbox)")
+        row = await conn.fetchrow(f"SELECT (SELECT count(*) FROM {table}), (SELECT count(*) FROM outbox)")
         assert row is not None
         return int(row[0]), int(row[1])
     finally:
         await conn.close()
 
 
-def spawn(
-    role: str, infra: Infrastructure, names: Topics, state: Path, n: int, batch: int
-) -> subprocess.Popen[bytes]:
-    with open(state / f"{role}-{n}.log", "ab") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--role",
-                role,
-                "--bootstrap",
-                infra.kafka_bootstrap,
-                "--database-url",
-                infra.database_url,
-                "--source",
-                names.source,
-                "--sink",
-                names.sink,
-                "--ready",
-                str(state / f"ready-{role}-{n}"),
-                "--batch",
-                str(batch),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-async def one_round(
-    infra: Infrastructure,
-    state: Path,
-    consumers: int,
-    records: Sequence[tuple[bytes, bytes]],
-    batch: int,
-    limit_s: float,
-) -> Round:
-    """The events produced first (untimed) and the processes settled in their group; then
-    timed from the word go until every event is stored and the outbox is empty."""
-    names = Topics.new()
-    await create(infra, names)
-    await produce(infra.kafka_bootstrap, names.source, records)
-    for signal_file in [*await asyncio.to_thread(files, state, "ready-*"), state / "go"]:
-        signal_file.unlink(missing_ok=True)
+def infrastructure_pids(infra: Infrastructure) -> dict[str, int]:
     assert infra.broker is not None
     assert infra.broker.process is not None
     assert infra.database is not None
     assert infra.database.process is not None
-    watched = {"broker": infra.broker.process.pid, "postgres": infra.database.process.pid}
-    processes = {"relay": spawn("relay", infra, names, state, 0, batch)}
-    for n in range(consumers):
-        processes[f"consumer {n + 1}"] = spawn("consume", infra, names, state, n, batch)
-    watched.update({name: process.pid for name, process in processes.items()})
+    return {"broker": infra.broker.process.pid, "postgres": infra.database.process.pid}
+
+
+async def events_round(
+    infra: Infrastructure, state: Path, consumers: int, records: Sequence[tuple[bytes, bytes]], args: Any
+) -> Round:
+    tag = uuid.uuid4().hex[:8]
+    source, target = f"itinera.bench.floor.in.{tag}.v1", f"itinera.bench.floor.out.{tag}.v1"
+    await prepare(infra, [source, target])
+    await produce(infra.kafka_bootstrap, source, records)
+    processes = Processes(
+        state, Place(infra.kafka_bootstrap, infra.database_url, source, target, state, args.batch)
+    )
+    watched = infrastructure_pids(infra)
     try:
-        deadline = time.monotonic() + 60
-        while len(await asyncio.to_thread(files, state, "ready-*")) < len(processes):
-            if time.monotonic() > deadline or any(p.poll() is not None for p in processes.values()):
-                raise RuntimeError(f"the round's processes did not start; see the logs in {state}")
-            await asyncio.sleep(0.1)
+        watched["relay"] = processes.start("relay", "relay")
+        for n in range(1, consumers + 1):
+            watched[f"consumer {n}"] = processes.start("consume", f"consumer-{n}")
+        await processes.ready()
         await asyncio.sleep(3)  # the group settles (a second member makes it rebalance)
+        return await timed(
+            state, "events", consumers, len(records), watched, infra.database_url, "events", args
+        )
+    finally:
+        processes.stop()
+
+
+async def timers_round(infra: Infrastructure, state: Path, workers: int, args: Any) -> Round:
+    target = f"itinera.bench.floor.out.{uuid.uuid4().hex[:8]}.v1"
+    await prepare(infra, [target])
+    conn = await asyncpg.connect(infra.database_url)
+    try:
+        await conn.execute(
+            """INSERT INTO timers (sandbox, instance_id, kind, node, due_at)
+               SELECT 'floor', gen_random_uuid(), 'resume', 'after-wait', now()
+               FROM generate_series(1, $1)""",
+            args.timers,
+        )
+        await conn.execute("VACUUM ANALYZE timers")
+    finally:
+        await conn.close()
+    processes = Processes(
+        state, Place(infra.kafka_bootstrap, infra.database_url, "", target, state, args.batch)
+    )
+    watched = infrastructure_pids(infra)
+    try:
+        watched["relay"] = processes.start("relay", "relay")
+        for n in range(1, workers + 1):
+            watched[f"worker {n}"] = processes.start("fire", f"worker-{n}")
+        await processes.ready()  # the workers take the timers, all due, at the word go
+        return await timed(state, "timers", workers, args.timers, watched, infra.database_url, "timers", args)
+    finally:
+        processes.stop()
+
+
+async def timed(
+    state: Path,
+    kind: str,
+    parallel: int,
+    items: int,
+    watched: dict[str, int],
+    url: str,
+    table: str,
+    args: Any,
+) -> Round:
+    """Go, then wait until ``table`` holds ``items`` rows (events) or none (timers) and the
+    outbox is empty."""
+    before = cpu_sample(watched)
+    started = time.perf_counter()
+    (state / "go").touch()
+    done = 0
+    while time.perf_counter() < started + args.round_limit:
+        rows, waiting = await left(url, table)
+        done = rows if table == "events" else items - rows
+        if done >= items and waiting == 0:
+            break
+        await asyncio.sleep(0.05)
+    seconds = time.perf_counter() - started
+    return Round(kind, parallel, done, seconds, cpu_use(before, cpu_sample(watched)))
+
+
+async def smtp_round(state: Path, connections: int, args: Any) -> Round:
+    port = free_port()
+    processes = Processes(state, Place("", "", "", "", state, port))
+    try:
+        watched = {"sink": processes.start("sink", "sink")}
+        await processes.ready()
+        message = email()
+        queue = iter(range(args.emails))
+        sent = 0
+
+        async def sender() -> None:
+            nonlocal sent
+            client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, local_hostname="floor.example.com")
+            await client.connect()
+            try:
+                for _ in queue:
+                    await client.sendmail("shop@example.com", ["ada.lovelace@example.com"], message)
+                    sent += 1
+            finally:
+                client.close()
+
         before = cpu_sample(watched)
         started = time.perf_counter()
         (state / "go").touch()
-        stored = 0
-        while time.perf_counter() < started + limit_s:
-            stored, waiting = await counts(infra.database_url)
-            if stored >= len(records) and waiting == 0:
-                break
-            await asyncio.sleep(0.05)
+        async with asyncio.timeout(args.round_limit):
+            await asyncio.gather(*(sender() for _ in range(connections)))
         seconds = time.perf_counter() - started
-        return Round(consumers, stored, seconds, cpu_use(before, cpu_sample(watched)))
+        cpu = cpu_use(before, cpu_sample(watched))
+        return Round("smtp", connections, sent, seconds, cpu)
     finally:
-        for process in processes.values():
-            process.terminate()
-        for process in processes.values():
-            process.wait(timeout=10)
+        processes.stop()
 
 
-def report(rounds: Sequence[Round]) -> str:
-    lines = [
-        f"{'consumers':>9} {'events':>8} {'s':>6} {'events/s':>9}  {'machine':>7}   CPU per event, us",
-    ]
-    for r in rounds:
-        per_event = {k: v for k, v in r.cpu.processes.items() if v is not None}
-        parts = ", ".join(
-            f"{name} {cores * r.seconds / max(r.events, 1) * 1e6:,.0f}" for name, cores in per_event.items()
-        )
-        lines.append(
-            f"{r.consumers:>9} {r.events:>8,} {r.seconds:>6.1f} {num(r.events / r.seconds):>9}  "
-            f"{r.cpu.machine:>7.2f}   {parts}"
-        )
-    return "\n".join(lines)
+UNITS = {
+    "events": ("consumers", "events"),
+    "timers": ("workers", "timers"),
+    "smtp": ("connections", "emails"),
+}
+
+
+def report(rounds: Sequence[Round]) -> list[str]:
+    lines = []
+    for kind in UNITS:
+        mine = [r for r in rounds if r.kind == kind]
+        if not mine:
+            continue
+        parallel, unit = UNITS[kind]
+        lines += [
+            "",
+            f"{kind}: {parallel:>11} {unit:>8} {'s':>6} {unit + '/s':>9}  {'machine':>7}   CPU per item, us",
+        ]
+        lines += [line(r) for r in mine]
+    return lines
+
+
+def line(r: Round) -> str:
+    per_item = {"client": r.cpu.client} if r.kind == "smtp" else {}
+    per_item.update({k: v for k, v in r.cpu.processes.items() if v is not None})
+    parts = ", ".join(
+        f"{name} {cores * r.seconds / max(r.items, 1) * 1e6:,.0f}" for name, cores in per_item.items()
+    )
+    return (
+        f"{'':<{len(r.kind) + 1}} {r.parallel:>11} {r.items:>8,} {r.seconds:>6.1f} "
+        f"{num(r.items / r.seconds):>9}  {r.cpu.machine:>7.2f}   {parts}"
+    )
 
 
 async def main(args: argparse.Namespace) -> list[Round]:
     state = Path(tempfile.mkdtemp(prefix="itinera-floor-"))
-    infra = Infrastructure.start(state, kafka_port=free_port(), pg_port=free_port())
     rounds: list[Round] = []
+    infra = None
     try:
-        records = events(args.events, args.devices, args.seed)
-        for consumers in args.consumers:
-            say(f"round: {consumers} consumer process(es) and one relay, {len(records):,} events")
-            rounds.append(await one_round(infra, state, consumers, records, args.batch, args.round_limit))
-            say(report(rounds[-1:]).splitlines()[-1])
+        if {"events", "timers"} & set(args.kind):
+            infra = Infrastructure.start(state, kafka_port=free_port(), pg_port=free_port())
+        if "events" in args.kind:
+            records = events(args.events, args.devices, args.seed)
+            for consumers in args.consumers:
+                say(f"events: {consumers} consumer process(es) and a relay, {len(records):,} events")
+                assert infra is not None
+                rounds.append(await events_round(infra, state, consumers, records, args))
+                say(report(rounds[-1:])[-1])
+        if "timers" in args.kind:
+            for workers in args.workers:
+                say(f"timers: {workers} worker process(es) and a relay, {args.timers:,} timers")
+                assert infra is not None
+                rounds.append(await timers_round(infra, state, workers, args))
+                say(report(rounds[-1:])[-1])
+        if "smtp" in args.kind:
+            for connections in args.connections:
+                say(f"smtp: {connections} connections, {args.emails:,} emails")
+                rounds.append(await smtp_round(state, connections, args))
+                say(report(rounds[-1:])[-1])
     finally:
-        infra.stop()
+        if infra is not None:
+            infra.stop()
         drop_database_files(state)
     return rounds
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--events", type=int, default=50_000)
+    repeat = "; repeat it for rounds"
+    parser.add_argument("--kind", action="append", choices=list(UNITS), help="kind of round" + repeat)
+    parser.add_argument("--events", type=int, default=60_000)
     parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--consumers", type=int, action="append", help="consumer processes (1, 2)" + repeat)
+    parser.add_argument("--timers", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, action="append", help="timer processes (1, 2)" + repeat)
     parser.add_argument(
-        "--consumers",
-        type=int,
-        action="append",
-        help="consumer processes of a round; repeat it for rounds (1, 2)",
+        "--batch", type=int, default=500, help="records or timers taken at once (the services' default: 500)"
     )
+    parser.add_argument("--emails", type=int, default=5_000)
+    parser.add_argument("--connections", type=int, action="append", help="SMTP connections (4, 16)" + repeat)
     parser.add_argument("--round-limit", type=float, default=120, help="seconds a round may take at most")
-    parser.add_argument("--time-limit", type=float, default=600, help="seconds for the whole run at most")
-    parser.add_argument(
-        "--batch", type=int, default=500, help="records a consumer takes at once (the services' default: 500)"
-    )
+    parser.add_argument("--time-limit", type=float, default=900, help="seconds for the whole run at most")
     parser.add_argument("--seed", type=int, default=7)
-    for hidden in ("--role", "--bootstrap", "--database-url", "--source", "--sink", "--ready"):
-        parser.add_argument(hidden, help=argparse.SUPPRESS)
+    parser.add_argument("--role", choices=list(ROLES), help=argparse.SUPPRESS)
+    parser.add_argument("--place", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.kind = args.kind or list(UNITS)
     args.consumers = args.consumers or [1, 2]
-    if args.events < 1 or args.devices < 1 or min(args.consumers) < 1:
-        parser.error("--events, --devices and --consumers must be positive")
+    args.workers = args.workers or [1, 2]
+    args.connections = args.connections or [4, 16]
+    counts = [args.events, args.devices, args.timers, args.batch, args.emails]
+    if min(counts + args.consumers + args.workers + args.connections) < 1:
+        parser.error("counts must be positive")
     return args
+
+
+def run_role(role: str, place: str) -> None:
+    fields = orjson.loads(place)
+    fields["ready"] = Path(fields["ready"])
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(ROLES[role](Place(**fields)))
 
 
 if __name__ == "__main__":
     arguments = parse_args(None)
-    if arguments.role is not None:  # one of the round's processes
-        role = consume if arguments.role == "consume" else relay
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(
-                role(
-                    arguments.bootstrap,
-                    arguments.database_url,
-                    arguments.source,
-                    arguments.sink,
-                    Path(arguments.ready),
-                    int(arguments.batch),
-                )
-            )
+    if arguments.role is not None:  # one of a round's processes
+        run_role(arguments.role, arguments.place)
         sys.exit(0)
     say(machine_line())
     result = run_bounded(lambda: main(arguments), arguments.time_limit, lambda: None)
     if result:
         print(machine_line())
-        print(report(result))
+        print("\n".join(report(result)))
