@@ -196,6 +196,14 @@ class TestItineraServices:
                 if key.startswith("ITINERA_"):
                     assert key.removeprefix("ITINERA_").lower() in fields, f"{name}: {key}"
 
+    def test_consumers_let_kafka_hold_an_idle_fetch(self) -> None:
+        # Kafka answers as soon as a record is there: a long wait costs no latency and
+        # spares the broker twenty empty fetches a second per idle consumer.
+        for name, service in services().items():
+            if name in ("kafka", "postgres"):
+                continue
+            assert int(environment(service)["ITINERA_CONSUMER_FETCH_MAX_WAIT_MS"]) >= 500, name
+
     def test_docker_compose_accepts_the_file(self) -> None:
         docker = shutil.which("docker")
         plugin = docker and subprocess.run(

@@ -72,10 +72,12 @@ class CommonSettings(BaseSettings):
     without a bound for a group's reassignment to finish; one that never does would
     otherwise leave the consumer idle for good)."""
     consumer_fetch_max_wait_ms: int = Field(default=50, ge=0)
-    """How long the broker may hold a fetch. Kafka answers as soon as a record is there;
-    Tansu (the local broker) holds every fetch this long, so it bounds each consumer
-    hop's latency there: at 500 ms (Kafka's default) an event took 1.2 s (p50) from
-    itinera.events.v1 to itinera.audiences.v1, at 50 ms 0.46 s."""
+    """How long the broker may hold a fetch. Kafka answers as soon as a record is there,
+    so against Kafka the wait only spaces an idle consumer's fetches: the deployments
+    (``docker-compose.yml``, ``deploy/k8s``) set 500, two fetches a second per idle
+    consumer instead of twenty. Tansu (the local broker) holds every fetch this long, so
+    it bounds each consumer hop's latency there: at 500 ms (Kafka's default) an event
+    took 1.2 s (p50) from itinera.events.v1 to itinera.audiences.v1, at 50 ms 0.46 s."""
     outbox_batch_max: int = Field(default=500, ge=1)
     outbox_poll_interval_ms: int = Field(default=500, ge=10)
     outbox_relay_in_workers: bool = True
