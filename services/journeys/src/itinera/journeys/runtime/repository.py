@@ -74,20 +74,29 @@ async def last_entries(
 ) -> tuple[dict[tuple[uuid.UUID, uuid.UUID], Row], set[tuple[uuid.UUID, str]]]:
     """For (profile, journey, trigger) entries that may happen, in one statement: the
     latest instance (status, entered_at) of each (profile, journey) that has one, and the
-    (journey, trigger) pairs that have made a profile enter already."""
+    (journey, trigger) pairs that have made a profile enter already.
+
+    Each is a probe by key, fenced with ``OFFSET 0``: as joins, PostgreSQL read them by
+    scanning the sandbox's instances whenever its statistics did not know the sandbox (a
+    new one, until the next ``ANALYZE``), every instance twice for every batch."""
     listed = sorted(set(keys))
     rows = await conn.fetch(
         """WITH k AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS k(p uuid, j uuid, t text))
-           (SELECT DISTINCT ON (i.profile_id, i.journey_id)
-                   true AS last, i.profile_id, i.journey_id, i.status, i.entered_at, NULL AS trigger_id
-              FROM instances i
-              JOIN (SELECT DISTINCT p, j FROM k) d ON i.profile_id = d.p AND i.journey_id = d.j
-             WHERE i.sandbox = $1
-             ORDER BY i.profile_id, i.journey_id, i.entered_at DESC)
+           SELECT true AS last, d.p AS profile_id, d.j AS journey_id, i.status, i.entered_at,
+                  NULL AS trigger_id
+             FROM (SELECT DISTINCT p, j FROM k) d
+             CROSS JOIN LATERAL (
+                 SELECT status, entered_at FROM instances
+                  WHERE sandbox = $1 AND profile_id = d.p AND journey_id = d.j
+                  ORDER BY entered_at DESC LIMIT 1
+             ) i
            UNION ALL
-           SELECT false, NULL, i.journey_id, NULL, NULL, i.trigger_id
-             FROM instances i JOIN k ON i.journey_id = k.j AND i.trigger_id = k.t
-            WHERE i.sandbox = $1""",
+           SELECT false, NULL, k.j, NULL, NULL, k.t
+             FROM k
+            WHERE EXISTS (
+                 SELECT 1 FROM instances
+                  WHERE sandbox = $1 AND journey_id = k.j AND trigger_id = k.t OFFSET 0
+            )""",
         sandbox,
         [{"p": str(p), "j": str(j), "t": t} for p, j, t in listed],
     )
