@@ -7,14 +7,16 @@ events
     Events like the profile benchmark's (about 0.75 KB of XDM, one ECID, some with an
     Email) are produced to a topic of the round's own first, untimed. ``--consumers``
     processes of one consumer group read them ``--batch`` at a time and, per batch, in
-    one transaction, insert the events (the profile service's ``events`` table and its
-    statement, de-duplicated by ``_id``) and one outbox row each (``COPY``, the cheapest
+    one transaction, insert the events (the profile service's ``events`` table, made by
+    its migrations, and its statement, de-duplicated by ``_id``) and one outbox row each
+    (its ``outbox``; ``COPY``, the cheapest
     insert there is), then commit the offsets. One relay process sends the outbox to a
     second topic in record batches it builds (as ``itinera.common.db.outbox`` does) and
     deletes what the broker acknowledged. Whatever stores each event and publishes it
     through an outbox does at least this.
 timers
-    ``--timers`` timers (the journeys service's ``timers`` table) all due at once; each
+    ``--timers`` timers (the journeys service's ``timers`` table, with an instance each)
+    all due at once; each
     of ``--workers`` processes takes ``--batch`` due ones at a time (``FOR UPDATE SKIP
     LOCKED``), deletes them and writes one outbox row each (a message request's size)
     in one transaction; the same relay sends them. Firing a wait does at least this
@@ -60,39 +62,14 @@ from machine import CpuUse, cpu_sample, cpu_use, machine_line, num, say
 from shop import PAGES, PRODUCTS, USER_AGENTS
 from stack import drop_database_files, run_bounded
 
+from itinera.common.db.migrations import migrate
 from itinera.common.devstack import Infrastructure, free_port
 
 PARTITIONS = 8
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    sandbox text NOT NULL,
-    event_id text NOT NULL,
-    dataset_id text NOT NULL,
-    namespace text NOT NULL,
-    value text NOT NULL,
-    occurred_at timestamptz NOT NULL,
-    body jsonb NOT NULL,
-    PRIMARY KEY (sandbox, event_id)
-);
-CREATE INDEX IF NOT EXISTS events_by_identity ON events (sandbox, namespace, value, occurred_at DESC);
-CREATE TABLE IF NOT EXISTS timers (
-    sandbox text NOT NULL,
-    instance_id uuid NOT NULL,
-    kind text NOT NULL,
-    node text,
-    due_at timestamptz NOT NULL,
-    PRIMARY KEY (sandbox, instance_id, kind)
-);
-CREATE INDEX IF NOT EXISTS timers_due ON timers (due_at);
-CREATE TABLE IF NOT EXISTS outbox (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    topic text NOT NULL,
-    key bytea,
-    value bytea NOT NULL,
-    headers text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-"""
+PROFILE = "profile"
+"""The events round's schema: the profile service's own tables (its migrations)."""
+JOURNEYS = "journeys"
+"""The timers round's schema: the journeys service's own tables (its migrations)."""
 REQUEST = orjson.dumps(  # about the size of a message request on itinera.messages.v1
     {
         "messageId": str(uuid.UUID(int=1)),
@@ -160,6 +137,7 @@ class Place:
     sink: str
     ready: Path
     batch: int
+    schema: str = ""
 
 
 def wait_for_start(ready: Path) -> None:
@@ -190,7 +168,9 @@ class Assigned(ConsumerRebalanceListener):  # type: ignore[misc]
 
 async def consume(place: Place) -> None:
     """Read, store each event and an outbox row, commit; until stopped."""
-    pool = await asyncpg.create_pool(place.database_url, min_size=1, max_size=1)
+    pool = await asyncpg.create_pool(
+        place.database_url, min_size=1, max_size=1, server_settings={"search_path": place.schema}
+    )
     consumer = AIOKafkaConsumer(
         bootstrap_servers=place.bootstrap,
         group_id="floor",
@@ -237,7 +217,7 @@ async def consume(place: Place) -> None:
 
 async def fire(place: Place) -> None:
     """Take due timers, delete them and write a message request for each; until stopped."""
-    conn = await asyncpg.connect(place.database_url)
+    conn = await asyncpg.connect(place.database_url, server_settings={"search_path": place.schema})
     await asyncio.to_thread(wait_for_start, place.ready)
     try:
         while True:
@@ -265,7 +245,7 @@ async def fire(place: Place) -> None:
 
 async def relay(place: Place) -> None:
     """Send the outbox in record batches per partition, delete what was acknowledged."""
-    conn = await asyncpg.connect(place.database_url)
+    conn = await asyncpg.connect(place.database_url, server_settings={"search_path": place.schema})
     producer = AIOKafkaProducer(bootstrap_servers=place.bootstrap, acks="all", linger_ms=0)
     await producer.start()
     partitions = sorted(await producer.partitions_for(place.sink))
@@ -384,7 +364,9 @@ class Processes:
             ready.unlink()
 
 
-async def prepare(infra: Infrastructure, topics: Sequence[str]) -> None:
+async def prepare(infra: Infrastructure, topics: Sequence[str], schema: str, tables: str) -> None:
+    """The round's topics; the service's schema as its migrations make it, ``tables``
+    emptied."""
     admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
     await admin.start()
     try:
@@ -393,8 +375,8 @@ async def prepare(infra: Infrastructure, topics: Sequence[str]) -> None:
         await admin.close()
     conn = await asyncpg.connect(infra.database_url)
     try:
-        await conn.execute(SCHEMA)
-        await conn.execute("TRUNCATE events, timers, outbox")
+        await migrate(conn, schema, f"itinera.{schema}.migrations")
+        await conn.execute(f"SET search_path = {schema}; TRUNCATE {tables} CASCADE")
     finally:
         await conn.close()
 
@@ -410,9 +392,9 @@ async def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes, byt
         await producer.stop()
 
 
-async def left(database_url: str, table: str) -> tuple[int, int]:
+async def left(database_url: str, schema: str, table: str) -> tuple[int, int]:
     """(rows in ``table``, outbox rows waiting)."""
-    conn = await asyncpg.connect(database_url)
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": schema})
     try:
         row = await conn.fetchrow(f"SELECT (SELECT count(*) FROM {table}), (SELECT count(*) FROM outbox)")
         assert row is not None
@@ -434,10 +416,10 @@ async def events_round(
 ) -> Round:
     tag = uuid.uuid4().hex[:8]
     source, target = f"itinera.bench.floor.in.{tag}.v1", f"itinera.bench.floor.out.{tag}.v1"
-    await prepare(infra, [source, target])
+    await prepare(infra, [source, target], PROFILE, "events, outbox")
     await produce(infra.kafka_bootstrap, source, records)
     processes = Processes(
-        state, Place(infra.kafka_bootstrap, infra.database_url, source, target, state, args.batch)
+        state, Place(infra.kafka_bootstrap, infra.database_url, source, target, state, args.batch, PROFILE)
     )
     watched = infrastructure_pids(infra)
     try:
@@ -446,29 +428,35 @@ async def events_round(
             watched[f"consumer {n}"] = processes.start("consume", f"consumer-{n}")
         await processes.ready()
         await asyncio.sleep(3)  # the group settles (a second member makes it rebalance)
-        return await timed(
-            state, "events", consumers, len(records), watched, infra.database_url, "events", args
-        )
+        return await timed(state, "events", consumers, len(records), watched, infra.database_url, args)
     finally:
         processes.stop()
 
 
 async def timers_round(infra: Infrastructure, state: Path, workers: int, args: Any) -> Round:
     target = f"itinera.bench.floor.out.{uuid.uuid4().hex[:8]}.v1"
-    await prepare(infra, [target])
-    conn = await asyncpg.connect(infra.database_url)
+    await prepare(infra, [target], JOURNEYS, "instances, timers, outbox")
+    conn = await asyncpg.connect(infra.database_url, server_settings={"search_path": JOURNEYS})
     try:
         await conn.execute(
-            """INSERT INTO timers (sandbox, instance_id, kind, node, due_at)
-               SELECT 'floor', gen_random_uuid(), 'resume', 'after-wait', now()
-               FROM generate_series(1, $1)""",
+            """WITH i AS (
+                   INSERT INTO instances (sandbox, id, journey_id, version, profile_id, status, node,
+                                          trigger_id, entered_at)
+                   SELECT 'floor', gen_random_uuid(), $2, 1, gen_random_uuid(), 'waiting', 'after-wait',
+                          'event-' || n, now()
+                   FROM generate_series(1, $1) AS n
+                   RETURNING id
+               )
+               INSERT INTO timers (sandbox, instance_id, kind, node, due_at)
+               SELECT 'floor', id, 'resume', 'after-wait', now() FROM i""",
             args.timers,
+            uuid.uuid4(),
         )
-        await conn.execute("VACUUM ANALYZE timers")
+        await conn.execute("VACUUM ANALYZE instances, timers")
     finally:
         await conn.close()
     processes = Processes(
-        state, Place(infra.kafka_bootstrap, infra.database_url, "", target, state, args.batch)
+        state, Place(infra.kafka_bootstrap, infra.database_url, "", target, state, args.batch, JOURNEYS)
     )
     watched = infrastructure_pids(infra)
     try:
@@ -476,7 +464,7 @@ async def timers_round(infra: Infrastructure, state: Path, workers: int, args: A
         for n in range(1, workers + 1):
             watched[f"worker {n}"] = processes.start("fire", f"worker-{n}")
         await processes.ready()  # the workers take the timers, all due, at the word go
-        return await timed(state, "timers", workers, args.timers, watched, infra.database_url, "timers", args)
+        return await timed(state, "timers", workers, args.timers, watched, infra.database_url, args)
     finally:
         processes.stop()
 
@@ -488,18 +476,20 @@ async def timed(
     items: int,
     watched: dict[str, int],
     url: str,
-    table: str,
     args: Any,
 ) -> Round:
-    """Go, then wait until ``table`` holds ``items`` rows (events) or none (timers) and the
+    """Go, then wait until the ``items`` events are stored (or the timers gone) and the
     outbox is empty."""
     before = cpu_sample(watched)
     started = time.perf_counter()
     (state / "go").touch()
     done = 0
     while time.perf_counter() < started + args.round_limit:
-        rows, waiting = await left(url, table)
-        done = rows if table == "events" else items - rows
+        if kind == "events":
+            done, waiting = await left(url, PROFILE, "events")
+        else:
+            rows, waiting = await left(url, JOURNEYS, "timers")
+            done = items - rows
         if done >= items and waiting == 0:
             break
         await asyncio.sleep(0.05)
