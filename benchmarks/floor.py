@@ -10,8 +10,8 @@ events
     one transaction, insert the events (the profile service's ``events`` table, made by
     its migrations, and its statement, de-duplicated by ``_id``) and one outbox row each
     (its ``outbox``; ``COPY``, the cheapest
-    insert there is), then commit the offsets. One relay process sends the outbox to a
-    second topic in record batches it builds (as ``itinera.common.db.outbox`` does) and
+    insert there is), then commit the offsets. One relay process, the services' own
+    (``itinera.common.db.outbox.OutboxRelay``), sends the outbox to a second topic and
     deletes what the broker acknowledged. Whatever stores each event and publishes it
     through an outbox does at least this.
 timers
@@ -47,7 +47,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -63,7 +63,10 @@ from shop import PAGES, PRODUCTS, USER_AGENTS
 from stack import drop_database_files, run_bounded
 
 from itinera.common.db.migrations import migrate
+from itinera.common.db.outbox import OutboxRelay
 from itinera.common.devstack import Infrastructure, free_port
+from itinera.common.kafka.producer import Producer
+from itinera.common.settings import CommonSettings
 
 PARTITIONS = 8
 PROFILE = "profile"
@@ -197,7 +200,7 @@ async def consume(place: Place) -> None:
                 event = orjson.loads(record.value)
                 ecid = event["identityMap"]["ECID"][0]["id"]
                 rows.append({"id": event["_id"], "v": ecid, "t": event["timestamp"], "b": event})
-                outbox.append((place.sink, record.key, record.value, '{"ce_type": "event"}'))
+                outbox.append((place.sink, record.key, record.value, '[["ce_type", "event"]]'))
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute(
                     """INSERT INTO events (sandbox, event_id, dataset_id, namespace, value, occurred_at, body)
@@ -234,7 +237,7 @@ async def fire(place: Place) -> None:
                 if fired:
                     await conn.copy_records_to_table(
                         "outbox",
-                        records=[(place.sink, r["instance_id"].bytes, REQUEST, "{}") for r in fired],
+                        records=[(place.sink, r["instance_id"].bytes, REQUEST, "[]") for r in fired],
                         columns=["topic", "key", "value", "headers"],
                     )
             if not fired:
@@ -244,39 +247,24 @@ async def fire(place: Place) -> None:
 
 
 async def relay(place: Place) -> None:
-    """Send the outbox in record batches per partition, delete what was acknowledged."""
-    conn = await asyncpg.connect(place.database_url, server_settings={"search_path": place.schema})
-    producer = AIOKafkaProducer(bootstrap_servers=place.bootstrap, acks="all", linger_ms=0)
+    """The services' own outbox relay (:class:`OutboxRelay`) on the round's schema, in
+    batches of four times ``place.batch``; it looks for rows every 20 ms (the rows are
+    copied in, so no ``NOTIFY`` wakes it)."""
+    settings = CommonSettings(kafka_bootstrap=place.bootstrap, database_url=place.database_url)
+    pool = await asyncpg.create_pool(
+        place.database_url, min_size=2, max_size=2, server_settings={"search_path": place.schema}
+    )
+    producer = Producer(settings, client_id="itinera-floor-relay")
     await producer.start()
-    partitions = sorted(await producer.partitions_for(place.sink))
+    outbox = OutboxRelay(pool, producer, place.schema, batch_max=4 * place.batch, poll_interval_s=0.02)
     await asyncio.to_thread(wait_for_start, place.ready)
+    await outbox.start()
     try:
-        while True:
-            async with conn.transaction():
-                rows = await conn.fetch(
-                    "SELECT id, key, value FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-                    4 * place.batch,
-                )
-                if not rows:
-                    await asyncio.sleep(0.02)
-                    continue
-                groups: dict[int, list[asyncpg.Record]] = {}
-                for row in rows:
-                    groups.setdefault(partitions[hash(row["key"]) % len(partitions)], []).append(row)
-                sent = []
-                for partition, members in groups.items():
-                    builder = producer.create_batch()
-                    for row in members:
-                        if builder.append(key=row["key"], value=row["value"], timestamp=None) is None:
-                            sent.append(await producer.send_batch(builder, place.sink, partition=partition))
-                            builder = producer.create_batch()
-                            builder.append(key=row["key"], value=row["value"], timestamp=None)
-                    sent.append(await producer.send_batch(builder, place.sink, partition=partition))
-                await asyncio.gather(*sent)
-                await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+        await asyncio.Event().wait()  # until the round stops this process
     finally:
+        await outbox.stop()
         await producer.stop()
-        await conn.close()
+        await pool.close()
 
 
 async def sink(place: Place) -> None:
@@ -328,8 +316,8 @@ class Processes:
         self.place = place
         self.running: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, role: str, name: str, **changes: Any) -> int:
-        place = {**self.place.__dict__, "ready": self.state / f"ready-{name}", **changes}
+    def start(self, role: str, name: str) -> int:
+        place = asdict(replace(self.place, ready=self.state / f"ready-{name}"))
         with open(self.state / f"{name}.log", "ab") as out:
             process = subprocess.Popen(
                 [

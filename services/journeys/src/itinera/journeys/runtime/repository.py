@@ -76,9 +76,11 @@ async def last_entries(
     latest instance (status, entered_at) of each (profile, journey) that has one, and the
     (journey, trigger) pairs that have made a profile enter already.
 
-    Each is a probe by key, fenced with ``OFFSET 0``: as joins, PostgreSQL read them by
-    scanning the sandbox's instances whenever its statistics did not know the sandbox (a
-    new one, until the next ``ANALYZE``), every instance twice for every batch."""
+    Each is a probe by key that PostgreSQL cannot fold into a join (a ``LIMIT``, an
+    ``OFFSET 0``): as joins, it read them by scanning the sandbox's instances whenever its
+    statistics did not know the sandbox (a new one, until the next ``ANALYZE``), every
+    instance twice for every batch. The trigger's probe has one index to take, the unique
+    one (migration 0016)."""
     listed = sorted(set(keys))
     rows = await conn.fetch(
         """WITH k AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS k(p uuid, j uuid, t text))
