@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from itinera.common.projection import plan, set_path
+import pytest
+
+from itinera.common.projection import event_problems, plan, set_path
 
 A, B, C = (f"00000000-0000-0000-0000-00000000000{n}" for n in (1, 2, 3))
 
@@ -92,3 +94,23 @@ class TestPlan:
     def test_an_event_without_a_usable_timestamp_is_not_kept(self) -> None:
         record = ("event", {"profileId": A, "event": {"_id": "e", "timestamp": "yesterday"}, "profile": {}})
         assert plan({}, [record]).events == []
+
+
+class TestEventsAConsumerRefuses:
+    def test_an_event_with_its_id_and_an_iso_time_passes(self) -> None:
+        assert event_problems({"event": {"_id": "e", "timestamp": "2026-11-28T10:00:00.000Z"}}) == []
+        assert event_problems({"event": {"_id": "e", "timestamp": "2026-11-28T10:00:00"}}) == []
+
+    @pytest.mark.parametrize(
+        ("data", "paths"),
+        [
+            ({}, ["/event"]),
+            ({"event": "a purchase"}, ["/event"]),
+            ({"event": {"timestamp": "2026-11-28T10:00:00Z"}}, ["/event/_id"]),
+            ({"event": {"_id": "", "timestamp": "2026-11-28T10:00:00Z"}}, ["/event/_id"]),
+            ({"event": {"_id": "e", "timestamp": "yesterday"}}, ["/event/timestamp"]),
+            ({"event": {"_id": 7, "timestamp": 1764324000}}, ["/event/_id", "/event/timestamp"]),
+        ],
+    )
+    def test_are_named_by_path(self, data: dict[str, Any], paths: list[str]) -> None:
+        assert [p.path for p in event_problems(data)] == paths

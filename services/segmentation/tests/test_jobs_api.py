@@ -278,6 +278,21 @@ class TestBatchEvaluation:
         assert await members(api, french_women) == [profile]
 
 
+    async def test_a_streaming_audience_naming_one_of_the_job_follows_it(
+        self, api: httpx.AsyncClient, pool: asyncpg.Pool, sandbox: str
+    ) -> None:
+        french = await audience(api, FRENCH)
+        follows = await audience(api, f'inSegment("{french}")', streaming=True)
+        follows_batch_only = await audience(api, f'inSegment("{french}")')
+        profile = str(uuid.uuid4())
+        await project(pool, sandbox, {profile: {"homeAddress": {"countryCode": "FR"}}})
+        job = await run(api, french)
+        assert [s["segmentId"] for s in job["segments"]] == [french, follows]
+        assert job["metrics"]["segmentedProfileCounter"] == {french: 1, follows: 1}
+        assert await members(api, follows) == [profile]
+        assert follows_batch_only not in job["metrics"]["segmentedProfileCounter"]
+
+
 class TestJobRequests:
     async def test_a_job_names_existing_segment_definitions_of_the_sandbox(
         self, api: httpx.AsyncClient, http: httpx.AsyncClient

@@ -8,13 +8,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from itinera.common.kafka import topics
+from itinera.common.kafka.consumer import Record
 from itinera.common.kafka.envelope import Envelope
 from itinera.common.kafka.producer import Producer
-from itinera.common.testing import StackInfo, eventually
+from itinera.common.testing import StackInfo, TopicReader, eventually, topic_reader
 from itinera.segmentation.config import SegmentationSettings
 
 SANDBOX = "prod"
@@ -50,6 +52,16 @@ async def happened(producer: Producer, profile: str, event_id: str, snapshot: di
         type="com.itinera.profile.event.v1", source="/test", data=data, sandbox=SANDBOX, key=profile
     )
     await producer.publish(topics.PROFILE_EVENTS.name, [envelope])
+
+
+async def letter_for(letters: TopicReader, key: str) -> dict[str, Any]:
+    """The dead letter of the record keyed ``key``, once the segmentation service wrote it."""
+
+    def of(records: list[Record]) -> list[dict[str, Any]]:
+        found = (orjson.loads(r.value or b"{}") for r in records)
+        return [f for f in found if f.get("origin", {}).get("key") == key]
+
+    return of(await letters.wait_for(lambda records: bool(of(records)), timeout_s=30))[0]
 
 
 async def projected(http: httpx.AsyncClient, profile: str) -> dict[str, Any] | None:
@@ -122,24 +134,43 @@ class TestProjection:
 
         await eventually(gone, timeout_s=30)
 
-    async def test_a_malformed_record_is_dead_lettered_and_the_next_one_applied(
+    async def test_a_malformed_record_is_dead_lettered_with_its_reason_and_the_next_one_applied(
         self, http: httpx.AsyncClient, producer: Producer, infrastructure: StackInfo
     ) -> None:
-        raw = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap)
-        await raw.start()
-        try:
-            await raw.send_and_wait(
-                topics.PROFILE_CHANGES.name, value=b'{"profileId": "not a uuid"}', key=b"x"
-            )
-        finally:
-            await raw.stop()
+        key = f"bad-{uuid.uuid4()}"
+        async with topic_reader(infrastructure, topics.DLQ.name) as letters:
+            raw = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap)
+            await raw.start()
+            try:
+                await raw.send_and_wait(
+                    topics.PROFILE_CHANGES.name, value=b'{"profileId": "not a uuid"}', key=key.encode()
+                )
+            finally:
+                await raw.stop()
+            profile = str(uuid.uuid4())
+            await changed(producer, profile, {"a": 1})
+
+            async def applied() -> bool:
+                return await projected(http, profile) is not None
+
+            await eventually(applied, timeout_s=30)
+            letter = await letter_for(letters, key)
+        assert letter["origin"]["topic"] == topics.PROFILE_CHANGES.name
+        assert [r["path"] for r in letter["reasons"]] == ["/profileId"]
+
+    async def test_an_event_without_its_id_or_a_readable_time_is_dead_lettered_not_dropped(
+        self, producer: Producer, infrastructure: StackInfo
+    ) -> None:
         profile = str(uuid.uuid4())
-        await changed(producer, profile, {"a": 1})
-
-        async def applied() -> bool:
-            return await projected(http, profile) is not None
-
-        await eventually(applied, timeout_s=30)
+        data = {"sandbox": SANDBOX, "profileId": profile, "event": {"timestamp": "yesterday"}, "profile": {}}
+        envelope = Envelope(
+            type="com.itinera.profile.event.v1", source="/test", data=data, sandbox=SANDBOX, key=profile
+        )
+        async with topic_reader(infrastructure, topics.DLQ.name) as letters:
+            await producer.publish(topics.PROFILE_EVENTS.name, [envelope])
+            letter = await letter_for(letters, profile)
+        assert letter["origin"]["topic"] == topics.PROFILE_EVENTS.name
+        assert sorted(r["path"] for r in letter["reasons"]) == ["/event/_id", "/event/timestamp"]
 
     async def test_evaluating_an_unknown_profile_is_a_404_and_both_forms_a_400(
         self, http: httpx.AsyncClient

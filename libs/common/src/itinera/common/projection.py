@@ -13,6 +13,9 @@ journeys, for the steps their instances take), from what the profile service pub
   two topics are not ordered with each other, so an older snapshot must not undo a
   newer change).
 - A change with ``deleted: true`` removes the profile and its events.
+
+A consumer checks each profile event with :func:`event_problems` first and dead-letters
+what fails it; :func:`plan` itself keeps only events with an id and a readable time.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from itinera.common.errors import FieldError
 
 
 def set_path(target: dict[str, Any], path: str, value: Any) -> None:
@@ -96,6 +101,21 @@ def occurred_at(event: Mapping[str, Any]) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def event_problems(data: Mapping[str, Any]) -> list[FieldError]:
+    """Why a record of ``itinera.profile.events.v1`` cannot be kept (empty: it can): its
+    ``event`` must be an object with an ``_id`` and an ISO 8601 ``timestamp``, the two
+    things a projection keys and windows events by."""
+    event = data.get("event")
+    if not isinstance(event, Mapping):
+        return [FieldError("/event", "expected the experience event", "required")]
+    problems = []
+    if not isinstance(event.get("_id"), str) or not event["_id"]:
+        problems.append(FieldError("/event/_id", "expected the event's id (a string)", "required"))
+    if occurred_at(event) is None:
+        problems.append(FieldError("/event/timestamp", "expected an ISO 8601 date-time", "format"))
+    return problems
 
 
 def plan(known: Mapping[str, dict[str, Any]], records: Iterable[tuple[str, Mapping[str, Any]]]) -> Plan:

@@ -14,7 +14,7 @@ import asyncpg
 from itinera.common.errors import FieldError
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import PermanentError, Record
-from itinera.common.projection import plan
+from itinera.common.projection import event_problems, plan
 from itinera.segmentation.membership.service import evaluate_streaming
 from itinera.segmentation.projection import repository
 
@@ -30,8 +30,8 @@ def _checked(record: Record) -> tuple[str, dict[str, Any]]:
         uuid.UUID(str(data.get("profileId")))
     except ValueError:
         problems.append(FieldError("/profileId", "expected a profile id (UUID)", "format"))
-    if kind == "event" and not isinstance(data.get("event"), Mapping):
-        problems.append(FieldError("/event", "expected the experience event", "required"))
+    if kind == "event":
+        problems += event_problems(data)
     if kind == "change":
         changes = data.get("changes", [])
         if not isinstance(changes, list) or not all(

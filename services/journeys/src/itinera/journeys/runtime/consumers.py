@@ -28,7 +28,7 @@ from itinera.common.errors import FieldError
 from itinera.common.kafka import topics
 from itinera.common.kafka.consumer import PermanentError, Record
 from itinera.common.periodic import Periodic
-from itinera.common.projection import plan
+from itinera.common.projection import event_problems, plan
 from itinera.journeys.runtime import repository
 from itinera.journeys.runtime.service import (
     Contended,
@@ -95,8 +95,7 @@ def _parsed(record: Record, default_sandbox: str) -> tuple[str, dict[str, Any] |
     problems: list[FieldError] = []
     data["_profile"] = _uuid(data.get("profileId"), "/profileId", problems)
     if record.topic == topics.PROFILE_EVENTS.name:
-        if not isinstance(data.get("event"), Mapping):
-            problems.append(FieldError("/event", "expected the experience event", "required"))
+        problems += event_problems(data)
         if not isinstance(data.get("profile"), Mapping):
             problems.append(FieldError("/profile", "expected the profile's snapshot", "required"))
     elif record.topic == topics.PROFILE_CHANGES.name:

@@ -19,7 +19,9 @@ retries forever. An audience edited while a job runs is evaluated as it stands a
 chunk; a profile that enters the projection while a job runs is evaluated by it if its id
 comes after the cursor, and by the next job otherwise. An audience of the job named by
 another of the job (``inSegment``) is evaluated first, so that the other reads its new
-memberships.
+memberships. A job also evaluates the streaming audiences that name one of its own,
+directly or not (see :func:`_followers`): they follow its memberships as they follow
+those that change as data streams in.
 """
 
 from __future__ import annotations
@@ -159,7 +161,7 @@ async def create(db: asyncpg.Connection, sandbox: str, segment_ids: Sequence[str
             unknown,
         )
     ordered = [found[key] for key in dict.fromkeys(p for p in parsed if p is not None)]
-    job_id = await _insert(db, sandbox, ordered, "requested")
+    job_id = await _insert(db, sandbox, await _followers(db, sandbox, ordered), "requested")
     return await get(db, sandbox, str(job_id))
 
 
@@ -210,7 +212,25 @@ async def scheduled(
     rows = [found[k] for k in dict.fromkeys(keys) if k in found]
     if not rows:
         return None
-    return await _insert(db, sandbox, rows, "scheduled", schedule_id)
+    return await _insert(db, sandbox, await _followers(db, sandbox, rows), "scheduled", schedule_id)
+
+
+async def _followers(db: asyncpg.Connection, sandbox: str, rows: Sequence[Row]) -> list[Row]:
+    """``rows``, then the streaming audiences (``continuous``) naming one of them,
+    directly or not, that ``rows`` leave out. A batch job changes its audiences'
+    memberships; an audience evaluated as data streams in and naming one of them would
+    otherwise keep its members until each profile next changes. (A job that saving a
+    rule starts takes every audience naming it already: :func:`reevaluate`.)"""
+    held = {row["id"] for row in rows}
+    named: dict[uuid.UUID, None] = {}
+    for row in rows:
+        named |= dict.fromkeys(
+            d for d in await definitions.dependents(db, sandbox, row["id"]) if d not in held
+        )
+    if not named:
+        return list(rows)
+    found = {row["id"]: row for row in await definitions.get_many(db, sandbox, list(named))}
+    return [*rows, *(found[k] for k in named if k in found and found[k]["continuous_enabled"])]
 
 
 async def get(db: asyncpg.Connection, sandbox: str, job_id: str) -> dict[str, Any]:
