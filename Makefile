@@ -47,6 +47,9 @@ bench-profile: install ## measure the profile service: events applied per second
 bench-floor: install ## measure the least a consumer of events costs here: Kafka in, PostgreSQL and an outbox, Kafka out
 	$(BIN)/python benchmarks/floor.py $(BENCH_ARGS)
 
+bench-broker: install ## measure the local broker's cost as it fills (Tansu's memory storage)
+	$(BIN)/python benchmarks/broker.py $(BENCH_ARGS)
+
 bench-segmentation: install ## measure streaming qualification: event to audience entry latency
 	$(BIN)/python benchmarks/segmentation.py $(BENCH_ARGS)
 
@@ -62,4 +65,4 @@ token: install ## print a development bearer token
 clean: ## remove the virtualenv and local state
 	rm -rf $(VENV) .stack .cache
 
-.PHONY: help install run test lint typecheck check bench-ingest bench-profile bench-floor bench-segmentation bench-journeys bench-channels token clean
+.PHONY: help install run test lint typecheck check bench-ingest bench-profile bench-floor bench-broker bench-segmentation bench-journeys bench-channels token clean
