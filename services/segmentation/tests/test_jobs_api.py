@@ -277,7 +277,6 @@ class TestBatchEvaluation:
         assert job["metrics"]["segmentedProfileCounter"] == {french_women: 1, french: 1}
         assert await members(api, french_women) == [profile]
 
-
     async def test_a_streaming_audience_naming_one_of_the_job_follows_it(
         self, api: httpx.AsyncClient, pool: asyncpg.Pool, sandbox: str
     ) -> None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -59,6 +60,26 @@ async def change(producer: Producer, profile: str, **paths: Any) -> None:
     await producer.publish(topics.PROFILE_CHANGES.name, [envelope])
 
 
+def moment(text: str | None) -> datetime:
+    assert text is not None
+    return datetime.fromisoformat(text)
+
+
+async def membership(http: httpx.AsyncClient, audience: str, profile: str) -> dict[str, Any]:
+    """The profile's membership of the audience, as ``GET /v1/profiles/{id}/audiences``
+    lists it; checked to be the one ``GET /v1/audiences/{id}/members`` lists."""
+    listed = (await http.get(f"/v1/profiles/{profile}/audiences")).json()["audiences"]
+    found: dict[str, Any]
+    [found] = [a for a in listed if a["audienceId"] == audience]
+    status = "exited" if found["status"] == "exited" else "members"
+    page = (await http.get(f"/v1/audiences/{audience}/members", params={"status": status})).json()
+    [member] = [c for c in page["children"] if c["profileId"] == profile]
+    assert {k: member[k] for k in ("status", "enteredAt", "exitedAt")} == {
+        k: found[k] for k in ("status", "enteredAt", "exitedAt")
+    }
+    return found
+
+
 def announced(records: list[Record], audience: str, profile: str) -> list[str]:
     found = []
     for record in records:
@@ -76,16 +97,24 @@ class TestStreamingAudiences:
         audience = await streaming_audience(http, 'homeAddress.countryCode = "FR"')
         profile = str(uuid.uuid4())
         async with topic_reader(infrastructure, topics.AUDIENCES.name) as reader:
+            sent = datetime.now(UTC)
             await change(producer, profile, homeAddress__countryCode="FR")
             await reader.wait_for(lambda r: announced(r, audience, profile) == ["realized"], timeout_s=30)
+            member = await membership(http, audience, profile)
+            assert member["status"] == "realized"
+            assert sent <= moment(member["enteredAt"]) <= datetime.now(UTC)
+            assert member["exitedAt"] is None
             await change(producer, profile, person__name__firstName="Ann")  # not read by the rule
+            left = datetime.now(UTC)
             await change(producer, profile, homeAddress__countryCode="DE")
             await reader.wait_for(
                 lambda r: announced(r, audience, profile) == ["realized", "exited"], timeout_s=30
             )
-        listed = (await http.get(f"/v1/profiles/{profile}/audiences")).json()["audiences"]
         # Other tests' audiences in the sandbox may share the rule: this one's entry.
-        assert [a["status"] for a in listed if a["audienceId"] == audience] == ["exited"]
+        former = await membership(http, audience, profile)
+        assert former["status"] == "exited"
+        assert former["enteredAt"] == member["enteredAt"]
+        assert left <= moment(former["exitedAt"]) <= datetime.now(UTC)
 
     async def test_members_are_listed_by_audience_and_page(
         self, http: httpx.AsyncClient, producer: Producer
@@ -107,6 +136,31 @@ class TestStreamingAudiences:
         )
         assert [c["profileId"] for c in rest.json()["children"]] == profiles[2:]
         assert (await http.get(f"/v1/audiences/{uuid.uuid4()}/members")).status_code == 404
+
+    async def test_a_change_no_rule_reads_evaluates_no_rule(
+        self, http: httpx.AsyncClient, producer: Producer, infrastructure: StackInfo
+    ) -> None:
+        # Evaluating a rule the profile still meets makes its membership existing, silently:
+        # that is how an evaluation of a rule the change does not concern would show.
+        gold = await streaming_audience(http, 'loyalty.tier = "gold"')
+        named = await streaming_audience(http, 'person.name.firstName = "Ann"')
+        profile = str(uuid.uuid4())
+        async with topic_reader(infrastructure, topics.AUDIENCES.name) as reader:
+            await change(producer, profile, loyalty__tier="gold")
+            await reader.wait_for(lambda r: announced(r, gold, profile) == ["realized"], timeout_s=30)
+            await change(producer, profile, person__name__firstName="Ann")  # read by `named` only
+            await reader.wait_for(lambda r: announced(r, named, profile) == ["realized"], timeout_s=30)
+        # `named` was evaluated in the transaction that would have evaluated `gold`.
+        member = await membership(http, gold, profile)
+        assert member["status"] == "realized"
+        await change(producer, profile, loyalty__tier="gold")  # read by `gold`: evaluated again
+
+        async def existing() -> bool:
+            status: str = (await membership(http, gold, profile))["status"]
+            return status == "existing"
+
+        await eventually(existing, timeout_s=30)
+        assert (await membership(http, gold, profile))["enteredAt"] == member["enteredAt"]
 
     async def test_an_event_within_the_window_qualifies_the_profile(
         self, http: httpx.AsyncClient, producer: Producer, infrastructure: StackInfo
@@ -196,3 +250,31 @@ class TestTimeAlone:
             )
         exits = [orjson.loads(r.value or b"{}") for r in records]
         assert [e["evaluation"] for e in exits if e["profileId"] == profile] == ["streaming", "scheduled"]
+        former = await membership(http, audience, profile)
+        assert moment(former["enteredAt"]) < leaves + timedelta(hours=24) <= moment(former["exitedAt"])
+
+    async def test_an_event_today_is_evaluated_again_at_midnight_not_a_day_after_it(
+        self, http: httpx.AsyncClient, producer: Producer, infrastructure: StackInfo, pool: asyncpg.Pool
+    ) -> None:
+        rule = 'xEvent[eventType = "web.visit" and timestamp occurs today]'
+        audience = await streaming_audience(http, rule)
+        profile = str(uuid.uuid4())
+        stamp = datetime.now(UTC)
+        body = {"_id": f"{profile}-v", "timestamp": stamp.isoformat(), "eventType": "web.visit"}
+        data = {"sandbox": "prod", "profileId": profile, "event": body, "profile": {}}
+        envelope = Envelope(
+            type="com.itinera.profile.event.v1", source="/t", data=data, sandbox="prod", key=profile
+        )
+        async with topic_reader(infrastructure, topics.AUDIENCES.name) as reader:
+            await producer.publish(topics.PROFILE_EVENTS.name, [envelope])
+            await reader.wait_for(lambda r: announced(r, audience, profile) == ["realized"], timeout_s=30)
+        entered = moment((await membership(http, audience, profile))["enteredAt"])
+        async with pool.acquire() as conn:
+            due = await conn.fetchval(
+                """SELECT due_at FROM reevaluations
+                   WHERE sandbox = 'prod' AND audience_id = $1 AND profile_id = $2""",
+                audience,
+                profile,
+            )
+        # When the event stops being today's; its one-day look-back ends hours later.
+        assert due == datetime.combine(entered.date() + timedelta(days=1), time(), UTC)

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from itinera.common.pql import analyse
+from itinera.common.pql import Timing, analyse
 
 CHECKOUT_TODAY = (
     'CHAIN(xEvent, timestamp, [C0: WHAT(eventType.equals("commerce.checkouts", false)) WHEN(today)])'
@@ -168,6 +168,76 @@ class TestTimeDependence:
     )
     def test_relative_time_makes_a_rule_depend_on_now(self, rule: str, dependent: bool) -> None:
         assert analyse(rule).time_dependent is dependent
+
+
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
+
+
+class TestTiming:
+    @pytest.mark.parametrize(
+        ("rule", "timing"),
+        [
+            ('person.name = "x"', Timing()),
+            ("person.birthDate occurs today", Timing(calendar=frozenset({"day"}))),
+            ("person.birthMonth = currentMonth()", Timing(calendar=frozenset({"month"}))),
+            ("person.birthYear = currentYear()", Timing(calendar=frozenset({"year"}))),
+            ("x occurs last week or y occurs next month", Timing(calendar=frozenset({"week", "month"}))),
+            ("x occurs <= 3 days before today", Timing(calendar=frozenset({"day"}))),
+            ("x occurs <= 3 days before now", Timing(unforeseen=True)),
+            ("now.getDayOfMonth() = 1", Timing(unforeseen=True)),
+            ('xEvent[eventType = "a" and timestamp occurs today]', Timing(event_calendar=frozenset({"day"}))),
+            (CHECKOUT_TODAY, Timing(event_calendar=frozenset({"day"}))),
+            (
+                "exists X from xEvent where X.timestamp occurs last hour",
+                Timing(event_calendar=frozenset({"hour"})),
+            ),
+            (
+                "xEvent[timestamp occurs <= 24 hours before now]",
+                Timing(event_offsets=frozenset({0 * DAY, DAY})),
+            ),
+            ("xEvent[timestamp occurs > 2 hours before now]", Timing(event_offsets=frozenset({2 * HOUR}))),
+            (
+                "xEvent[timestamp occurs = 3 days before now]",
+                Timing(event_offsets=frozenset({2 * DAY, 3 * DAY})),
+            ),
+            (
+                "xEvent.exists(e => e.timestamp occurs < 2 hours after now)",
+                Timing(event_offsets=frozenset({-2 * HOUR, 0 * HOUR})),
+            ),
+            ("xEvent[timestamp occurs before now]", Timing(event_offsets=frozenset({0 * HOUR}))),
+            (
+                "CHAIN(xEvent, timestamp, [A: WHAT(true) WHEN(today),"
+                " B: WHAT(true) WHEN(<= 1 hours before now)])",
+                Timing(event_calendar=frozenset({"day"}), event_offsets=frozenset({0 * HOUR, HOUR})),
+            ),
+            (
+                "person.birthDate occurs today and xEvent[timestamp occurs <= 24 hours before now]",
+                Timing(calendar=frozenset({"day"}), event_offsets=frozenset({0 * DAY, DAY})),
+            ),
+        ],
+    )
+    def test_when_time_alone_can_change_the_value(self, rule: str, timing: Timing) -> None:
+        assert analyse(rule).timing == timing
+
+    @pytest.mark.parametrize(
+        "rule",
+        [
+            "xEvent[timestamp occurs <= 1 months before now]",  # months vary in length
+            "xEvent[commerce.order.date occurs <= 1 days before now]",  # not the event's timestamp
+            "CHAIN(xEvent, other.time, [A: WHAT(true) WHEN(<= 24 hours before now)])",
+            "xEvent[not (timestamp occurs <= 24 hours before now)]",
+        ],
+    )
+    def test_now_in_a_test_no_event_time_foretells_is_unforeseen(self, rule: str) -> None:
+        timing = analyse(rule).timing
+        assert timing.unforeseen
+        assert not timing.event_offsets
+
+    def test_a_calendar_period_tested_against_another_time_of_an_event_holds_whatever_the_events(
+        self,
+    ) -> None:
+        timing = analyse("xEvent[commerce.order.date occurs today]").timing
+        assert timing == Timing(calendar=frozenset({"day"}))
 
 
 class TestAnalyseNeverRaises:

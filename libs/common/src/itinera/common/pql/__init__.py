@@ -47,7 +47,7 @@ it does not:
 - ``inSegment(id)`` holds when the audience's status is ``realized`` or ``existing``.
 """
 
-from itinera.common.pql.analysis import Analysis, analyse
+from itinera.common.pql.analysis import Analysis, Timing, analyse
 from itinera.common.pql.ast import Expression
 from itinera.common.pql.compiler import Rule, compile_rule
 from itinera.common.pql.errors import PqlError, Problem
@@ -61,6 +61,7 @@ __all__ = [
     "PqlError",
     "Problem",
     "Rule",
+    "Timing",
     "analyse",
     "compile_rule",
     "parse",

@@ -2,8 +2,8 @@
 
 ``analyse`` reports the attribute paths a rule reads, the audiences it names, the
 longest look-back into the profile's events it needs, whether its value can change
-with the passing of time alone, and whether AEP's streaming segmentation rules allow
-it to be evaluated as events arrive.
+with the passing of time alone and when (``Timing``), and whether AEP's streaming
+segmentation rules allow it to be evaluated as events arrive.
 
 The streaming rules are AEP's current ones (since May 2025): a rule qualifies when it
 reads only profile attributes and audience memberships, or when its events sit in one
@@ -25,7 +25,7 @@ from typing import Any
 from itinera.common.pql import ast
 from itinera.common.pql.compiler import METHODS, check
 from itinera.common.pql.errors import Problem
-from itinera.common.pql.functions import UNIT_UPPER_BOUND
+from itinera.common.pql.functions import FIXED_UNITS, UNIT_UPPER_BOUND
 from itinera.common.pql.parser import parse_syntax, too_deep
 
 STREAMING_WINDOW = timedelta(hours=24)
@@ -33,8 +33,33 @@ _EVENTS = "xEvent"
 _EVENT_TIME = "timestamp"
 _PASS_THROUGH_METHODS = frozenset({"filter", "distinct", "head", "topN", "bottomN"})
 _AGGREGATING_METHODS = frozenset({"count", "sum", "average", "min", "max", "groupBy", "map", "intersection"})
+_CURRENT = {"currentMonth": "month", "currentYear": "year", "currentDayOfMonth": "day"}
+"""The functions reading the calendar, and the unit of the period each reads."""
 
 Path = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When the passing of time alone can change a rule's value, for whoever must look
+    again no later than it does. Periods are the engine's: UTC days, weeks from Monday,
+    months, years..."""
+
+    calendar: frozenset[str] = frozenset()
+    """The units of the periods at whose start the value can change, whatever the
+    events: ``day`` for ``person.birthDate occurs today``, ``month`` for ``currentMonth()``."""
+    event_calendar: frozenset[str] = frozenset()
+    """The units of the periods an event's ``timestamp`` is tested against (``day`` for
+    ``xEvent[timestamp occurs yesterday]``): the start of one can change the value only
+    while an event lies within the look-back, or is dated later."""
+    event_offsets: frozenset[timedelta] = frozenset()
+    """How long after an event's ``timestamp`` (negative: before it) a test of it against
+    ``now`` can change: 0 and 24 hours for ``timestamp occurs <= 24 hours before now``
+    (a future-dated event reaches now; 24 hours later it leaves the window)."""
+    unforeseen: bool = False
+    """Whether the rule reads ``now`` in another way (``person.birthDate occurs <= 30 days
+    before now``, ``now.getDayOfMonth()``), which can change its value at moments no event
+    and no calendar foretell."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +71,7 @@ class Analysis:
     streaming_reasons: list[str]
     lookback: timedelta | None
     time_dependent: bool
+    timing: Timing
 
 
 @dataclass
@@ -64,6 +90,13 @@ class _Findings:
     in_segment: bool = False
     time_dependent: bool = False
     events: list[_EventUse] = field(default_factory=list)
+    calendar: set[str] = field(default_factory=set)
+    event_calendar: set[str] = field(default_factory=set)
+    event_offsets: set[timedelta] = field(default_factory=set)
+    unforeseen: bool = False
+    anchors: set[int] = field(default_factory=set)
+    """The ``id`` of each time an event's ``timestamp`` is tested against, accounted for
+    in ``event_calendar`` or ``event_offsets``."""
 
 
 def analyse(text: str, *, profile_only_segments: Collection[str] = ()) -> Analysis:
@@ -75,7 +108,7 @@ def analyse(text: str, *, profile_only_segments: Collection[str] = ()) -> Analys
     except RecursionError:
         expression, problems = None, [too_deep(text)]
     if expression is None:
-        return Analysis(problems, [], [], False, ["the rule does not parse"], None, False)
+        return Analysis(problems, [], [], False, ["the rule does not parse"], None, False, Timing())
     findings = _Findings()
     try:
         _Walker(findings).root(expression)
@@ -92,6 +125,12 @@ def analyse(text: str, *, profile_only_segments: Collection[str] = ()) -> Analys
         streaming_reasons=reasons,
         lookback=lookback,
         time_dependent=findings.time_dependent,
+        timing=Timing(
+            calendar=frozenset(findings.calendar),
+            event_calendar=frozenset(findings.event_calendar),
+            event_offsets=frozenset(findings.event_offsets),
+            unforeseen=findings.unforeseen,
+        ),
     )
 
 
@@ -183,6 +222,57 @@ def _spec_window(spec: ast.OccursSpec) -> timedelta | None:
             return _base_back(start)
 
 
+# How time moves a test of an event's time (``Timing``).
+
+
+def _calendar_unit(time: ast.Expression) -> str | None:
+    """The unit of the calendar period ``time`` names; None for ``now`` and the rest."""
+    if isinstance(time, ast.TimeRef):
+        return None if time.word == "now" else "day"
+    if isinstance(time, ast.RelativePeriod):
+        return time.unit
+    return None
+
+
+def _now_offsets(spec: ast.OccursSpec) -> frozenset[timedelta] | None:
+    """When, after the time ``t`` it tests, a test anchored on ``now`` can change: at
+    ``t`` itself when it compares ``t`` with now, at ``t + d`` when with ``d`` before now
+    (``t - d`` after now), and a unit earlier too when it asks for that one unit (``=``).
+    None when the units follow the calendar (months, years), whose length varies."""
+    if not isinstance(spec, ast.OccursRelative):
+        return frozenset({timedelta(0)})
+    step = FIXED_UNITS.get(spec.unit)
+    if step is None:
+        return None
+    try:
+        reach = step * spec.amount if spec.direction == "before" else -step * spec.amount
+        if spec.op in ("<", "<="):
+            return frozenset({timedelta(0), reach})
+        if spec.op in ("=", "!="):
+            return frozenset({reach - step, reach})
+        return frozenset({reach})
+    except OverflowError:
+        return None
+
+
+def _note_times(spec: ast.OccursSpec, found: _Findings | None) -> None:
+    """Records how time moves ``spec`` applied to an event's ``timestamp`` (``found``
+    None: to another time of the event, which ``Timing`` does not follow)."""
+    if found is None:
+        return
+    times = (spec.start, spec.end) if isinstance(spec, ast.OccursBetween) else (spec.time,)
+    for time in times:
+        unit = _calendar_unit(time)
+        if unit is not None:
+            found.event_calendar.add(unit)
+            found.anchors.add(id(time))
+        elif isinstance(time, ast.TimeRef):
+            offsets = _now_offsets(spec)
+            if offsets is not None:
+                found.event_offsets |= offsets
+                found.anchors.add(id(time))
+
+
 def _both(first: timedelta | None, second: timedelta | None) -> timedelta | None:
     if first is None:
         return second
@@ -191,15 +281,17 @@ def _both(first: timedelta | None, second: timedelta | None) -> timedelta | None
     return min(first, second)
 
 
-def _window(condition: ast.Expression | None, is_time: Any) -> timedelta | None:
-    """The look-back a condition imposes on the event whose time ``is_time`` recognises."""
+def _window(condition: ast.Expression | None, is_time: Any, found: _Findings | None) -> timedelta | None:
+    """The look-back a condition imposes on the event whose time ``is_time`` recognises;
+    how time moves its tests of that time goes to ``found`` (see ``_note_times``)."""
     match condition:
         case ast.Binary(op="and", left=left, right=right):
-            return _both(_window(left, is_time), _window(right, is_time))
+            return _both(_window(left, is_time, found), _window(right, is_time, found))
         case ast.Binary(op="or", left=left, right=right):
-            first, second = _window(left, is_time), _window(right, is_time)
+            first, second = _window(left, is_time, found), _window(right, is_time, found)
             return None if first is None or second is None else max(first, second)
         case ast.Occurs(subject=subject, spec=spec) if is_time(subject):
+            _note_times(spec, found)
             return _spec_window(spec)
     return None
 
@@ -252,9 +344,9 @@ class _Walker:
         for layer in layers:
             match layer:
                 case ast.Filter(condition=condition):
-                    window = _both(window, _window(condition, _context_time))
+                    window = _both(window, _window(condition, _context_time, self.found))
                 case ast.MethodCall(name="filter", args=(argument,)):
-                    window = _both(window, _element_window(argument))
+                    window = _both(window, _element_window(argument, self.found))
                 case ast.Field():
                     projects = True
         return window, projects
@@ -267,7 +359,7 @@ class _Walker:
                 if layers is None:
                     return False
                 window, _ = self._layer_window(layers)
-                self._use("chain", _both(window, _chain_window(steps, time_field)), negated)
+                self._use("chain", _both(window, _chain_window(steps, time_field, self.found)), negated)
                 return True
             case ast.Quantifier(kind=kind, bindings=bindings):
                 return self._claim_bindings(kind, bindings, scope, negated != (kind == "forall"))
@@ -280,7 +372,7 @@ class _Walker:
                 if layers is None:
                     return False
                 window, projects = self._layer_window(layers)
-                window = _both(window, _element_window(args[0]) if args else None)
+                window = _both(window, _element_window(args[0], self.found) if args else None)
                 self._use("values" if projects else name, window, negated != (name == "forall"))
                 return True
             case ast.MethodCall(target=target, name=name) if name in _AGGREGATING_METHODS:
@@ -310,7 +402,7 @@ class _Walker:
                 return _variable_time(node, variable)
 
             for later in bindings[position:]:
-                window = _both(window, _window(later.condition, is_time))
+                window = _both(window, _window(later.condition, is_time, self.found))
             self._use("values" if projects else kind, window, negated)
             return True
         return False
@@ -347,6 +439,12 @@ class _Walker:
                 return contexts[-1 - levels] if levels < len(contexts) else None
             case ast.TimeRef() | ast.RelativePeriod():
                 self.found.time_dependent = True
+                if id(node) not in self.found.anchors:
+                    unit = _calendar_unit(node)
+                    if unit is None:
+                        self.found.unforeseen = True
+                    else:
+                        self.found.calendar.add(unit)
                 return None
             case ast.ListExpr(items=items):
                 for item in items:
@@ -406,8 +504,9 @@ class _Walker:
                 self.found.segments.add(args[0].value)
             else:
                 self.found.named_segments_only = False
-        if name in ("currentMonth", "currentYear", "currentDayOfMonth"):
+        if name in _CURRENT:
             self.found.time_dependent = True
+            self.found.calendar.add(_CURRENT[name])
         for arg in args:
             self.walk(arg, scope, contexts, negated, False)
         return None
@@ -518,14 +617,14 @@ def _variable_time(node: ast.Expression, variable: str) -> bool:
     )
 
 
-def _element_window(argument: ast.Expression) -> timedelta | None:
+def _element_window(argument: ast.Expression, found: _Findings) -> timedelta | None:
     if isinstance(argument, ast.Lambda) and argument.params:
         parameter = argument.params[0]
-        return _window(argument.body, lambda node: _variable_time(node, parameter))
-    return _window(argument, _context_time)
+        return _window(argument.body, lambda node: _variable_time(node, parameter), found)
+    return _window(argument, _context_time, found)
 
 
-def _chain_window(steps: tuple[ast.ChainStep, ...], time_field: Path) -> timedelta | None:
+def _chain_window(steps: tuple[ast.ChainStep, ...], time_field: Path, found: _Findings) -> timedelta | None:
     def is_time(node: ast.Expression) -> bool:
         names: list[str] = []
         while isinstance(node, ast.Field):
@@ -535,12 +634,14 @@ def _chain_window(steps: tuple[ast.ChainStep, ...], time_field: Path) -> timedel
             return False
         return (node.name, *reversed(names)) == time_field
 
-    windows: list[timedelta] = []
-    for step in steps:
-        window = _spec_window(step.when) if step.when is not None else None
-        window = _both(window, _window(step.what, is_time))
-        window = _both(window, _window(step.where, is_time))
-        if window is None:
-            return None
-        windows.append(window)
-    return max(windows) if windows else None
+    noted = found if time_field == (_EVENT_TIME,) else None
+    windows: list[timedelta | None] = []
+    for step in steps:  # every step, for what ``noted`` learns of each
+        window = None
+        if step.when is not None:
+            _note_times(step.when, noted)
+            window = _spec_window(step.when)
+        window = _both(window, _window(step.what, is_time, noted))
+        windows.append(_both(window, _window(step.where, is_time, noted)))
+    bounded = [window for window in windows if window is not None]
+    return max(bounded) if bounded and len(bounded) == len(windows) else None

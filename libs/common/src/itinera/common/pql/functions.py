@@ -19,7 +19,7 @@ from typing import Any
 
 _DATE_ONLY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}")
-_FIXED_UNITS = {
+FIXED_UNITS = {
     "millisecond": timedelta(milliseconds=1),
     "second": timedelta(seconds=1),
     "minute": timedelta(minutes=1),
@@ -27,9 +27,10 @@ _FIXED_UNITS = {
     "day": timedelta(days=1),
     "week": timedelta(days=7),
 }
+"""The units of fixed length; the others (months, years...) follow the calendar."""
 _MONTH_UNITS = {"month": 1, "year": 12, "decade": 120, "century": 1200, "millennium": 12000}
 UNIT_UPPER_BOUND = {
-    **_FIXED_UNITS,
+    **FIXED_UNITS,
     "month": timedelta(days=31),
     "year": timedelta(days=366),
     "decade": timedelta(days=3653),
@@ -156,8 +157,8 @@ def as_period(value: Any) -> Period | None:
 def shift(moment: datetime, unit: str, amount: int) -> datetime | None:
     """``moment`` moved by ``amount`` units (calendar units keep the day where they can)."""
     try:
-        if unit in _FIXED_UNITS:
-            return moment + _FIXED_UNITS[unit] * amount
+        if unit in FIXED_UNITS:
+            return moment + FIXED_UNITS[unit] * amount
         total = moment.year * 12 + moment.month - 1 + _MONTH_UNITS[unit] * amount
         year, month_index = divmod(total, 12)
         if not 1 <= year <= 9999:

@@ -17,7 +17,8 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import asyncpg
@@ -29,6 +30,7 @@ from itinera.common.kafka import topics
 from itinera.common.kafka.envelope import Envelope
 from itinera.common.periodic import Periodic
 from itinera.common.pql.compiler import Events
+from itinera.common.pql.functions import shift, truncate
 from itinera.common.projection import Plan, occurred_at
 from itinera.segmentation.membership import repository
 from itinera.segmentation.membership.repository import Audience, Change
@@ -81,24 +83,65 @@ def announcements(sandbox: str, changes: Iterable[Change], at: datetime, evaluat
     return found
 
 
+@lru_cache(maxsize=4096)
+def timing_of(expression: str) -> pql.Timing:
+    """When time alone can change the value of the rule ``expression``."""
+    return pql.analyse(expression).timing
+
+
+def _next_start(now: datetime, unit: str) -> datetime | None:
+    """The start of the calendar period after the one holding ``now``, as the engine
+    counts them (UTC days, weeks from Monday, months...)."""
+    start = truncate(now, unit)
+    return shift(start, unit, 1) if start is not None else None
+
+
+def _back(now: datetime, lookback: timedelta | None) -> datetime | None:
+    """``lookback`` before ``now``; the earliest moment there is when that lies before it."""
+    if lookback is None:
+        return None
+    try:
+        return now - lookback
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
 def next_check(audience: Audience, events: Events, now: datetime) -> datetime | None:
-    """When time alone can next change the rule's answer for a profile with ``events``:
-    an event leaving the look-back window (or a future-dated one reaching now); the
-    next UTC midnight for a rule on calendar time (``today``, ``this month``...)."""
+    """When time alone can next change the rule's answer for a profile with ``events``
+    (None: it cannot), the earliest of: the start of the next period of each calendar
+    unit the rule reads (``today``: UTC midnight, ``this week``: Monday...; for a period
+    an event's time is tested against, only while an event lies within the look-back or
+    is dated later); the moments an event's time crosses a bound anchored on now (it
+    leaves the window, a future-dated one reaches now); the next UTC midnight for a rule
+    reading now in another way, which is looked at daily (see :class:`pql.Timing`)."""
     if not audience.time_dependent:
         return None
-    if audience.lookback is None:
-        return datetime.combine(now.date() + timedelta(days=1), time(), UTC)
-    candidates = []
-    for event in events() if callable(events) else events:
-        at = occurred_at(event)
-        if at is None:
-            continue
-        if at > now:
-            candidates.append(at)
-        elif at >= now - audience.lookback:
-            candidates.append(at + audience.lookback)
-    return min(candidates) + timedelta(milliseconds=1) if candidates else None
+    timing = timing_of(audience.expression)
+    units, while_recent = set(timing.calendar), timing.event_calendar
+    if audience.lookback is None:  # any event may be tested: no event is too old
+        units |= while_recent
+        while_recent = frozenset()
+    if timing.unforeseen or timing == pql.Timing():  # (nothing found: a rule too deep to walk)
+        units.add("day")
+    candidates = [start for unit in units if (start := _next_start(now, unit)) is not None]
+    if timing.event_offsets or while_recent:
+        since = _back(now, audience.lookback)
+        recent = False
+        for event in events() if callable(events) else events:
+            at = occurred_at(event)
+            if at is None:
+                continue
+            recent = recent or (since is not None and at >= since)
+            for offset in timing.event_offsets:
+                try:
+                    moment = at + offset + timedelta(milliseconds=1)
+                except OverflowError:
+                    continue
+                if moment > now:
+                    candidates.append(moment)
+        if recent:
+            candidates += [start for unit in while_recent if (start := _next_start(now, unit)) is not None]
+    return min(candidates, default=None)
 
 
 @dataclass
