@@ -264,6 +264,18 @@ class TestBatchEvaluation:
         assert job["metrics"]["segmentedProfileCounter"] == {recent_buyer: 1}
         assert await members(api, recent_buyer) == [recent]
 
+    async def test_a_look_back_longer_than_the_calendar_reads_every_event(
+        self, api: httpx.AsyncClient, pool: asyncpg.Pool, sandbox: str
+    ) -> None:
+        ever = await audience(api, "xEvent[timestamp occurs <= 5000 years before now].count() > 0")
+        profile = str(uuid.uuid4())
+        at = datetime(2001, 1, 1, tzinfo=UTC)
+        body = {"_id": f"{profile}-p", "timestamp": at.isoformat(), "eventType": "commerce.purchases"}
+        await project(pool, sandbox, {profile: {}}, [Event(profile, body["_id"], at, body)])
+        job = await run(api, ever)
+        assert job["status"] == "SUCCEEDED", job
+        assert await members(api, ever) == [profile]
+
     async def test_an_audience_named_by_another_of_the_job_is_evaluated_first(
         self, api: httpx.AsyncClient, pool: asyncpg.Pool, sandbox: str
     ) -> None:

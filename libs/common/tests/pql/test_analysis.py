@@ -142,6 +142,8 @@ class TestLookback:
             ("xEvent[timestamp occurs between date(2020, 1, 1) and date(2021, 1, 1)]", None),
             ('xEvent[eventType = "a"]', None),
             ('person.name = "x"', None),
+            ("xEvent[timestamp occurs <= 1000 years before now]", timedelta(days=366_000)),
+            ("xEvent[timestamp occurs <= 5000 years before now].count() > 0", None),  # every event
             (
                 "CHAIN(xEvent, timestamp, [A: WHAT(true) WHEN(today)])"
                 " and xEvent[timestamp occurs last week]",

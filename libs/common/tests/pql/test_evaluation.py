@@ -433,6 +433,14 @@ class TestDatesAndTimes:
             ("2019-12-31T12:00:00Z", "occurs date(2019, 12, 31)", True),
             ("2019-12-30T12:00:00Z", "occurs before other", True),
             ("2019-12-31T12:00:00Z", "occurs != 1 day before other", False),
+            # A reference off the calendar (before year 1, after 9999): every moment lies
+            # within it, none beyond it or in the unit there.
+            ("0001-01-01T00:00:00Z", "occurs <= 5000 years before now", True),
+            ("2024-06-13T00:00:00Z", "occurs <= 5000 years before now", False),
+            ("2024-06-13T00:00:00Z", "occurs < 9000 years after now", True),
+            ("2001-01-01T00:00:00Z", "occurs > 5000 years before now", False),
+            ("2001-01-01T00:00:00Z", "occurs = 5000 years before now", False),
+            ("2001-01-01T00:00:00Z", "occurs != 5000 years before now", True),
         ],
     )
     def test_occurs(self, moment: str, rule: str, expected: bool) -> None:

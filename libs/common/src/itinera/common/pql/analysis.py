@@ -29,6 +29,9 @@ from itinera.common.pql.functions import FIXED_UNITS, UNIT_UPPER_BOUND
 from itinera.common.pql.parser import parse_syntax, too_deep
 
 STREAMING_WINDOW = timedelta(hours=24)
+LONGEST_LOOKBACK = timedelta(days=366 * 1000)
+"""A look-back longer than this reads every event (its ``lookback`` is None): the
+same events in practice, and no date arithmetic runs off the calendar (year 1)."""
 _EVENTS = "xEvent"
 _EVENT_TIME = "timestamp"
 _PASS_THROUGH_METHODS = frozenset({"filter", "distinct", "head", "topN", "bottomN"})
@@ -117,6 +120,8 @@ def analyse(text: str, *, profile_only_segments: Collection[str] = ()) -> Analys
     reasons = _streaming_reasons(findings, problems, set(profile_only_segments))
     windows = [use.window for use in findings.events if use.window is not None]
     lookback = max(windows) if findings.events and len(windows) == len(findings.events) else None
+    if lookback is not None and lookback > LONGEST_LOOKBACK:
+        lookback = None
     return Analysis(
         problems=problems,
         references=sorted(_render(path) for path in _leaves(findings.references)),

@@ -236,8 +236,10 @@ def occurs_relative(
     anchor = base.start
     sign = -1 if direction == "before" else 1
     reference = shift(anchor, unit, sign * amount)
-    if reference is None:
-        return False
+    if reference is None:  # off the calendar (before year 1, after 9999): every moment is within
+        if op in ("<", "<="):
+            return moment <= anchor if direction == "before" else anchor <= moment
+        return op == "!="  # and none beyond it, nor in a unit there
     if op in ("=", "!="):
         following = shift(reference, unit, 1)
         if following is None:
