@@ -60,6 +60,16 @@ async def change(producer: Producer, profile: str, **paths: Any) -> None:
     await producer.publish(topics.PROFILE_CHANGES.name, [envelope])
 
 
+async def happened(producer: Producer, profile: str, event_type: str, at: datetime) -> None:
+    """An event of the profile, as the profile service publishes it."""
+    body = {"_id": f"{profile}-{event_type}", "timestamp": at.isoformat(), "eventType": event_type}
+    data = {"sandbox": "prod", "profileId": profile, "event": body, "profile": {}}
+    envelope = Envelope(
+        type="com.itinera.profile.event.v1", source="/t", data=data, sandbox="prod", key=profile
+    )
+    await producer.publish(topics.PROFILE_EVENTS.name, [envelope])
+
+
 def moment(text: str | None) -> datetime:
     assert text is not None
     return datetime.fromisoformat(text)
@@ -168,17 +178,8 @@ class TestStreamingAudiences:
         rule = 'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 24 hours before now]'
         audience = await streaming_audience(http, rule)
         profile = str(uuid.uuid4())
-        body = {
-            "_id": f"{profile}-p",
-            "timestamp": datetime.now(UTC).isoformat(),
-            "eventType": "commerce.purchases",
-        }
-        data = {"sandbox": "prod", "profileId": profile, "event": body, "profile": {}}
-        envelope = Envelope(
-            type="com.itinera.profile.event.v1", source="/t", data=data, sandbox="prod", key=profile
-        )
         async with topic_reader(infrastructure, topics.AUDIENCES.name) as reader:
-            await producer.publish(topics.PROFILE_EVENTS.name, [envelope])
+            await happened(producer, profile, "commerce.purchases", datetime.now(UTC))
             await reader.wait_for(lambda r: announced(r, audience, profile) == ["realized"], timeout_s=30)
 
     async def test_a_deleted_profile_exits_its_audiences(
@@ -237,13 +238,8 @@ class TestTimeAlone:
         audience = await streaming_audience(http, rule)
         profile = str(uuid.uuid4())
         leaves = datetime.now(UTC) - timedelta(hours=24) + timedelta(seconds=4)
-        body = {"_id": f"{profile}-v", "timestamp": leaves.isoformat(), "eventType": "web.visit"}
-        data = {"sandbox": "prod", "profileId": profile, "event": body, "profile": {}}
-        envelope = Envelope(
-            type="com.itinera.profile.event.v1", source="/t", data=data, sandbox="prod", key=profile
-        )
         async with topic_reader(infrastructure, topics.AUDIENCES.name) as reader:
-            await producer.publish(topics.PROFILE_EVENTS.name, [envelope])
+            await happened(producer, profile, "web.visit", leaves)
             await reader.wait_for(lambda r: announced(r, audience, profile) == ["realized"], timeout_s=30)
             records = await reader.wait_for(
                 lambda r: announced(r, audience, profile) == ["realized", "exited"], timeout_s=30
@@ -260,13 +256,8 @@ class TestTimeAlone:
         audience = await streaming_audience(http, rule)
         profile = str(uuid.uuid4())
         stamp = datetime.now(UTC)
-        body = {"_id": f"{profile}-v", "timestamp": stamp.isoformat(), "eventType": "web.visit"}
-        data = {"sandbox": "prod", "profileId": profile, "event": body, "profile": {}}
-        envelope = Envelope(
-            type="com.itinera.profile.event.v1", source="/t", data=data, sandbox="prod", key=profile
-        )
         async with topic_reader(infrastructure, topics.AUDIENCES.name) as reader:
-            await producer.publish(topics.PROFILE_EVENTS.name, [envelope])
+            await happened(producer, profile, "web.visit", stamp)
             await reader.wait_for(lambda r: announced(r, audience, profile) == ["realized"], timeout_s=30)
         entered = moment((await membership(http, audience, profile))["enteredAt"])
         async with pool.acquire() as conn:
