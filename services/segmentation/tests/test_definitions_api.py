@@ -367,6 +367,69 @@ class TestEvaluationModes:
         assert accepted.json()["itinera"]["streaming"]["eligible"] is False
 
 
+class TestStreamingOnOtherAudiences:
+    """AEP streams a rule combining its event with ``inSegment`` only when every audience
+    it names is profile-only: it reads no event, itself or through those it names."""
+
+    async def test_an_event_with_a_profile_only_audience_streams_and_with_another_does_not(
+        self, http: httpx.AsyncClient
+    ) -> None:
+        french = await create(http)
+        french_too = await create(http, f'inSegment("{french["id"]}") and person.gender = "female"')
+        buyers = await create(http, WEEKLY_PURCHASE)
+        for profile_only in (french, french_too):
+            body = await create(
+                http, f'inSegment("{profile_only["id"]}") and {RECENT_PURCHASE}', evaluationInfo=streaming()
+            )
+            assert body["itinera"]["streaming"] == {"eligible": True, "reasons": []}
+        for reading_events in (buyers, await create(http, f'inSegment("{buyers["id"]}")')):
+            refused = await http.post(
+                DEFINITIONS,
+                json=definition(
+                    unique("mixed"),
+                    f'inSegment("{reading_events["id"]}") and {RECENT_PURCHASE}',
+                    evaluationInfo=streaming(),
+                ),
+            )
+            assert refused.status_code == 400
+            assert paths(refused) == {"/evaluationInfo/continuous/enabled"}
+            assert "profile-only" in refused.json()["streamingReasons"][0]
+
+    async def test_validation_says_the_same(self, http: httpx.AsyncClient) -> None:
+        french, buyers = await create(http), await create(http, WEEKLY_PURCHASE)
+        for named, eligible in ((french, True), (buyers, False)):
+            found = await http.post(
+                "/v1/pql/validate", json={"expression": f'inSegment("{named["id"]}") and {RECENT_PURCHASE}'}
+            )
+            assert found.status_code == 200
+            assert found.json()["streaming"]["eligible"] is eligible
+
+    async def test_an_audience_a_streaming_one_relies_on_cannot_start_reading_events(
+        self, http: httpx.AsyncClient
+    ) -> None:
+        french = await create(http)
+        relying = await create(
+            http, f'inSegment("{french["id"]}") and {RECENT_PURCHASE}', evaluationInfo=streaming()
+        )
+        refused = await http.patch(
+            f"{DEFINITIONS}/{french['id']}", json={"expression": {"value": WEEKLY_PURCHASE}}
+        )
+        assert refused.status_code == 409
+        assert refused.json()["streamingDependents"] == [{"id": relying["id"], "name": relying["name"]}]
+        assert (await http.get(f"{DEFINITIONS}/{french['id']}")).json() == french
+
+        batch = {"evaluationInfo": streaming(batch=True, continuous=False)}
+        assert (await http.patch(f"{DEFINITIONS}/{relying['id']}", json=batch)).status_code == 200
+        changed = await http.patch(
+            f"{DEFINITIONS}/{french['id']}", json={"expression": {"value": WEEKLY_PURCHASE}}
+        )
+        assert changed.status_code == 200
+        # and the audience relying on it cannot go back to streaming
+        again = await http.patch(f"{DEFINITIONS}/{relying['id']}", json={"evaluationInfo": streaming()})
+        assert again.status_code == 400
+        assert paths(again) == {"/evaluationInfo/continuous/enabled"}
+
+
 class TestAudienceReferences:
     async def test_a_rule_naming_unknown_audiences_is_refused_with_their_ids(
         self, http: httpx.AsyncClient

@@ -234,3 +234,23 @@ async def dependents_among(
     them from ``definition_id`` would close a cycle."""
     wanted = set(among)
     return [d for d in await dependents(conn, sandbox, definition_id) if d in wanted]
+
+
+async def profile_only(conn: asyncpg.Connection, sandbox: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Those of ``ids`` whose rules read no event, neither themselves nor through the
+    audiences they name, directly or not (AEP's profile-only audiences)."""
+    rows = await conn.fetch(
+        """WITH RECURSIVE reach(root, id) AS (
+               SELECT id, id FROM segment_definitions WHERE sandbox = $1 AND id = ANY($2::uuid[])
+             UNION
+               SELECT reach.root, r.referenced_id FROM reach
+                 JOIN segment_references r ON r.sandbox = $1 AND r.definition_id = reach.id
+           )
+           SELECT reach.root FROM reach
+             JOIN segment_definitions d ON d.sandbox = $1 AND d.id = reach.id
+            GROUP BY reach.root
+           HAVING bool_and(NOT EXISTS (SELECT 1 FROM unnest(d.paths_read) p WHERE p LIKE 'xEvent%'))""",
+        sandbox,
+        list(ids),
+    )
+    return {r["root"] for r in rows}

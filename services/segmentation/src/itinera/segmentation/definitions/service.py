@@ -258,6 +258,42 @@ def _check_streaming(
     extra["streamingReasons"] = list(findings.streaming_reasons)
 
 
+async def allowing_profile_only(db: asyncpg.Connection, sandbox: str, text: str) -> pql.Analysis:
+    """The analysis of the rule ``text`` with AEP's allowance for audiences it names: a
+    rule combining its event condition with ``inSegment`` streams when every audience
+    it names is profile-only (see :func:`repository.profile_only`)."""
+    analysis = pql.analyse(text)
+    if analysis.streaming or analysis.problems or not analysis.segments:
+        return analysis
+    named = {name: key for name in analysis.segments if (key := parse_id(name)) is not None}
+    only = await repository.profile_only(db, sandbox, list(named.values()))
+    if not only:
+        return analysis
+    return pql.analyse(text, profile_only_segments=[name for name, key in named.items() if key in only])
+
+
+async def _streaming_dependents_hold(db: asyncpg.Connection, sandbox: str, definition_id: uuid.UUID) -> None:
+    """After a rule changed: every audience evaluated in streaming that names it,
+    directly or not, can still be (a rule that read no event may read some now, and an
+    audience combining an event with ``inSegment`` of it streams only while it does not).
+    A Conflict naming those that could not."""
+    broken = []
+    dependents = await repository.dependents(db, sandbox, definition_id)
+    for row in await repository.get_many(db, sandbox, dependents):
+        if not (row["continuous_enabled"] or row["synchronous_enabled"]):
+            continue
+        analysis = await allowing_profile_only(db, sandbox, row["expression"])
+        if not analysis.streaming:
+            broken.append(row)
+    if broken:
+        named = ", ".join(f"{r['name']!r} ({r['id']})" for r in broken)
+        raise Conflict(
+            f"audiences evaluated in streaming name this one and could not be any more: {named}; "
+            "evaluate them in batch first, or keep this rule free of events",
+            extra={"streamingDependents": [{"id": str(r["id"]), "name": r["name"]} for r in broken]},
+        )
+
+
 def _raise_if_any(errors: list[FieldError], extra: dict[str, Any]) -> None:
     if errors:
         detail = "; ".join(f"{e.path}: {e.message}" for e in errors[:3])
@@ -363,6 +399,8 @@ async def create(
     _check_governance(body.dataGovernancePolicy, errors)
     modes = _modes(body.evaluationInfo, errors)
     found = _check_expression(body.expression, max_length, errors, extra)
+    if found is not None and found.audiences and not found.streaming:
+        found = Findings.of(await allowing_profile_only(db, sandbox, body.expression.value))
     if modes is not None and found is not None:
         _check_streaming(modes, found, errors, extra)
     _raise_if_any(errors, extra)
@@ -421,6 +459,10 @@ async def update(
         if patch.expression is not None
         else Findings.stored(current)
     )
+    if found is not None and found.audiences and (patch.expression is None or not found.streaming):
+        # (a stored answer may be stale: the audiences named may read events by now)
+        text = patch.expression.value if patch.expression is not None else current["expression"]
+        found = Findings.of(await allowing_profile_only(db, sandbox, text))
     if modes is not None and found is not None:
         _check_streaming(modes, found, errors, extra)
     _raise_if_any(errors, extra)
@@ -442,6 +484,7 @@ async def update(
     row = await _saved(sandbox, name, repository.update(db, sandbox, definition_id, columns))
     if referenced is not None:
         await repository.set_references(db, sandbox, definition_id, referenced)
+        await _streaming_dependents_hold(db, sandbox, definition_id)
     return view(row, sandbox)
 
 

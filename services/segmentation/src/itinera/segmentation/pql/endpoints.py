@@ -26,6 +26,7 @@ from itinera.common.errors import FieldError, NotFound, ValidationFailed
 from itinera.common.service import Db
 from itinera.common.web.responses import Json
 from itinera.segmentation.config import SegmentationSettings
+from itinera.segmentation.definitions.service import allowing_profile_only
 from itinera.segmentation.projection import repository as projection
 
 router = APIRouter(tags=["pql"])
@@ -109,9 +110,9 @@ async def evaluate(request: Request, caller: Reader, body: Evaluation, db: Db) -
 @router.post(
     "/v1/pql/validate", summary="Problems, attributes read and streaming eligibility", response_class=Json
 )
-async def validate(request: Request, caller: Reader, body: Validation) -> Json:
+async def validate(request: Request, caller: Reader, body: Validation, db: Db) -> Json:
     _checked_length(request, body.expression)
-    found = pql.analyse(body.expression)
+    found = await allowing_profile_only(db, caller.sandbox, body.expression)
     return Json(
         {
             "valid": not found.problems,
