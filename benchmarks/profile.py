@@ -248,9 +248,12 @@ class Counters:
 
 
 class ServiceMetrics:
-    def __init__(self, client: httpx.AsyncClient, url: str, relay_url: str | None = None) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, url: str, relay_url: str | None = None, others: Sequence[str] = ()
+    ) -> None:
         self._client = client
-        self._urls = [f"{url}/metrics"] + ([f"{relay_url}/metrics"] if relay_url else [])
+        consumers = [url, *others]  # every consuming process (``--consumers``), each its own figures
+        self._urls = [f"{u}/metrics" for u in consumers] + ([f"{relay_url}/metrics"] if relay_url else [])
 
     async def read(self) -> Counters:
         """The consumer's figures (and the relay's, when it runs in its own process)."""
@@ -693,6 +696,8 @@ class Stack:
     """The read API's processes (``--api-workers``), beside the one that consumes."""
     relay: subprocess.Popen[bytes] | None = None
     """The outbox relay's process (``--relay-process``)."""
+    consumers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    """More consuming processes of the group (``--consumers``), beside ``server``."""
     spy: subprocess.Popen[bytes] | None = None
 
     def start_infra(self, statement_stats: bool = False) -> Infrastructure:
@@ -719,6 +724,12 @@ class Stack:
         self.server_log = self.state_dir / "profile.log"
         self.server = self._serve(self.server_log.name, env, "--role", "all", "--port", str(port))
         return self.server
+
+    def start_consumer(self, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        n = len(self.consumers) + 2
+        process = self._serve(f"profile-{n}.log", env, "--role", "worker", "--port", str(port))
+        self.consumers.append(process)
+        return process
 
     def start_relay(self, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
         self.relay = self._serve("profile-relay.log", env, "--role", "relay", "--port", str(port))
@@ -759,7 +770,7 @@ class Stack:
 
     def stop(self) -> None:
         self.stop_spy()
-        for process in (self.api, self.server, self.relay):
+        for process in (self.api, self.server, *self.consumers, self.relay):
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 try:
@@ -768,6 +779,7 @@ class Stack:
                     process.kill()
                     process.wait()
         self.api = self.server = self.relay = None
+        self.consumers = []
         if self.infra is not None:
             self.infra.stop()
             self.infra = None
@@ -779,6 +791,8 @@ class Stack:
         pids: dict[str, int] = {}
         if self.server is not None:
             pids["profile"] = self.server.pid
+        for n, process in enumerate(self.consumers, start=2):
+            pids[f"profile {n}"] = process.pid
         if self.api is not None:
             pids["profile api"] = self.api.pid  # the supervisor: its tree is the workers
         if self.relay is not None:
@@ -1091,6 +1105,7 @@ class Args:
     seed: int
     py_spy: Path | None
     relay_process: bool
+    consumers: int
     statements: int
 
 
@@ -1142,6 +1157,12 @@ def parse_args(argv: Sequence[str] | None) -> Args:
     parser.add_argument("--time-limit", type=float, default=600, help="seconds for the whole run at most")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
+        "--consumers",
+        type=int,
+        default=1,
+        help="processes consuming in the service's group (each `--role worker` beyond the first)",
+    )
+    parser.add_argument(
         "--relay-process",
         action="store_true",
         help="publish the outbox from a `--role relay` process of its own, not the consumer's",
@@ -1190,6 +1211,7 @@ def parse_args(argv: Sequence[str] | None) -> Args:
         seed=ns.seed,
         py_spy=ns.py_spy,
         relay_process=ns.relay_process,
+        consumers=ns.consumers,
         statements=ns.statements,
     )
 
@@ -1218,6 +1240,7 @@ def spied(
 async def bench(args: Args, stack: Stack, results: Results) -> int:
     env = dict(os.environ)
     relay_url = None
+    consumer_urls: list[str] = []
     if args.reuse:
         settings = CommonSettings()
         url, metrics_url = args.url, args.metrics_url
@@ -1242,6 +1265,10 @@ async def bench(args: Args, stack: Stack, results: Results) -> int:
             say(f"outbox relay starting at {relay_url} (--role relay, its own process)")
         stack.start_server(port, env)
         say(f"profile service starting at {url} (--role all, one process)")
+        for _ in range(args.consumers - 1):
+            consumer_urls.append(f"http://127.0.0.1:{(consumer_port := free_port())}")
+            stack.start_consumer(consumer_port, env)
+            say(f"another consumer starting at {consumer_urls[-1]} (--role worker)")
     token = mint_token(settings, scopes=["profiles:read", "identity:read"], sandbox=args.sandbox)
     client = httpx.AsyncClient(
         base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=httpx.Timeout(5)
@@ -1257,7 +1284,10 @@ async def bench(args: Args, stack: Stack, results: Results) -> int:
         except (OSError, asyncpg.PostgresError) as exc:
             say(f"no database figures: {type(exc).__name__}: {exc}")
         tables = Tables(conn, args.sandbox)
-        metrics = ServiceMetrics(scraper, metrics_url, relay_url)
+        for consumer_url in consumer_urls:
+            async with httpx.AsyncClient(base_url=consumer_url) as consumer:
+                await wait_ready(consumer, stack, timeout_s=120)
+        metrics = ServiceMetrics(scraper, metrics_url, relay_url, consumer_urls)
         await kafka.start()
         traffic = Traffic(args.seed, args.profiles, args.email_share, args.sandbox)
         say(f"sandbox {args.sandbox}; waiting for the consumer group (probe event)")
