@@ -400,6 +400,7 @@ async def create(
     modes = _modes(body.evaluationInfo, errors)
     found = _check_expression(body.expression, max_length, errors, extra)
     if found is not None and found.audiences and not found.streaming:
+        await repository.lock_sandbox(db, sandbox)  # what it names must not change meanwhile
         found = Findings.of(await allowing_profile_only(db, sandbox, body.expression.value))
     if modes is not None and found is not None:
         _check_streaming(modes, found, errors, extra)
