@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from itinera.common import pql
 from itinera.common.projection import occurred_at
-from itinera.segmentation.membership.repository import Audience
-from itinera.segmentation.membership.service import next_check
+from itinera.segmentation.membership.service import next_check, window_start
+
+from .test_membership_rules import audience
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)  # a Saturday
 MIDNIGHT = datetime(2026, 11, 29, tzinfo=UTC)
@@ -23,21 +24,6 @@ LATER = timedelta(milliseconds=1)
 """How long after the moment an event's time crosses a bound the check comes."""
 WITHIN_24_HOURS = 'xEvent[eventType = "a" and timestamp occurs <= 24 hours before now]'
 TODAY = 'xEvent[eventType = "a" and timestamp occurs today]'
-
-
-def audience(rule: str) -> Audience:
-    """The audience of ``rule``, with what the definitions service stores of it."""
-    analysis = pql.analyse(rule)
-    assert not analysis.problems, analysis.problems
-    return Audience(
-        "a",
-        rule,
-        tuple(analysis.references),
-        tuple(analysis.segments),
-        analysis.lookback,
-        analysis.time_dependent,
-        datetime.now(UTC),
-    )
 
 
 def at(text: str) -> dict[str, str]:
@@ -129,6 +115,12 @@ class TestOtherTimes:
     def test_a_rule_reading_now_otherwise_is_checked_daily(self) -> None:
         rule = audience("person.birthDate occurs <= 30 days before now")
         assert next_check(rule, [], NOW) == MIDNIGHT
+
+    def test_a_look_back_reaching_before_year_1_reads_from_the_first_moment(self) -> None:
+        # (one stored before look-backs over 1,000 years were read as "every event")
+        assert window_start(NOW, [timedelta(days=366 * 5000)]) == datetime.min.replace(tzinfo=UTC)
+        assert window_start(NOW, [timedelta(days=1), None]) is None
+        assert window_start(NOW, [timedelta(days=1)]) == NOW - timedelta(days=1)
 
     def test_a_rule_that_does_not_depend_on_time_is_never_checked(self) -> None:
         assert next_check(audience('person.name = "x"'), [], NOW) is None

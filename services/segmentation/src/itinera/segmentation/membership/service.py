@@ -97,7 +97,8 @@ def _next_start(now: datetime, unit: str) -> datetime | None:
 
 
 def _back(now: datetime, lookback: timedelta | None) -> datetime | None:
-    """``lookback`` before ``now``; the earliest moment there is when that lies before it."""
+    """``lookback`` before ``now``; the earliest moment there is when that lies before it
+    (a look-back stored before :data:`pql.analysis.LONGEST_LOOKBACK` capped them)."""
     if lookback is None:
         return None
     try:
@@ -242,7 +243,7 @@ def window_start(now: datetime, lookbacks: Iterable[timedelta | None]) -> dateti
     listed = list(lookbacks)
     if not listed or any(w is None for w in listed):
         return None
-    return now - max(w for w in listed if w is not None)
+    return _back(now, max(w for w in listed if w is not None))
 
 
 class StoredEvents:
